@@ -1,0 +1,108 @@
+"""Every exception sltd raises on purpose.
+
+The tree::
+
+    SltdError                       base of everything below; catch this at a boundary
+    ├── ValidationError             a value is not acceptable (carries field=, value=, row=)
+    │   ├── InvalidNumber           document number empty, too long, or not alphanumeric
+    │   ├── UnknownCountry          not an ICAO 9303 issuing-state code
+    │   ├── UnknownDocType          not a known document type code or name
+    │   ├── UnknownStatus           not lost / stolen / stolen blank / revoked
+    │   └── InvalidDate             not an ISO date (YYYY-MM-DD)
+    ├── SourceError                 an input file or table cannot be read as asked
+    │                               (missing file, unknown format, mapped column absent)
+    ├── IndexStateError             the index file is missing, of another schema version,
+    │                               or the operation does not fit its state
+    └── RecordNotFound              no active record has that number, type and country
+
+Every error carries the failing objects as keyword-only attributes so that a caller can
+act on them, and its message says what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SltdError(Exception):
+    """Base of every exception sltd raises on purpose."""
+
+
+class ValidationError(SltdError, ValueError):
+    """A value given to sltd is not acceptable.
+
+    Attributes:
+        field: name of the field (e.g. ``"issuing_country"``).
+        value: the value as given.
+        reason: why it was refused, in plain words.
+        row: 1-based row of the source it came from, when it came from a file.
+    """
+
+    def __init__(self, reason: str, *, field: str, value: Any, row: int | None = None):
+        self.field = field
+        self.value = value
+        self.reason = reason
+        self.row = row
+        where = f"row {row}: " if row is not None else ""
+        super().__init__(f"{where}{field}={value!r}: {reason}")
+
+
+class InvalidNumber(ValidationError):
+    """A document number that cannot be a travel document number."""
+
+
+class UnknownCountry(ValidationError):
+    """An issuing country that is not an ICAO 9303 code."""
+
+
+class UnknownDocType(ValidationError):
+    """A document type that sltd does not know."""
+
+
+class UnknownStatus(ValidationError):
+    """A record status other than lost, stolen, stolen blank or revoked."""
+
+
+class InvalidDate(ValidationError):
+    """A date that is not an ISO calendar date."""
+
+
+class SourceError(SltdError):
+    """An input source cannot be read as asked.
+
+    Attributes:
+        source: the path or description of the source.
+    """
+
+    def __init__(self, message: str, *, source: Any = None):
+        self.source = source
+        super().__init__(message)
+
+
+class IndexStateError(SltdError):
+    """The index is missing, has another schema version, or is not in the state needed.
+
+    Attributes:
+        path: the database path concerned.
+    """
+
+    def __init__(self, message: str, *, path: Any = None):
+        self.path = path
+        super().__init__(message)
+
+
+class RecordNotFound(SltdError, LookupError):
+    """No active record with that number, type and country.
+
+    Attributes:
+        number, doc_type, country: the key that was looked for.
+    """
+
+    def __init__(self, *, number: str, doc_type: str, country: str):
+        self.number = number
+        self.doc_type = doc_type
+        self.country = country
+        super().__init__(
+            f"no active record {number} / {doc_type} / {country}: check the key, "
+            "or the record may already be withdrawn"
+        )

@@ -1,0 +1,198 @@
+"""Typed values that cross sltd's API: records, queries and first-level hits.
+
+Everything here is a frozen dataclass or an enum. A :class:`Record` validates and
+normalizes itself on construction, so a ``Record`` that exists is a valid record.
+A :class:`Hit` is the first-level answer and holds nothing else: no status, dates or
+owner, by construction.
+
+Example:
+    >>> r = Record("x12 345 678", "passport", "d", "Stolen")
+    >>> (r.number, r.doc_type, r.country, r.status)
+    ('X12345678', 'P', 'DEU', <Status.STOLEN: 'stolen'>)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sltd import codes
+from sltd.errors import InvalidDate, ValidationError
+from sltd.normalize import canonical_number
+
+
+class Status(enum.StrEnum):
+    """Why a document is invalid."""
+
+    LOST = "lost"
+    STOLEN = "stolen"
+    STOLEN_BLANK = "stolen_blank"
+    REVOKED = "revoked"
+
+
+class DocType(enum.StrEnum):
+    """Document types; values are sltd's codes (ICAO 9303 document codes where they exist)."""
+
+    PASSPORT = "P"
+    DIPLOMATIC_PASSPORT = "PD"
+    SERVICE_PASSPORT = "PS"
+    IDENTITY_CARD = "I"
+    VISA = "V"
+    RESIDENCE_PERMIT = "R"
+    REFUGEE_TRAVEL_DOCUMENT = "T"
+    OTHER = "O"
+
+
+assert {t.value for t in DocType} == set(codes.DOC_TYPES)
+
+
+class MatchKind(enum.StrEnum):
+    """How a first-level hit matches the query.
+
+    EXACT: number, type and country all equal. PARTIAL: number equal, type or country
+    different or not given. NEAR: number differs by a likely typing or OCR error.
+    """
+
+    EXACT = "exact"
+    PARTIAL = "partial"
+    NEAR = "near"
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_REASON = "not a calendar date in ISO form YYYY-MM-DD"
+EXPIRY_REASON = "expiry is before issue"
+OWNER_REASON = "owner NCB must be given by its country code (e.g. FRA)"
+PLACE_LIMIT = 200
+
+
+def _date(value: Any, field: str) -> dt.date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    if _ISO_DATE.fullmatch(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise InvalidDate(DATE_REASON, field=field, value=value)
+
+
+def _text(value: Any, field: str, limit: int = PLACE_LIMIT) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        raise ValidationError(f"longer than {limit} characters", field=field, value=value)
+    return text or None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One SLTD record. Mandatory fields first; the rest are optional.
+
+    Construction normalizes every field (canonical number, type and country codes, status
+    enum, ISO dates) and raises a :class:`~sltd.errors.ValidationError` subclass naming the
+    field and value when one is not acceptable.
+
+    Attributes:
+        number: canonical document number.
+        doc_type: document type code (see :class:`DocType`).
+        country: ICAO 9303 issuing-country code.
+        status: lost, stolen, stolen blank or revoked.
+        owner_ncb: country code of the National Central Bureau that registered the record.
+        place_of_loss: where the document was lost or stolen.
+        date_of_loss, date_of_issue, date_of_expiry: dates (blanks have no issue/expiry).
+    """
+
+    number: str
+    doc_type: str
+    country: str
+    status: Status
+    owner_ncb: str | None = None
+    place_of_loss: str | None = None
+    date_of_loss: dt.date | None = None
+    date_of_issue: dt.date | None = None
+    date_of_expiry: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "number", canonical_number(self.number))
+        s(self, "doc_type", DocType(codes.doc_type_code(self.doc_type)))
+        s(self, "country", codes.country_code(self.country))
+        s(self, "status", Status(codes.status_code(self.status)))
+        if self.owner_ncb is not None and str(self.owner_ncb).strip():
+            try:
+                s(self, "owner_ncb", codes.country_code(self.owner_ncb))
+            except ValidationError as e:
+                raise type(e)(OWNER_REASON,
+                              field="owner_ncb", value=self.owner_ncb) from None
+        else:
+            s(self, "owner_ncb", None)
+        s(self, "place_of_loss", _text(self.place_of_loss, "place_of_loss"))
+        for name in ("date_of_loss", "date_of_issue", "date_of_expiry"):
+            s(self, name, _date(getattr(self, name), name))
+        if (self.date_of_issue and self.date_of_expiry
+                and self.date_of_expiry < self.date_of_issue):
+            raise InvalidDate(EXPIRY_REASON, field="date_of_expiry",
+                              value=self.date_of_expiry)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The record's identity: (number, type, country)."""
+        return (self.number, str(self.doc_type), self.country)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain values, with the default loader column names."""
+        d = dataclasses.asdict(self)
+        return {
+            "document_number": d.pop("number"),
+            "document_type": str(d.pop("doc_type")),
+            "issuing_country": d.pop("country"),
+            "status": str(d.pop("status")),
+            **d,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A first-level hit: what an officer may see before deciding it fits the document.
+
+    Attributes:
+        hit_id: opaque id to reveal the second-level details with.
+        number, doc_type, country: the listed record's key.
+        match: exact, partial or near.
+        score: similarity 0-100 (100 for exact and partial).
+        explanation: how the listed number differs from the query, for near misses.
+    """
+
+    hit_id: str
+    number: str
+    doc_type: str
+    country: str
+    match: MatchKind
+    score: float = 100.0
+    explanation: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``hit_id, number, type, country, match`` (+ score/explanation)."""
+        d: dict[str, Any] = {
+            "hit_id": self.hit_id,
+            "number": self.number,
+            "type": str(self.doc_type),
+            "country": self.country,
+            "match": str(self.match),
+        }
+        if self.match is MatchKind.NEAR:
+            d["score"] = round(self.score, 1)
+            d["explanation"] = self.explanation
+        return d

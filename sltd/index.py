@@ -1,0 +1,347 @@
+"""The Index: one object that owns the DuckDB connection and the in-memory key set.
+
+Example:
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.duckdb")
+    >>> with open_index(path, create=True) as ix:
+    ...     _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    ...     [h.match.value for h in ix.check("x123-4567", "passport", "FRA")]
+    ['exact']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from sltd import codes, store
+from sltd.clock import Clock, SystemClock
+from sltd.errors import IndexStateError, RecordNotFound, SourceError
+from sltd.keyset import (
+    KeySet,
+    country_key_hashes,
+    key_hash_bytes,
+    key_hashes_from_strings,
+)
+from sltd.model import DocType, Hit, MatchKind, Record
+from sltd.normalize import canonical_number, fold_bytes, fold_number
+from sltd.search import edit1_variants, explain, mint_hit_id
+from sltd.sources import Problem, Source, arrow_from_rows, read_source
+
+# Type and country validation runs on every check (a bad value is an error, even on a
+# miss); the few distinct spellings a border system sends are cached.
+_doc_type = functools.lru_cache(maxsize=4096)(codes.doc_type_code)
+_country = functools.lru_cache(maxsize=4096)(codes.country_code)
+
+#: Most hits one check returns (exact first, then partial, then near by score).
+MAX_HITS = 20
+
+
+def default_db_path() -> str:
+    """``$SLTD_DB`` if set, else ``./sltd.duckdb``."""
+    return os.environ.get("SLTD_DB") or "sltd.duckdb"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+    """What a load did.
+
+    Attributes:
+        rows_read: data rows in the source (including malformed lines).
+        inserted, updated, unchanged: valid records by effect.
+        rejected: rows left out (each listed in ``problems`` with field and reason).
+        problems: every problem found, one per field per row.
+        rejects_path: where the problems were written, if anywhere.
+        seconds: wall time of the load.
+    """
+
+    source: str
+    rows_read: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+    problems: tuple[Problem, ...]
+    rejects_path: str | None
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["problems"] = len(self.problems)
+        return d
+
+
+def open_index(path: str | os.PathLike[str] | None = None, *, create: bool = False,
+               clock: Clock | None = None, read_only: bool = False) -> Index:
+    """Open the index at ``path`` (default :func:`default_db_path`).
+
+    Args:
+        path: the DuckDB file; ``":memory:"`` for a throw-away index.
+        create: create the file and schema if missing (otherwise a missing index is an error).
+        clock: where time comes from (default: the system clock, UTC).
+        read_only: open without write access (several processes may read at once).
+
+    Raises:
+        IndexStateError: no index there (and ``create`` is false), or another schema.
+    """
+    return Index(path if path is not None else default_db_path(), create=create,
+                 clock=clock, read_only=read_only)
+
+
+class Index:
+    """A stolen and lost travel documents index: load, check, withdraw.
+
+    Use :func:`open_index` to get one. One Index per database file per process: the key set
+    it holds is refreshed by its own writes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False,
+                 clock: Clock | None = None, read_only: bool = False):
+        self.path = os.fspath(path)
+        self.clock: Clock = clock or SystemClock()
+        memory = self.path == ":memory:"
+        if not memory and not create and not Path(self.path).exists():
+            raise IndexStateError(
+                f"no index at {self.path}; create one with `sltd init` (or create=True)",
+                path=self.path)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+            self.con.execute("SET enable_progress_bar = false")
+        except duckdb.Error as e:
+            raise IndexStateError(f"cannot open {self.path}: {str(e).splitlines()[0]}",
+                                  path=self.path) from None
+        try:
+            if create and not read_only:
+                store.create_schema(self.con, self.clock.now())
+            store.check_schema(self.con, self.path)
+            if not read_only:
+                store.ensure_index(self.con)
+        except BaseException:
+            self.con.close()
+            raise
+        secret = store.get_meta(self.con, "hit_secret")
+        self._secret = bytes.fromhex(secret or "")
+        self._keys = KeySet(np.empty(0, np.int64))
+        self._country_keys = KeySet(np.empty(0, np.int64))
+        self._add_keys(store.key_columns(self.con))
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.con.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        row = store.one(self.con, "SELECT count(*) FROM records")
+        return int(row[0]) if row else 0
+
+    @property
+    def key_set_bytes(self) -> int:
+        """Memory held by the in-memory key sets: 8 bytes per distinct folded key (exact and
+        partial checks) + 8 per distinct (country, folded key) (near-miss probing)."""
+        return self._keys.nbytes + self._country_keys.nbytes
+
+    def _add_keys(self, keys: pa.Table) -> None:
+        fold_hashes = keys.column("fold_hash").to_numpy()
+        self._keys = self._keys.union(fold_hashes)
+        self._country_keys = self._country_keys.union(
+            country_key_hashes(fold_hashes, keys.column("country")))
+
+    # --- writes -----------------------------------------------------------------------
+
+    def load(self, source: Source, *, format: str | None = None,
+             mapping: Mapping[str, str] | None = None,
+             rejects: str | os.PathLike[str] | None = None) -> LoadReport:
+        """Load records from CSV, Parquet, JSON Lines or an Arrow table, in one transaction.
+
+        Valid rows are inserted or replace the record of the same key (the old version goes
+        to history); identical rows change nothing, so reloading a file is idempotent.
+        Invalid rows are left out and reported with row, field, value and reason, in the
+        report and, if ``rejects`` is given, in that CSV file. If anything fails, the index
+        is left exactly as it was.
+
+        Args:
+            source: file path or Arrow table.
+            format: csv, parquet, jsonl or arrow (default: from the file name).
+            mapping: sltd column -> source column, e.g. ``{"document_number": "doc_no"}``.
+            rejects: path of a CSV file to write the problems to (written even when empty).
+
+        Raises:
+            SourceError: the source cannot be read or lacks a mandatory column.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> ix = open_index(":memory:", create=True)
+            >>> rep = ix.load(pa.table({"document_number": ["X1234567", "?"],
+            ...     "document_type": ["P", "P"], "issuing_country": ["FRA", "FRA"],
+            ...     "status": ["lost", "lost"]}))
+            >>> rep.inserted, rep.rejected, rep.problems[0].field
+            (1, 1, 'document_number')
+        """
+        import time
+
+        start = time.perf_counter()
+        src = read_source(source, format=format, mapping=mapping, required=store.MANDATORY,
+                          optional=store.OPTIONAL, con=self.con)
+        self.con.execute("BEGIN")
+        try:
+            checked = store.validate(self.con, src)
+            counts = store.upsert(self.con, checked.valid, self.clock.now())
+            problems = [*src.problems, *checked.problems]
+            if rejects is not None:
+                _write_rejects(rejects, problems)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        store.ensure_index(self.con)
+        self._add_keys(checked.valid)
+        return LoadReport(
+            source=src.name,
+            rows_read=src.table.num_rows + len(src.problems),
+            inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
+            rejected=len({p.row for p in problems}),
+            problems=tuple(problems),
+            rejects_path=os.fspath(rejects) if rejects is not None else None,
+            seconds=time.perf_counter() - start,
+        )
+
+    def upsert(self, records: Iterable[Record]) -> LoadReport:
+        """Add or update records (already validated :class:`Record` values)."""
+        rows = [r.as_dict() for r in records]
+        if not rows:
+            raise SourceError("no records given")
+        return self.load(arrow_from_rows(rows))
+
+    def withdraw(self, number: str, doc_type: str, country: str, *,
+                 reason: str | None = None) -> None:
+        """Withdraw a record (the document was recovered): kept in history, no longer hit.
+
+        Raises:
+            RecordNotFound: no active record with that key.
+        """
+        key = (canonical_number(number), codes.doc_type_code(doc_type),
+               codes.country_code(country))
+        self.con.execute("BEGIN")
+        try:
+            found = store.withdraw(self.con, key, fold_number(key[0]), self.clock.now(),
+                                   reason)
+            self.con.execute("COMMIT" if found else "ROLLBACK")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        if not found:
+            raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
+        # The key set keeps the hash: a superset only costs a DuckDB lookup, never a hit.
+
+    # --- first level ------------------------------------------------------------------
+
+    def check(self, number: str, doc_type: str | None = None, country: str | None = None,
+              *, exact_only: bool = False, searcher: str = "") -> list[Hit]:
+        """First-level check of one document: hits with number, type and country only.
+
+        Args:
+            number: the document number as typed or read (separators and case ignored).
+            doc_type: type code or name, if known.
+            country: issuing-country code, if known.
+            exact_only: skip near-miss search (exact and partial hits only).
+            searcher: who is searching (e.g. the NCB code); hit ids are bound to it.
+
+        Returns:
+            Hits, exact first, then partial, then near misses by descending score; at most
+            :data:`MAX_HITS`. An empty list means not listed.
+
+        Raises:
+            ValidationError: the number, type or country is not acceptable.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")]
+            [('near', 'X1234567')]
+        """
+        canonical = canonical_number(number)
+        qtype = _doc_type(doc_type) if doc_type is not None else None
+        qcountry = _country(country) if country is not None else None
+        folded = fold_bytes(canonical)
+        listed = key_hash_bytes(folded) in self._keys
+        if exact_only and not listed:
+            return []  # the hot path: most checks end here, without touching DuckDB
+        folds = [folded.decode()] if listed else []
+        if not exact_only:
+            folds += self._near_folds(folded.decode(), qcountry)
+        if not folds:
+            return []
+        rows = store.rows_by_folds(self.con, folds)
+        return self._classify(canonical, qtype, qcountry, rows, exact_only, searcher)
+
+    def _near_folds(self, folded: str, country: str | None) -> list[str]:
+        """Folded keys one edit away from ``folded`` that are listed (in ``country``)."""
+        variants = edit1_variants(folded)
+        hashes = key_hashes_from_strings(variants)
+        if country is not None:
+            present = self._country_keys.contains_any(country_key_hashes(hashes, country))
+        else:
+            present = self._keys.contains_any(hashes)
+        return [variants[i] for i in np.flatnonzero(present)]
+
+    def _classify(self, canonical: str, qtype: str | None, qcountry: str | None,
+                  rows: list[tuple[int, str, str, str, str]], exact_only: bool,
+                  searcher: str) -> list[Hit]:
+        now = self.clock.now()
+        hits: list[tuple[int, float, Hit]] = []
+        for record_id, number, rtype, rcountry, _fold in rows:
+            if number == canonical:
+                exact = qtype == rtype and qcountry == rcountry
+                kind, score, why = (MatchKind.EXACT if exact else MatchKind.PARTIAL), 100.0, None
+            elif exact_only:
+                continue
+            elif (qcountry is not None and rcountry != qcountry) or (
+                    qtype is not None and rtype != qtype):
+                continue
+            else:
+                kind = MatchKind.NEAR
+                score, why = explain(canonical, number)
+            hit = Hit(mint_hit_id(self._secret, record_id, now, searcher), number,
+                      DocType(rtype), rcountry, kind, score, why)
+            rank = {MatchKind.EXACT: 0, MatchKind.PARTIAL: 1, MatchKind.NEAR: 2}[kind]
+            hits.append((rank, -score, hit))
+        hits.sort(key=lambda t: (t[0], t[1], t[2].number, t[2].country, t[2].doc_type))
+        return [h for _, _, h in hits[:MAX_HITS]]
+
+    # --- reporting --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by status, type and country, history, key-set memory."""
+        s = store.stats(self.con)
+        s["key_set_bytes"] = self.key_set_bytes
+        s["path"] = self.path
+        return s
+
+
+def _write_rejects(path: str | os.PathLike[str], problems: list[Problem]) -> None:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "field", "value", "reason"])
+        for p in problems:
+            w.writerow([p.row, p.field, p.value, p.reason])
+
+

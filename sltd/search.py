@@ -1,0 +1,167 @@
+"""First-level search: exact and partial hits, near misses, and the hit ids they carry.
+
+A query's number is canonicalized and folded (:mod:`sltd.normalize`). The folded key's
+hash is looked up in the in-memory :class:`~sltd.keyset.KeySet`; when it is absent, and
+near-miss search is off or finds no variant either, the answer is "not listed" without
+touching DuckDB. Otherwise DuckDB returns the candidate rows by folded key (one indexed
+column) and each is classified:
+
+- **exact**: number, type and country all equal (type and country given);
+- **partial**: number equal, type or country different or not given;
+- **near**: folded key equal (any number of OCR confusions such as O/0, I/1, B/8) or one
+  edit apart in folded space (one substitution, insertion, deletion, or transposition of
+  neighbours). Near misses are only reported for the queried country (and type, if given):
+  a one-character neighbour in another country is noise, not a lead.
+
+Near-miss search probes the key set with every edit-1 variant of the folded query (a few
+hundred hashes, one vectorized ``searchsorted``) instead of scanning records.
+
+A hit id is an HMAC-signed token (record id, issue time, searcher) under a per-index
+secret: minting one costs no write on the hot path, and it cannot be forged to fish for a
+record by number or reused by another searcher.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import struct
+
+from rapidfuzz.distance import OSA, Levenshtein
+
+from sltd.normalize import CONFUSIONS, MAX_LENGTH
+
+#: Alphabet of folded keys: what a variant character may be.
+FOLDED_ALPHABET = "".join(sorted(set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") - set(CONFUSIONS)))
+
+
+def edit1_variants(folded: str) -> list[str]:
+    """Every folded key one edit away: deletions, neighbour transpositions, substitutions,
+    insertions (over :data:`FOLDED_ALPHABET`), without the key itself.
+
+    Example:
+        >>> v = edit1_variants("A1")
+        >>> "1A" in v and "A" in v and "A1X" in v and "A1" not in v
+        True
+    """
+    n = len(folded)
+    out: set[str] = set()
+    for i in range(n):
+        head, tail = folded[:i], folded[i + 1 :]
+        out.add(head + tail)
+        for c in FOLDED_ALPHABET:
+            out.add(head + c + tail)
+        if i + 1 < n:
+            out.add(head + folded[i + 1] + folded[i] + folded[i + 2 :])
+    if n < MAX_LENGTH:
+        for i in range(n + 1):
+            head, tail = folded[:i], folded[i:]
+            for c in FOLDED_ALPHABET:
+                out.add(head + c + tail)
+    out.discard(folded)
+    return [v for v in out if len(v) >= 1]
+
+
+def explain(query: str, listed: str) -> tuple[float, str]:
+    """Score (0-100) and a plain explanation of how ``listed`` differs from ``query``.
+
+    The score is rapidfuzz's normalized optimal-string-alignment similarity (a
+    transposition counts as one edit); positions in the explanation are 1-based in the
+    queried number.
+
+    Example:
+        >>> explain("X12045", "X12O45")[1]
+        "'O' read as '0' at position 4"
+        >>> explain("X12345", "X13245")[1]
+        'characters 3-4 transposed'
+    """
+    score = OSA.normalized_similarity(query, listed) * 100.0
+    if len(query) == len(listed):
+        parts = _explain_same_length(query, listed)
+    else:
+        parts = []
+        for op in Levenshtein.editops(query, listed):
+            if op.tag == "replace":
+                parts.append(_replaced(query[op.src_pos], listed[op.dest_pos], op.src_pos + 1))
+            elif op.tag == "delete":
+                parts.append(f"extra '{query[op.src_pos]}' at position {op.src_pos + 1}")
+            else:
+                parts.append(f"missing '{listed[op.dest_pos]}' before position "
+                             f"{op.src_pos + 1}")
+    return score, "; ".join(parts) or "same number"
+
+
+_FOLD = str.maketrans(CONFUSIONS)
+
+
+def _replaced(query_ch: str, listed_ch: str, pos: int) -> str:
+    if query_ch.translate(_FOLD) == listed_ch.translate(_FOLD):
+        return f"'{listed_ch}' read as '{query_ch}' at position {pos}"
+    return f"'{query_ch}' at position {pos} where the record has '{listed_ch}'"
+
+
+def _explain_same_length(query: str, listed: str) -> list[str]:
+    diff = [i for i, (a, b) in enumerate(zip(query, listed, strict=True)) if a != b]
+    parts: list[str] = []
+    k = 0
+    while k < len(diff):
+        i = diff[k]
+        if (k + 1 < len(diff) and diff[k + 1] == i + 1
+                and query[i] == listed[i + 1] and query[i + 1] == listed[i]):
+            parts.append(f"characters {i + 1}-{i + 2} transposed")
+            k += 2
+            continue
+        parts.append(_replaced(query[i], listed[i], i + 1))
+        k += 1
+    return parts
+
+
+# --- hit ids ------------------------------------------------------------------------------
+
+_TOKEN = struct.Struct(">QI")
+_MAC_BYTES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class HitToken:
+    """What a verified hit id says: which record, when it was issued, what match."""
+
+    record_id: int
+    issued_at: dt.datetime
+
+
+def mint_hit_id(secret: bytes, record_id: int, issued_at: dt.datetime, searcher: str) -> str:
+    """A hit id for ``record_id``, bound to ``searcher`` and its issue time.
+
+    Example:
+        >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        >>> h = mint_hit_id(b"k", 42, t, "FRA")
+        >>> verify_hit_id(b"k", h, "FRA").record_id, verify_hit_id(b"k", h, "DEU")
+        (42, None)
+    """
+    payload = _TOKEN.pack(record_id, int(issued_at.timestamp()))
+    mac = hmac.new(secret, payload + searcher.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
+    return "h" + base64.b32encode(payload + mac).decode().rstrip("=").lower()
+
+
+def verify_hit_id(secret: bytes, hit_id: str, searcher: str) -> HitToken | None:
+    """The token's content if ``hit_id`` was minted with ``secret`` for ``searcher``."""
+    text = hit_id.strip().lower()
+    if not text.startswith("h"):
+        return None
+    body = text[1:].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except (ValueError, TypeError):
+        return None
+    if len(raw) != _TOKEN.size + _MAC_BYTES:
+        return None
+    payload, mac = raw[: _TOKEN.size], raw[_TOKEN.size :]
+    good = hmac.new(secret, payload + searcher.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
+    if not hmac.compare_digest(mac, good):
+        return None
+    record_id, ts = _TOKEN.unpack(payload)
+    return HitToken(record_id, dt.datetime.fromtimestamp(ts, dt.UTC))

@@ -1,0 +1,54 @@
+import numpy as np
+import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sltd.keyset import (
+    KeySet,
+    country_key_hash,
+    country_key_hashes,
+    key_hash,
+    key_hash_bytes,
+    key_hashes,
+    key_hashes_from_strings,
+)
+
+keys = st.text(alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"),
+               min_size=1, max_size=24)
+
+
+@given(st.lists(keys, min_size=1, max_size=50))
+def test_vectorized_hashes_equal_the_scalar_hash(ks):
+    expected = [key_hash(k) for k in ks]
+    assert key_hashes(pa.array(ks)).tolist() == expected
+    chunked = pa.chunked_array([pa.array(ks[:1], pa.string()), pa.array(ks[1:], pa.string())])
+    assert key_hashes(chunked).tolist() == expected
+    assert key_hashes_from_strings(ks).tolist() == expected
+    assert [key_hash_bytes(k.encode()) for k in ks] == expected
+
+
+@given(st.lists(st.tuples(keys, st.sampled_from(["FRA", "DEU", "D", "XXA"])), min_size=1))
+def test_country_hashes_vectorized_equal_scalar(pairs):
+    hs = np.array([key_hash(k) for k, _ in pairs], dtype=np.int64)
+    got = country_key_hashes(hs, pa.array([c for _, c in pairs]))
+    assert got.tolist() == [country_key_hash(key_hash(k), c) for k, c in pairs]
+    one = country_key_hashes(hs, "FRA")
+    assert one.tolist() == [country_key_hash(key_hash(k), "FRA") for k, _ in pairs]
+
+
+def test_short_keys_never_collide():
+    ks = [f"{i:07d}" for i in range(0, 10_000_000, 997)]
+    assert len(set(key_hashes_from_strings(ks).tolist())) == len(ks)
+
+
+@given(st.lists(st.integers(-(2**62), 2**62)), st.lists(st.integers(-(2**62), 2**62)),
+       st.lists(st.integers(-(2**62), 2**62)))
+def test_keyset_membership_matches_a_python_set(initial, added, probes):
+    oracle = set(initial) | set(added)
+    ks = KeySet.from_hashes(np.array(initial, dtype=np.int64)).union(
+        np.array(added, dtype=np.int64))
+    assert len(ks) == len(oracle)
+    for p in probes + initial + added:
+        assert (p in ks) == (p in oracle)
+    arr = np.array(probes + added, dtype=np.int64)
+    assert ks.contains_any(arr).tolist() == [p in oracle for p in arr.tolist()]

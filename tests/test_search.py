@@ -1,0 +1,173 @@
+"""First-level checks: exact, partial and near hits, explanations, hit ids."""
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from sltd import InvalidNumber, MatchKind, Record, UnknownCountry, open_index
+from sltd.search import edit1_variants, explain, mint_hit_id, verify_hit_id
+from sltd.synth import synth_records
+
+
+@pytest.fixture
+def listed(index):
+    index.upsert([
+        Record("X1234567", "P", "FRA", "stolen", owner_ncb="FRA", place_of_loss="Paris"),
+        Record("X1234567", "I", "DEU", "lost"),
+        Record("AB0012345", "P", "ITA", "stolen_blank"),
+    ])
+    return index
+
+
+def kinds(hits):
+    return [(h.match.value, h.number, str(h.doc_type), h.country) for h in hits]
+
+
+def test_exact_needs_all_three_fields_equal(listed):
+    assert kinds(listed.check("X1234567", "P", "FRA")) == [
+        ("exact", "X1234567", "P", "FRA"), ("partial", "X1234567", "I", "DEU")]
+
+
+def test_number_alone_gives_partial_hits_in_every_country(listed):
+    assert kinds(listed.check("x123-4567", exact_only=True)) == [
+        ("partial", "X1234567", "I", "DEU"), ("partial", "X1234567", "P", "FRA")]
+
+
+def test_a_miss_is_empty(listed):
+    assert listed.check("Q9999999", "P", "FRA") == []
+    assert listed.check("Q9999999", exact_only=True) == []
+
+
+def test_bad_input_is_refused_even_on_a_miss(listed):
+    with pytest.raises(UnknownCountry):
+        listed.check("Q9999999", "P", "XYZ", exact_only=True)
+    with pytest.raises(InvalidNumber):
+        listed.check("??", exact_only=True)
+
+
+@pytest.mark.parametrize(("query", "why"), [
+    ("AB0O12345", "'0' read as 'O' at position 4"),
+    ("A8OO12345", "'B' read as '8' at position 2"),
+    ("AB0021345", "characters 5-6 transposed"),
+    ("AB00123456", "extra '6' at position 10"),
+    ("AB001245", "missing '3' before position 7"),
+    ("AB0012346", "'6' at position 9 where the record has '5'"),
+])
+def test_near_misses_are_found_and_explained(listed, query, why):
+    hits = listed.check(query, "P", "ITA")
+    assert [(h.match, h.number) for h in hits] == [(MatchKind.NEAR, "AB0012345")]
+    assert why in hits[0].explanation
+    assert 0 < hits[0].score < 100
+
+
+def test_near_misses_stay_in_the_queried_country_and_can_be_switched_off(listed):
+    assert listed.check("AB0O12345", "P", "FRA") == []
+    assert listed.check("AB0O12345", "P", "ITA", exact_only=True) == []
+
+
+def test_exact_ranks_before_partial_before_near(index):
+    index.upsert([Record("X1234567", "P", "FRA", "lost"), Record("X1234567", "P", "DEU", "lost"),
+                  Record("X1234568", "P", "FRA", "lost")])
+    assert [h.match.value for h in index.check("X1234567", "P", "FRA")] == [
+        "exact", "partial", "near"]
+
+
+def test_hit_is_first_level_only(listed):
+    hit = listed.check("X1234567", "P", "FRA")[0]
+    assert set(hit.as_dict()) == {"hit_id", "number", "type", "country", "match"}
+    assert "stolen" not in repr(hit)
+    assert "Paris" not in repr(hit)
+
+
+def test_hit_ids_are_bound_to_searcher_and_unforgeable():
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    h = mint_hit_id(b"secret", 7, t, "FRA")
+    assert verify_hit_id(b"secret", h, "FRA").record_id == 7
+    assert verify_hit_id(b"secret", h, "DEU") is None
+    assert verify_hit_id(b"other", h, "FRA") is None
+    assert verify_hit_id(b"secret", h[:-2] + "aa", "FRA") is None
+    assert verify_hit_id(b"secret", "garbage!", "FRA") is None
+
+
+def test_edit1_variants_cover_every_edit_kind():
+    v = set(edit1_variants("A1C"))
+    assert {"1C", "1AC", "A1CX", "AXC", "AC"} <= v
+    assert "A1C" not in v
+
+
+def test_explain_combines_confusion_and_edit():
+    assert explain("X12O4567", "X1204567")[1] == "'0' read as 'O' at position 4"
+
+
+# --- properties against a loaded synthetic index ---------------------------------------
+
+RECORDS = synth_records(2000, seed=11)
+_IX = None
+
+
+def synthetic_index():
+    global _IX
+    if _IX is None:
+        _IX = open_index(":memory:", create=True)
+        _IX.load(RECORDS)
+    return _IX
+
+
+rows = st.integers(0, RECORDS.num_rows - 1).map(lambda i: RECORDS.slice(i, 1).to_pylist()[0])
+
+
+@given(rows, st.sampled_from(["", " ", "-", "."]), st.booleans())
+def test_every_loaded_record_is_an_exact_hit_of_its_own_fields(row, sep, lower):
+    n = row["document_number"]
+    q = n[:3] + sep + n[3:]
+    q = q.lower() if lower else q
+    hits = synthetic_index().check(q, row["document_type"], row["issuing_country"],
+                                   exact_only=True)
+    assert hits[0].match is MatchKind.EXACT
+    assert hits[0].number == n
+
+
+@given(st.text(alphabet="ABCDEFGHJKMNPRTUVWXY0123456789", min_size=6, max_size=12))
+def test_numbers_not_loaded_are_never_exact_hits(number):
+    listed = set(RECORDS.column("document_number").to_pylist())
+    assume(number not in listed)
+    hits = synthetic_index().check(number, "P", "FRA")
+    assert all(h.match is MatchKind.NEAR for h in hits)
+
+
+EDITS = st.sampled_from(["sub", "ins", "del", "swap", "ocr"])
+OCR = {"0": "O", "O": "0", "1": "I", "I": "1", "8": "B", "B": "8", "5": "S", "S": "5",
+       "2": "Z", "Z": "2", "6": "G", "G": "6"}
+
+
+def corrupt(n, kind, pos, ch):
+    i = pos % len(n)
+    if kind == "sub":
+        return n[:i] + ch + n[i + 1:]
+    if kind == "ins":
+        return n[:i] + ch + n[i:]
+    if kind == "del":
+        return n[:i] + n[i + 1:]
+    if kind == "swap":
+        i = min(i, len(n) - 2)
+        return n[:i] + n[i + 1] + n[i] + n[i + 2:]
+    return "".join(OCR.get(c, c) for c in n)  # every confusable character at once
+
+
+@given(rows, EDITS, st.integers(0, 30), st.sampled_from("ABCXYZ0123456789"))
+def test_every_single_error_of_each_kind_finds_the_record(row, kind, pos, ch):
+    n = row["document_number"]
+    q = corrupt(n, kind, pos, ch)
+    assume(len(q) >= 3)
+    hits = synthetic_index().check(q, row["document_type"], row["issuing_country"])
+    assert (n, row["issuing_country"]) in {(h.number, h.country) for h in hits}
+
+
+def test_load_accepts_arrow_tables_directly():
+    t = pa.table({"document_number": ["X1234567"], "document_type": ["P"],
+                  "issuing_country": ["FRA"], "status": ["lost"]})
+    with open_index(":memory:", create=True) as ix:
+        assert ix.load(t).inserted == 1

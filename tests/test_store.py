@@ -1,0 +1,180 @@
+"""Loading, updating and withdrawing records (sltd.store through the Index)."""
+
+import csv
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sltd import Record, RecordNotFound, SourceError, open_index
+from sltd.synth import synth_records, write_table
+
+HEADER = ("document_number,document_type,issuing_country,status,owner_ncb,place_of_loss,"
+          "date_of_loss,date_of_issue,date_of_expiry\n")
+
+
+def write(tmp_path, text, name="in.csv"):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def rejects_of(path):
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_valid_rows_go_in_and_each_problem_is_reported(index, tmp_path):
+    src = write(tmp_path, HEADER +
+                "X1234567,P,FRA,stolen,FRA,Paris,2025-01-02,2020-01-01,2030-01-01\n"
+                "Y7654321,passport,ZZZ,lost,,,,,\n"
+                "bad#no,P,FRA,lost,,,,,\n"
+                "Z1111111,P,DEU,misplaced,,,2025-13-01,,\n"
+                "A2222222,I,D,lost,,,,2021-01-01,2020-01-01\n")
+    rej = tmp_path / "rejects.csv"
+    rep = index.load(src, rejects=rej)
+    assert (rep.rows_read, rep.inserted, rep.rejected) == (5, 1, 4)
+    got = {(r["row"], r["field"], r["value"]) for r in rejects_of(rej)}
+    assert got == {
+        ("3", "issuing_country", "ZZZ"),
+        ("4", "document_number", "bad#no"),
+        ("5", "status", "misplaced"),
+        ("5", "date_of_loss", "2025-13-01"),
+        ("6", "date_of_expiry", "2020-01-01"),
+    }
+    reasons = {r["field"]: r["reason"] for r in rejects_of(rej)}
+    assert "'#'" in reasons["document_number"]
+    assert "expiry is before issue" == reasons["date_of_expiry"]
+    assert [h.match.value for h in index.check("X1234567", "P", "FRA")] == ["exact"]
+
+
+def test_reload_is_idempotent_and_a_change_updates_with_history(index, tmp_path):
+    src = write(tmp_path, HEADER + "X1234567,P,FRA,lost,,,,,\nY1234567,P,FRA,lost,,,,,\n")
+    first = index.load(src)
+    again = index.load(src)
+    assert (first.inserted, again.inserted, again.unchanged, again.updated) == (2, 0, 2, 0)
+    changed = write(tmp_path, HEADER + "X1234567,P,FRA,stolen,,,,,\n", "c.csv")
+    rep = index.load(changed)
+    assert (rep.inserted, rep.updated) == (0, 1)
+    s = index.stats()
+    assert s["records"] == 2
+    assert s["by_status"] == {"lost": 1, "stolen": 1}
+    assert s["history"] == {"updated": 1}
+
+
+def test_duplicate_keys_in_one_file_keep_the_last_and_report_the_others(index, tmp_path):
+    src = write(tmp_path, HEADER + "X1234567,P,FRA,lost,,,,,\nx123-4567,passport,fra,stolen,,,,,\n")
+    rep = index.load(src)
+    assert (rep.inserted, rep.rejected) == (1, 1)
+    assert rep.problems[0].row == 2
+    assert "row 3" in rep.problems[0].reason
+    assert index.stats()["by_status"] == {"stolen": 1}
+
+
+def test_malformed_csv_lines_are_rejected_with_their_line(index, tmp_path):
+    src = write(tmp_path, HEADER + "X1234567,P,FRA,lost,,,,,\n"
+                "Y1234567,P,FRA\n"
+                "Z1234567,P,FRA,lost,,,,,\n")
+    rep = index.load(src)
+    assert rep.inserted == 2
+    assert [(p.row, p.field) for p in rep.problems] == [(3, "(line)")]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "empty file"),
+    ("document_number,status\nX1234567,lost\n", "missing column"),
+])
+def test_unusable_files_are_refused_whole(index, tmp_path, content, message):
+    with pytest.raises(SourceError, match=message):
+        index.load(write(tmp_path, content))
+    assert len(index) == 0
+
+
+def test_missing_file_and_unknown_format(index, tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        index.load(tmp_path / "nope.csv")
+    with pytest.raises(SourceError, match="cannot tell the format"):
+        index.load(write(tmp_path, "x", "data.xlsx"))
+
+
+def test_column_mapping(index, tmp_path):
+    src = write(tmp_path, "doc_no,kind,state,why\nX1234567,P,FRA,lost\n")
+    rep = index.load(src, mapping={"document_number": "doc_no", "document_type": "kind",
+                                   "issuing_country": "state", "status": "why"})
+    assert rep.inserted == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl", "arrow"])
+def test_every_format_loads_the_same_records(tmp_path, fmt):
+    table = synth_records(300, seed=3)
+    path = tmp_path / f"r.{ {'arrow': 'arrow'}.get(fmt, fmt) }"
+    write_table(table, path)
+    with open_index(":memory:", create=True) as ix:
+        rep = ix.load(path)
+        assert (rep.inserted, rep.rejected) == (300, 0)
+        assert ix.stats()["by_status"] == dict(sorted(
+            {s: table.column("status").to_pylist().count(s)
+             for s in set(table.column("status").to_pylist())}.items()))
+
+
+def test_a_failed_load_leaves_the_index_exactly_as_it_was(db_path, tmp_path, monkeypatch):
+
+    with open_index(db_path, create=True) as ix:
+        ix.load(synth_records(50, seed=1))
+        before = ix.stats()
+
+        def boom(*a, **k):
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr("sltd.index._write_rejects", boom)
+        with pytest.raises(RuntimeError):
+            ix.load(synth_records(80, seed=2), rejects=tmp_path / "r.csv")
+        assert ix.stats() == before
+    with open_index(db_path) as ix:
+        assert ix.stats()["records"] == 50
+
+
+def test_withdraw_keeps_history_and_stops_hits(index):
+    index.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    index.withdraw("x123 4567", "passport", "fra", reason="recovered")
+    assert index.check("X1234567", "P", "FRA") == []
+    assert index.stats()["history"] == {"withdrawn": 1}
+    with pytest.raises(RecordNotFound):
+        index.withdraw("X1234567", "P", "FRA")
+
+
+def test_index_survives_reopen(db_path):
+    with open_index(db_path, create=True) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    with open_index(db_path) as ix:
+        assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
+
+
+def test_opening_a_missing_index_says_how_to_create_one(tmp_path):
+    from sltd import IndexStateError
+
+    with pytest.raises(IndexStateError, match="sltd init"):
+        open_index(tmp_path / "none.duckdb")
+
+
+bad_cell = st.sampled_from(["", "ZZZ", "x", "2025-02-30", "passport?", "#", "  "])
+
+
+@given(st.lists(st.tuples(bad_cell, bad_cell, bad_cell), min_size=1, max_size=5))
+def test_rejected_rows_never_change_the_index(rows):
+    with open_index(":memory:", create=True) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+        before = ix.stats()
+        table = pa.table({
+            "document_number": [r[0] for r in rows],
+            "document_type": [r[1] for r in rows],
+            "issuing_country": [r[2] for r in rows],
+            "status": ["lost"] * len(rows),
+        })
+        rep = ix.load(table)
+        assert rep.inserted == 0
+        assert rep.rejected == len(rows)
+        after = ix.stats()
+        assert after["records"] == before["records"]
+        assert after["history"] == before["history"]

@@ -1,0 +1,54 @@
+"""sltd: a stolen and lost travel documents matching engine (INTERPOL SLTD model).
+
+Example:
+    >>> import sltd
+    >>> ix = sltd.open_index(":memory:", create=True)
+    >>> _ = ix.upsert([sltd.Record("X1234567", "P", "FRA", "stolen")])
+    >>> [(h.match.value, h.number) for h in ix.check("X1234567", "P", "FRA")]
+    [('exact', 'X1234567')]
+"""
+
+from sltd.clock import Clock, ManualClock, SystemClock
+from sltd.errors import (
+    IndexStateError,
+    InvalidDate,
+    InvalidNumber,
+    RecordNotFound,
+    SltdError,
+    SourceError,
+    UnknownCountry,
+    UnknownDocType,
+    UnknownStatus,
+    ValidationError,
+)
+from sltd.index import Index, LoadReport, open_index
+from sltd.model import DocType, Hit, MatchKind, Record, Status
+from sltd.normalize import canonical_number, fold_number
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Clock",
+    "DocType",
+    "Hit",
+    "Index",
+    "IndexStateError",
+    "InvalidDate",
+    "InvalidNumber",
+    "LoadReport",
+    "ManualClock",
+    "MatchKind",
+    "Record",
+    "RecordNotFound",
+    "SltdError",
+    "SourceError",
+    "Status",
+    "SystemClock",
+    "UnknownCountry",
+    "UnknownDocType",
+    "UnknownStatus",
+    "ValidationError",
+    "canonical_number",
+    "fold_number",
+    "open_index",
+]

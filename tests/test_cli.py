@@ -1,0 +1,108 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sltd.cli import cli
+
+
+@pytest.fixture
+def run(tmp_path):
+    db = str(tmp_path / "cli.duckdb")
+
+    def invoke(*args, **kw):
+        return CliRunner().invoke(cli, ["--db", db, *args], catch_exceptions=False, **kw)
+
+    return invoke
+
+
+@pytest.fixture
+def loaded(run, tmp_path):
+    src = tmp_path / "r.csv"
+    src.write_text("document_number,document_type,issuing_country,status\n"
+                   "X1234567,P,FRA,stolen\nBAD#,P,FRA,lost\n")
+    res = run("load", str(src), "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output), src
+
+
+def test_load_json_reports_counts_and_rejects(loaded, tmp_path):
+    report, src = loaded
+    assert (report["inserted"], report["rejected"]) == (1, 1)
+    assert (tmp_path / "r.csv.rejects.csv").read_text().count("\n") == 2
+
+
+def test_check_hit_and_miss_by_exit_status(run, loaded):
+    hit = run("check", "x123 4567", "--type", "passport", "--country", "FRA", "--json")
+    assert hit.exit_code == 1
+    body = json.loads(hit.output)
+    assert [(h["number"], h["type"], h["country"], h["match"]) for h in body["hits"]] == [
+        ("X1234567", "P", "FRA", "exact")]
+    assert set(body["hits"][0]) == {"hit_id", "number", "type", "country", "match"}
+    miss = run("check", "Q7654321", "--json")
+    assert (miss.exit_code, json.loads(miss.output)) == (0, {"hits": []})
+
+
+def test_check_near_miss_json_has_score_and_explanation(run, loaded):
+    res = run("check", "X1Z34567", "--country", "FRA", "--json")
+    h = json.loads(res.output)["hits"][0]
+    assert h["match"] == "near"
+    assert "read as" in h["explanation"]
+    assert h["score"] < 100
+    assert run("check", "X1Z34567", "--country", "FRA", "--exact-only").exit_code == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["check", "X1234567", "--country", "XYZ"], "issuing_country='XYZ'"),
+    (["check", "#"], "document_number='#'"),
+    (["load", "/no/such.csv"], "no such file"),
+    (["withdraw", "Q1234567", "--type", "P", "--country", "FRA"], "no active record"),
+])
+def test_errors_are_one_line_on_stderr_without_traceback(run, loaded, args, message):
+    res = run(*args)
+    assert res.exit_code == 3
+    assert message in res.stderr
+    assert "Traceback" not in res.output + res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.duckdb"), "check", "X1234567"])
+    assert res.exit_code == 3
+    assert "sltd init" in res.stderr
+
+
+def test_db_from_environment(tmp_path):
+    db = tmp_path / "env.duckdb"
+    res = CliRunner().invoke(cli, ["init"], env={"SLTD_DB": str(db)})
+    assert res.exit_code == 0
+    assert db.exists()
+
+
+def test_bad_mapping_is_a_usage_error(run, tmp_path):
+    res = run("load", str(tmp_path / "x.csv"), "--map", "nonsense")
+    assert res.exit_code == 2
+    assert "FIELD=COLUMN" in res.output
+
+
+def test_withdraw_and_stats(run, loaded):
+    assert run("withdraw", "X1234567", "--type", "P", "--country", "FRA").exit_code == 0
+    stats = json.loads(run("stats", "--json").output)
+    assert stats["records"] == 0
+    assert stats["history"] == {"withdrawn": 1}
+    assert "active records" in run("stats").output
+
+
+def test_synth_then_load(run, tmp_path):
+    out = tmp_path / "s.parquet"
+    assert run("synth", str(out), "--records", "500").exit_code == 0
+    rep = json.loads(run("load", str(out), "--json").output)
+    assert rep["inserted"] == 500
+
+
+def test_demo_shows_every_kind_of_answer(tmp_path):
+    res = CliRunner().invoke(cli, ["demo", "--records", "2000", "--dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    for kind in ("HIT exact", "HIT partial", "HIT near", "read as", "transposed",
+                 "no hit: not listed"):
+        assert kind in res.output

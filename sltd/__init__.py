@@ -13,6 +13,7 @@ from sltd.errors import (
     IndexStateError,
     InvalidDate,
     InvalidNumber,
+    MRZError,
     RecordNotFound,
     SltdError,
     SourceError,
@@ -23,6 +24,7 @@ from sltd.errors import (
 )
 from sltd.index import Index, LoadReport, open_index
 from sltd.model import DocType, Hit, MatchKind, Record, Status
+from sltd.mrz import MRZ, MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
 
 __version__ = "0.1.0"
@@ -36,6 +38,9 @@ __all__ = [
     "InvalidDate",
     "InvalidNumber",
     "LoadReport",
+    "MRZ",
+    "MRZCheck",
+    "MRZError",
     "ManualClock",
     "MatchKind",
     "Record",
@@ -51,4 +56,5 @@ __all__ = [
     "canonical_number",
     "fold_number",
     "open_index",
+    "parse_mrz",
 ]

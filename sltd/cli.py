@@ -23,6 +23,7 @@ from sltd import demo as demo_mod
 from sltd.errors import SltdError
 from sltd.index import Index, default_db_path, open_index
 from sltd.model import Hit
+from sltd.mrz import MRZ
 
 EXIT_HIT = 1
 EXIT_ERROR = 3
@@ -127,24 +128,45 @@ def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @cli.command()
-@click.argument("number")
+@click.argument("number", required=False)
 @click.option("--type", "doc_type", help="Document type: code or name (P, passport, I ...).")
 @click.option("--country", help="Issuing country: ICAO code (FRA, D, UNO ...).")
+@click.option("--mrz", help="Check by machine-readable zone instead of NUMBER (lines "
+              "separated by newlines).")
 @click.option("--exact-only", is_flag=True, help="Skip near-miss search.")
 @click.option("--searcher", envvar="SLTD_SEARCHER", default="",
               help="Who searches (NCB code); hit ids are bound to it [env: SLTD_SEARCHER].")
 @json_option
 @click.pass_context
-def check(ctx: click.Context, number: str, doc_type: str | None, country: str | None,
-          exact_only: bool, searcher: str, as_json: bool) -> None:
-    """First-level check of one document number. Exit 1 if listed, 0 if not."""
+def check(ctx: click.Context, number: str | None, doc_type: str | None, country: str | None,
+          mrz: str | None, exact_only: bool, searcher: str, as_json: bool) -> None:
+    """First-level check of one document, by NUMBER or --mrz. Exit 1 if listed, 0 if not."""
+    if (number is None) == (mrz is None):
+        raise click.UsageError("give either NUMBER or --mrz")
+    if mrz is not None and (doc_type or country):
+        raise click.UsageError("--type and --country come from the MRZ; do not give them")
     index = _open(ctx)
-    hits = index.check(number, doc_type, country, exact_only=exact_only, searcher=searcher)
-    if as_json:
-        _echo_json({"hits": [h.as_dict() for h in hits]})
-    elif not hits:
-        click.echo("no hit: not listed")
+    read: MRZ | None = None
+    if mrz is not None:
+        result = index.check_mrz(mrz, exact_only=exact_only, searcher=searcher)
+        hits, read = result.hits, result.mrz
     else:
+        assert number is not None
+        hits = index.check(number, doc_type, country, exact_only=exact_only,
+                           searcher=searcher)
+    if as_json:
+        out: dict[str, Any] = {"hits": [h.as_dict() for h in hits]}
+        if read is not None:
+            out["mrz"] = read.as_dict()
+        _echo_json(out)
+    else:
+        if read is not None:
+            state = ("check digits OK" if read.consistent else
+                     "INCONSISTENT: check digit fails for " + ", ".join(read.failed_checks))
+            click.echo(f"MRZ {read.format}: {read.number} {read.doc_type} {read.country}; "
+                       f"{state}")
+        if not hits:
+            click.echo("no hit: not listed")
         for h in hits:
             click.echo(_hit_line(h))
     ctx.exit(EXIT_HIT if hits else 0)

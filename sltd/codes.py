@@ -304,10 +304,15 @@ ICAO_OTHER: dict[str, str] = {
     "XXX": "Unspecified nationality",
 }
 
+#: ICAO's fictional specimen state, used on every specimen document in Doc 9303. Accepted
+#: so that the specimens can be checked end to end; no real document carries it.
+ICAO_SPECIMEN: dict[str, str] = {"UTO": "Utopia (ICAO specimen state)"}
+
 #: Codes that ICAO writes differently from ISO; the value is the canonical sltd code.
 COUNTRY_ALIASES: dict[str, str] = {"D": "DEU"}
 
-COUNTRIES: dict[str, str] = {**ISO_COUNTRIES, **ICAO_ORGANISATIONS, **ICAO_OTHER}
+COUNTRIES: dict[str, str] = {**ISO_COUNTRIES, **ICAO_ORGANISATIONS, **ICAO_OTHER,
+                              **ICAO_SPECIMEN}
 
 
 def country_code(value: str) -> str:

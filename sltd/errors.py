@@ -8,7 +8,8 @@ The tree::
     │   ├── UnknownCountry          not an ICAO 9303 issuing-state code
     │   ├── UnknownDocType          not a known document type code or name
     │   ├── UnknownStatus           not lost / stolen / stolen blank / revoked
-    │   └── InvalidDate             not an ISO date (YYYY-MM-DD)
+    │   ├── InvalidDate             not an ISO date (YYYY-MM-DD)
+    │   └── MRZError                not a readable ICAO 9303 machine-readable zone
     ├── SourceError                 an input file or table cannot be read as asked
     │                               (missing file, unknown format, mapped column absent)
     ├── IndexStateError             the index file is missing, of another schema version,
@@ -65,6 +66,14 @@ class UnknownStatus(ValidationError):
 
 class InvalidDate(ValidationError):
     """A date that is not an ISO calendar date."""
+
+
+class MRZError(ValidationError):
+    """Input that cannot be read as an ICAO 9303 MRZ (wrong shape or characters).
+
+    A failed check digit is not an MRZError: the MRZ is still searched, and reported as
+    inconsistent (see :class:`sltd.mrz.MRZ`).
+    """
 
 
 class SourceError(SltdError):

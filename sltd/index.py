@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,6 +33,7 @@ from sltd.keyset import (
     key_hashes_from_strings,
 )
 from sltd.model import DocType, Hit, MatchKind, Record
+from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_bytes, fold_number
 from sltd.search import edit1_variants, explain, mint_hit_id
 from sltd.sources import Problem, Source, arrow_from_rows, read_source
@@ -290,6 +291,30 @@ class Index:
             return []
         rows = store.rows_by_folds(self.con, folds)
         return self._classify(canonical, qtype, qcountry, rows, exact_only, searcher)
+
+    def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
+                  searcher: str = "") -> MRZCheck:
+        """First-level check of a document by its machine-readable zone.
+
+        The MRZ is parsed and its check digits verified; a failed digit does not stop the
+        search (a misread MRZ of a listed document must still find it) and is reported in
+        ``result.mrz.failed_checks``.
+
+        Raises:
+            MRZError: the text is not an MRZ.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("L898902C3", "P", "UTO", "stolen")])
+            >>> r = ix.check_mrz(["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+            ...                   "L8989O2C36UTO7408122F1204159ZE184226B<<<<<10"])
+            >>> r.mrz.failed_checks, [(h.match.value, h.explanation) for h in r.hits]
+            (('document number', 'composite'), [('near', "'0' read as 'O' at position 6")])
+        """
+        read = parse_mrz(mrz)
+        hits = self.check(read.number, read.doc_type, read.country, exact_only=exact_only,
+                          searcher=searcher)
+        return MRZCheck(read, hits)
 
     def _near_folds(self, folded: str, country: str | None) -> list[str]:
         """Folded keys one edit away from ``folded`` that are listed (in ``country``)."""

@@ -106,3 +106,22 @@ def test_demo_shows_every_kind_of_answer(tmp_path):
     for kind in ("HIT exact", "HIT partial", "HIT near", "read as", "transposed",
                  "no hit: not listed"):
         assert kind in res.output
+
+
+def test_check_by_mrz_fixture_reports_inconsistency_and_near_hit(run):
+    root = __import__("pathlib").Path(__file__).parent.parent / "fixtures"
+    assert run("load", str(root / "records.csv"), "--rejects", "/dev/null").exit_code == 0
+    res = run("check", "--mrz", (root / "mrz" / "td3_ocr_error.txt").read_text())
+    assert res.exit_code == 1
+    assert "INCONSISTENT: check digit fails for document number, composite" in res.output
+    assert "HIT near    L898902C3" in res.output
+    assert "'0' read as 'O' at position 6" in res.output
+    body = json.loads(run("check", "--mrz", (root / "mrz" / "td1_specimen.txt").read_text(),
+                          "--json").output)
+    assert body["mrz"]["format"] == "TD1"
+    assert body["hits"][0]["match"] == "exact"
+
+
+def test_check_needs_exactly_one_of_number_and_mrz(run, loaded):
+    assert run("check").exit_code == 2
+    assert run("check", "X1234567", "--mrz", "P<").exit_code == 2

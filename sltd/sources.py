@@ -8,7 +8,8 @@ their line number.
 
 Example:
     >>> import pyarrow as pa
-    >>> src = read_source(pa.table({"passport_no": ["X1"]}), mapping={"number": "passport_no"})
+    >>> src = read_source(pa.table({"passport_no": ["X1"]}), mapping={"number": "passport_no"},
+    ...                   required=("number",))
     >>> src.table.column_names
     ['number', '__row']
 """

@@ -1,0 +1,54 @@
+"""The audit trail records every action and detects any tampering."""
+
+import duckdb
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sltd import Record, open_index
+from sltd.alerts import MemorySink, Router
+
+
+def busy_index(path):
+    ix = open_index(path, create=True)
+    ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    ix.check("Q0000001", "P", "FRA", searcher="DEU", officer="A")
+    hit = ix.check("X1234567", "P", "FRA", searcher="DEU", officer="A")[0]
+    case = ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU").case_id
+    ix.deliver_alerts(Router({"*": MemorySink()}))
+    ix.confirm(case, by="B")
+    return ix
+
+
+def test_every_check_reveal_decision_and_delivery_is_recorded(tmp_path):
+    ix = busy_index(str(tmp_path / "a.duckdb"))
+    report = ix.verify_audit()
+    rows = ix.con.execute("SELECT action, actor, ncb, result FROM audit ORDER BY seq").fetchall()
+    actions = [r[0] for r in rows]
+    assert actions == ["check", "check", "reveal", "deliver", "deliver", "deliver", "confirm"]
+    assert rows[0][1:] == ("A", "DEU", "miss")
+    assert rows[1][3] == "exact 1"
+    assert report.ok
+    assert report.entries == 7
+    ix.close()
+
+
+@given(st.integers(1, 7), st.sampled_from(["actor", "result", "subject", "logged_at"]))
+def test_tampering_with_any_entry_is_detected_at_that_entry(k, column):
+    ix = busy_index(":memory:")
+    ix.verify_audit()
+    value = "TIMESTAMP '2020-01-01'" if column == "logged_at" else "'forged'"
+    ix.con.execute(f"UPDATE audit SET {column} = {value} WHERE seq = ?", [k])
+    report = ix.verify_audit()
+    assert (report.ok, report.first_broken) == (False, k)
+
+
+def test_a_deleted_entry_is_named(tmp_path):
+    path = str(tmp_path / "d.duckdb")
+    busy_index(path).close()
+    con = duckdb.connect(path)
+    con.execute("DELETE FROM audit WHERE seq = 3")
+    con.close()
+    with open_index(path) as ix:
+        report = ix.verify_audit()
+    assert report.first_broken == 3
+    assert "missing" in report.reason

@@ -10,6 +10,8 @@ Example:
 
 from sltd.clock import Clock, ManualClock, SystemClock
 from sltd.errors import (
+    CaseError,
+    HitIdError,
     IndexStateError,
     InvalidDate,
     InvalidNumber,
@@ -23,16 +25,32 @@ from sltd.errors import (
     ValidationError,
 )
 from sltd.index import Index, LoadReport, open_index
-from sltd.model import DocType, Hit, MatchKind, Record, Status
+from sltd.model import (
+    Alert,
+    CaseState,
+    DocType,
+    Hit,
+    HitCase,
+    HitDetails,
+    MatchKind,
+    Record,
+    Status,
+)
 from sltd.mrz import MRZ, MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alert",
+    "CaseError",
+    "CaseState",
     "Clock",
     "DocType",
     "Hit",
+    "HitCase",
+    "HitDetails",
+    "HitIdError",
     "Index",
     "IndexStateError",
     "InvalidDate",

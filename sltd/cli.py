@@ -22,7 +22,7 @@ import click
 from sltd import demo as demo_mod
 from sltd.errors import SltdError
 from sltd.index import Index, default_db_path, open_index
-from sltd.model import Hit
+from sltd.model import Hit, HitCase
 from sltd.mrz import MRZ
 
 EXIT_HIT = 1
@@ -41,13 +41,23 @@ class _Group(click.Group):
 
 
 def _open(ctx: click.Context, *, create: bool = False) -> Index:
-    index = open_index(ctx.obj["db"], create=create)
+    index = open_index(ctx.find_root().obj["db"], create=create)
     ctx.call_on_close(index.close)
     return index
 
 
 def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, default=str, sort_keys=False))
+
+
+def ncb_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--ncb", envvar="SLTD_NCB", default="", show_envvar=True,
+                        help="Your NCB (country code); hit ids are bound to it.")(f)
+
+
+def officer_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--officer", envvar="SLTD_OFFICER", default="", show_envvar=True,
+                        help="Your name, for the audit trail.")(f)
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,11 +81,18 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 
 @cli.command()
+@click.option("--validation-minutes", type=float,
+              help="Validation window for new hit cases, as national law sets it "
+                   "(default 60).")
 @click.pass_context
-def init(ctx: click.Context) -> None:
-    """Create an empty index (does nothing to an existing one)."""
+def init(ctx: click.Context, validation_minutes: float | None) -> None:
+    """Create an empty index (an existing one keeps its records)."""
     index = _open(ctx, create=True)
-    click.echo(f"index ready: {index.path} ({len(index)} records)")
+    if validation_minutes is not None:
+        index.set_validation_window(validation_minutes)
+    minutes = index.validation_window.total_seconds() / 60
+    click.echo(f"index ready: {index.path} ({len(index)} records, validation window "
+               f"{minutes:g} min)")
 
 
 @cli.command()
@@ -134,12 +151,12 @@ def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--mrz", help="Check by machine-readable zone instead of NUMBER (lines "
               "separated by newlines).")
 @click.option("--exact-only", is_flag=True, help="Skip near-miss search.")
-@click.option("--searcher", envvar="SLTD_SEARCHER", default="",
-              help="Who searches (NCB code); hit ids are bound to it [env: SLTD_SEARCHER].")
+@ncb_option
+@officer_option
 @json_option
 @click.pass_context
 def check(ctx: click.Context, number: str | None, doc_type: str | None, country: str | None,
-          mrz: str | None, exact_only: bool, searcher: str, as_json: bool) -> None:
+          mrz: str | None, exact_only: bool, ncb: str, officer: str, as_json: bool) -> None:
     """First-level check of one document, by NUMBER or --mrz. Exit 1 if listed, 0 if not."""
     if (number is None) == (mrz is None):
         raise click.UsageError("give either NUMBER or --mrz")
@@ -148,12 +165,12 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
     index = _open(ctx)
     read: MRZ | None = None
     if mrz is not None:
-        result = index.check_mrz(mrz, exact_only=exact_only, searcher=searcher)
+        result = index.check_mrz(mrz, exact_only=exact_only, searcher=ncb, officer=officer)
         hits, read = result.hits, result.mrz
     else:
         assert number is not None
-        hits = index.check(number, doc_type, country, exact_only=exact_only,
-                           searcher=searcher)
+        hits = index.check(number, doc_type, country, exact_only=exact_only, searcher=ncb,
+                           officer=officer)
     if as_json:
         out: dict[str, Any] = {"hits": [h.as_dict() for h in hits]}
         if read is not None:
@@ -233,6 +250,207 @@ def demo(n: int, workdir: str) -> None:
     """Build a demo index of synthetic records and check a few documents against it."""
     for line in demo_mod.run(Path(workdir), n):
         click.echo(line)
+
+
+@cli.command()
+@click.argument("hit_id")
+@officer_option
+@ncb_option
+@json_option
+@click.pass_context
+def reveal(ctx: click.Context, hit_id: str, officer: str, ncb: str, as_json: bool) -> None:
+    """Open the details of a hit; alerts the owner NCB, your NCB and the CCC, and starts
+    the validation deadline."""
+    if not ncb:
+        raise click.UsageError("give --ncb (or set SLTD_NCB): the NCB the hit id was issued to")
+    d = _open(ctx).reveal(hit_id, officer=officer, searching_ncb=ncb)
+    if as_json:
+        _echo_json(d.as_dict())
+        return
+    click.echo(f"case {d.case_id}: {d.number} {d.doc_type} {d.country} is "
+               f"{d.status.value.replace('_', ' ').upper()}")
+    click.echo(f"  owner: {'General Secretariat' if d.owner == 'GS' else 'NCB ' + d.owner}")
+    for label, value in (("place of loss", d.place_of_loss), ("date of loss", d.date_of_loss),
+                         ("issued", d.date_of_issue), ("expires", d.date_of_expiry)):
+        if value:
+            click.echo(f"  {label}: {value}")
+    click.echo(f"  validation due by {d.deadline:%Y-%m-%d %H:%M} UTC; keep the holder in "
+               "secondary inspection until the owner NCB answers")
+
+
+@cli.command()
+@click.argument("case_id")
+@click.option("--by", envvar="SLTD_OFFICER", required=True, show_envvar=True,
+              help="Who records the owner NCB's answer.")
+@click.option("--reason", help="Note to keep with the decision.")
+@json_option
+@click.pass_context
+def confirm(ctx: click.Context, case_id: str, by: str, reason: str | None,
+            as_json: bool) -> None:
+    """The owner NCB confirmed the record: act on the hit."""
+    _decided(_open(ctx).confirm(case_id, by=by, reason=reason), as_json)
+
+
+@cli.command()
+@click.argument("case_id")
+@click.option("--reason", required=True,
+              help="Why: record no longer valid, not this document ...")
+@click.option("--by", envvar="SLTD_OFFICER", required=True, show_envvar=True,
+              help="Who records the owner NCB's answer.")
+@json_option
+@click.pass_context
+def reject(ctx: click.Context, case_id: str, reason: str, by: str, as_json: bool) -> None:
+    """The hit is not confirmed: release the holder."""
+    _decided(_open(ctx).reject(case_id, by=by, reason=reason), as_json)
+
+
+def _decided(case: HitCase, as_json: bool) -> None:
+    decided = case.decided_at or case.revealed_at  # always set once decided
+    if as_json:
+        _echo_json(case.as_dict(decided))
+        return
+    late = case.late_by(decided)
+    click.echo(f"case {case.case_id}: {case.state.value.replace('_', ' ')}"
+               + (f" (late by {_span(late)})" if late else ""))
+
+
+def _span(td: Any) -> str:
+    secs = int(abs(td.total_seconds()))
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m" if secs >= 3600 else \
+        f"{secs // 60}m{secs % 60:02d}s"
+
+
+@cli.command()
+@click.option("--state", "states", multiple=True,
+              type=click.Choice(["pending", "overdue", "confirmed", "not_confirmed", "open",
+                                 "closed"]),
+              help="Only these states (repeatable); open = pending + overdue.")
+@json_option
+@click.pass_context
+def hits(ctx: click.Context, states: tuple[str, ...], as_json: bool) -> None:
+    """Hit cases with their state, deadline and time left or lateness."""
+    wanted: list[str] = []
+    for s in states:
+        wanted += {"open": ["pending", "overdue"],
+                   "closed": ["confirmed", "not_confirmed"]}.get(s, [s])
+    index = _open(ctx)
+    now = index.clock.now()
+    cases = index.cases(wanted or None)
+    if as_json:
+        _echo_json({"cases": [c.as_dict(now) for c in cases]})
+        return
+    if not cases:
+        click.echo("no hit cases")
+    for c in cases:
+        late = c.late_by(now)
+        when = (f"late by {_span(late)}" if late else f"{_span(c.time_left(now))} left")
+        if c.state.closed:
+            when = f"decided {c.decided_at:%Y-%m-%d %H:%M}" + (
+                f", late by {_span(late)}" if late else "")
+        click.echo(f"{c.case_id}  {c.state.value:<13} {c.number:<12} {c.doc_type:<2} "
+                   f"{c.country}  owner {c.owner:<3} due {c.deadline:%Y-%m-%d %H:%M} UTC  "
+                   f"{when}")
+
+
+def _router(sinks: tuple[str, ...], timeout: float) -> Any:
+    from sltd.alerts import Router
+
+    return Router.parse(list(sinks) or ["-"], timeout=timeout)
+
+
+@cli.command()
+@click.option("--sink", "sinks", multiple=True, metavar="[RECIPIENT=]TARGET",
+              help="Where alerts go: a JSONL file, an http(s) webhook or - for stdout; "
+                   "per recipient with owner=, searching=, CCC=, owner:FRA= (repeatable; "
+                   "default: stdout).")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+              help="Seconds between rounds.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Webhook timeout in seconds.")
+@click.option("--once", is_flag=True, help="Run one round and exit.")
+@click.pass_context
+def watch(ctx: click.Context, sinks: tuple[str, ...], interval: float, timeout: float,
+          once: bool) -> None:
+    """Escalate overdue cases and deliver alerts until stopped (Ctrl-C or SIGTERM).
+
+    Safe to kill at any moment: deadlines and alerts live in the index, so a restart
+    escalates each overdue case once and delivers every alert at least once."""
+    import signal
+    import threading
+
+    index = _open(ctx)
+    router = _router(sinks, timeout)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            escalated = index.escalate_overdue()
+            report = index.deliver_alerts(router)
+            for c in escalated:
+                click.echo(f"escalated {c.case_id} (deadline {c.deadline:%H:%M} UTC passed)",
+                           err=True)
+            if report.failed or report.unrouted:
+                click.echo(f"delivery: {report.delivered} delivered, {report.failed} failed "
+                           f"(will retry), {report.unrouted} without a route", err=True)
+            if once or stop.wait(interval):
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("watch stopped", err=True)
+
+
+@cli.command()
+@click.option("--case", "case_id", help="Only this case's alerts.")
+@click.option("--pending", is_flag=True, help="Only alerts not yet delivered.")
+@click.option("--redeliver", "redeliver_ids", multiple=True, metavar="ALERT_ID",
+              help="Queue this alert for delivery again (repeatable).")
+@click.option("--retry-failed", is_flag=True, help="Retry every failing alert now.")
+@json_option
+@click.pass_context
+def alerts(ctx: click.Context, case_id: str | None, pending: bool,
+           redeliver_ids: tuple[str, ...], retry_failed: bool, as_json: bool) -> None:
+    """The alert outbox: recipient, kind, case and delivery state of each alert."""
+    index = _open(ctx)
+    if redeliver_ids or retry_failed:
+        n = index.redeliver(redeliver_ids, failed=retry_failed)
+        click.echo(f"{n} alert(s) queued; `sltd watch` delivers them", err=True)
+    items = index.alerts(case_id=case_id, undelivered=pending)
+    if as_json:
+        _echo_json({"alerts": [a.as_dict() for a in items]})
+        return
+    if not items:
+        click.echo("no alerts")
+    for a in items:
+        state = (f"delivered {a.delivered_at:%Y-%m-%d %H:%M:%S} to {a.delivered_to}"
+                 if a.delivered_at else
+                 f"{a.state}, {a.attempts} attempt(s)" + (f": {a.last_error}"
+                                                          if a.last_error else ""))
+        click.echo(f"{a.alert_id:<40} {a.kind:<10} {a.recipient:<14} {state}")
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@json_option
+@click.pass_context
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Recompute the hash chain; name the first broken entry (exit 3 if broken)."""
+    report = _open(ctx).verify_audit()
+    if as_json:
+        _echo_json({"ok": report.ok, "entries": report.entries,
+                    "first_broken": report.first_broken, "reason": report.reason})
+    elif report.ok:
+        click.echo(f"audit trail intact: {report.entries} entries")
+    else:
+        click.echo(f"audit trail BROKEN at entry {report.first_broken}: {report.reason}",
+                   err=True)
+    if not report.ok:
+        ctx.exit(EXIT_ERROR)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
         ]
         for label, number, doc_type, country in queries:
             t = time.perf_counter()
-            hits = index.check(number, doc_type, country, searcher="demo")
+            hits = index.check(number, doc_type, country)
             ms = (time.perf_counter() - t) * 1000
             yield ""
             yield f"check {number!r} {doc_type} {country}  [{label}]  {ms:.2f} ms"

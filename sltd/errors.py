@@ -14,7 +14,10 @@ The tree::
     │                               (missing file, unknown format, mapped column absent)
     ├── IndexStateError             the index file is missing, of another schema version,
     │                               or the operation does not fit its state
-    └── RecordNotFound              no active record has that number, type and country
+    ├── RecordNotFound              no active record has that number, type and country
+    ├── HitIdError                  a hit id that cannot be revealed (unknown, forged,
+    │                               issued to another searcher, stale, record withdrawn)
+    └── CaseError                   no such hit case, or it cannot take that decision
 
 Every error carries the failing objects as keyword-only attributes so that a caller can
 act on them, and its message says what to do.
@@ -115,3 +118,29 @@ class RecordNotFound(SltdError, LookupError):
             f"no active record {number} / {doc_type} / {country}: check the key, "
             "or the record may already be withdrawn"
         )
+
+
+class HitIdError(SltdError):
+    """A hit id that cannot be revealed: unknown, forged, for another searcher, or stale.
+
+    Attributes:
+        hit_id: the id given.
+    """
+
+    def __init__(self, message: str, *, hit_id: str):
+        self.hit_id = hit_id
+        super().__init__(message)
+
+
+class CaseError(SltdError):
+    """A hit case that does not exist, or cannot take that decision (already closed).
+
+    Attributes:
+        case_id: the case concerned.
+        state: its state, when it exists.
+    """
+
+    def __init__(self, message: str, *, case_id: str, state: str | None = None):
+        self.case_id = case_id
+        self.state = state
+        super().__init__(message)

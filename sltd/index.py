@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,25 +24,34 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from sltd import codes, store
+from sltd import alerts, codes, store, workflow
+from sltd.audit import AuditLog, AuditReport
+from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock
-from sltd.errors import IndexStateError, RecordNotFound, SourceError
+from sltd.errors import (
+    HitIdError,
+    IndexStateError,
+    RecordNotFound,
+    SourceError,
+    ValidationError,
+)
 from sltd.keyset import (
     KeySet,
     country_key_hashes,
     key_hash_bytes,
     key_hashes_from_strings,
 )
-from sltd.model import DocType, Hit, MatchKind, Record
+from sltd.model import Alert, DocType, Hit, HitCase, HitDetails, MatchKind, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_bytes, fold_number
-from sltd.search import edit1_variants, explain, mint_hit_id
+from sltd.search import edit1_variants, explain, mint_hit_id, verify_hit_id
 from sltd.sources import Problem, Source, arrow_from_rows, read_source
 
 # Type and country validation runs on every check (a bad value is an error, even on a
 # miss); the few distinct spellings a border system sends are cached.
 _doc_type = functools.lru_cache(maxsize=4096)(codes.doc_type_code)
 _country = functools.lru_cache(maxsize=4096)(codes.country_code)
+_ncb = functools.lru_cache(maxsize=1024)(workflow.ncb_code)
 
 #: Most hits one check returns (exact first, then partial, then near by score).
 MAX_HITS = 20
@@ -109,6 +119,7 @@ class Index:
                  clock: Clock | None = None, read_only: bool = False):
         self.path = os.fspath(path)
         self.clock: Clock = clock or SystemClock()
+        self._read_only = read_only
         memory = self.path == ":memory:"
         if not memory and not create and not Path(self.path).exists():
             raise IndexStateError(
@@ -131,6 +142,7 @@ class Index:
             raise
         secret = store.get_meta(self.con, "hit_secret")
         self._secret = bytes.fromhex(secret or "")
+        self.audit = AuditLog(self.con)
         self._keys = KeySet(np.empty(0, np.int64))
         self._country_keys = KeySet(np.empty(0, np.int64))
         self._add_keys(store.key_columns(self.con))
@@ -138,8 +150,12 @@ class Index:
     # --- life cycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database connection."""
-        self.con.close()
+        """Write buffered audit entries and close the database connection."""
+        try:
+            if not self._read_only:
+                self.audit.flush()
+        finally:
+            self.con.close()
 
     def __enter__(self) -> Index:
         return self
@@ -254,7 +270,7 @@ class Index:
     # --- first level ------------------------------------------------------------------
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,
-              *, exact_only: bool = False, searcher: str = "") -> list[Hit]:
+              *, exact_only: bool = False, searcher: str = "", officer: str = "") -> list[Hit]:
         """First-level check of one document: hits with number, type and country only.
 
         Args:
@@ -262,7 +278,9 @@ class Index:
             doc_type: type code or name, if known.
             country: issuing-country code, if known.
             exact_only: skip near-miss search (exact and partial hits only).
-            searcher: who is searching (e.g. the NCB code); hit ids are bound to it.
+            searcher: the searching NCB's code; hit ids are bound to it, and only that NCB
+                can reveal them.
+            officer: who searches, for the audit trail.
 
         Returns:
             Hits, exact first, then partial, then near misses by descending score; at most
@@ -277,6 +295,15 @@ class Index:
             >>> [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")]
             [('near', 'X1234567')]
         """
+        hits = self._check(number, doc_type, country, exact_only,
+                           _ncb(searcher) if searcher else "")
+        self.audit.record(self.clock.now(), "check", actor=officer or None,
+                          ncb=searcher or None, subject=f"{number} {doc_type} {country}",
+                          result=_summary(hits))
+        return hits
+
+    def _check(self, number: str, doc_type: str | None, country: str | None,
+               exact_only: bool, searcher: str) -> list[Hit]:
         canonical = canonical_number(number)
         qtype = _doc_type(doc_type) if doc_type is not None else None
         qcountry = _country(country) if country is not None else None
@@ -293,7 +320,7 @@ class Index:
         return self._classify(canonical, qtype, qcountry, rows, exact_only, searcher)
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
-                  searcher: str = "") -> MRZCheck:
+                  searcher: str = "", officer: str = "") -> MRZCheck:
         """First-level check of a document by its machine-readable zone.
 
         The MRZ is parsed and its check digits verified; a failed digit does not stop the
@@ -313,7 +340,7 @@ class Index:
         """
         read = parse_mrz(mrz)
         hits = self.check(read.number, read.doc_type, read.country, exact_only=exact_only,
-                          searcher=searcher)
+                          searcher=searcher, officer=officer)
         return MRZCheck(read, hits)
 
     def _near_folds(self, folded: str, country: str | None) -> list[str]:
@@ -350,6 +377,164 @@ class Index:
         hits.sort(key=lambda t: (t[0], t[1], t[2].number, t[2].country, t[2].doc_type))
         return [h for _, _, h in hits[:MAX_HITS]]
 
+    # --- second level: reveal, cases, alerts, audit --------------------------------------
+
+    @property
+    def validation_window(self) -> dt.timedelta:
+        """How long the owner NCB has to confirm a hit (default 60 minutes)."""
+        minutes = store.get_meta(self.con, "validation_window_minutes")
+        return dt.timedelta(minutes=float(minutes or workflow.DEFAULT_WINDOW_MINUTES))
+
+    def set_validation_window(self, minutes: float) -> None:
+        """Set the validation window, as national law requires (applies to new cases)."""
+        if not 0 < minutes <= 7 * 24 * 60:
+            raise ValidationError("must be more than 0 and at most one week (10080 minutes)",
+                                  field="validation_minutes", value=minutes)
+        store.set_meta(self.con, "validation_window_minutes", str(minutes))
+
+    def reveal(self, hit_id: str, *, officer: str, searching_ncb: str) -> HitDetails:
+        """Open the second-level details of a first-level hit, and the hit case.
+
+        Revealing notifies, in the same transaction, the owner NCB (or the General
+        Secretariat for an international organisation's record), the searching NCB and the
+        Command and Coordination Centre, and starts the validation deadline. Revealing the
+        same hit id again returns the same case and sends nothing new.
+
+        Args:
+            hit_id: from a :meth:`check` made by ``searching_ncb``.
+            officer: who reveals (audited).
+            searching_ncb: the NCB the hit id was issued to.
+
+        Raises:
+            HitIdError: forged, mistyped, issued to another NCB, older than the hit-id
+                lifetime, or its record was withdrawn since.
+            ValidationError: unknown NCB or no officer.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
+            >>> d = ix.reveal(hit.hit_id, officer="K. Weber", searching_ncb="DEU")
+            >>> d.status.value, d.owner, d.deadline - d.revealed_at
+            ('stolen', 'FRA', datetime.timedelta(seconds=3600))
+            >>> sorted(a.recipient for a in ix.alerts())
+            ['CCC', 'owner:FRA', 'searching:DEU']
+        """
+        ncb = workflow.ncb_code(searching_ncb, "searching_ncb")
+        if not str(officer or "").strip():
+            raise ValidationError("the revealing officer must be named", field="officer",
+                                  value=officer)
+        token = verify_hit_id(self._secret, str(hit_id), ncb)
+        if token is None:
+            raise HitIdError(f"hit id {hit_id!r} was not issued to NCB {ncb} by this index "
+                             "(mistyped, forged, or from another searcher): check again",
+                             hit_id=str(hit_id))
+        now = self.clock.now()
+        lifetime = dt.timedelta(minutes=workflow.DEFAULT_HIT_ID_MINUTES)
+        if now - token.issued_at > lifetime:
+            raise HitIdError(f"hit id {hit_id!r} is older than {lifetime} and can no longer "
+                             "be revealed: check the document again", hit_id=str(hit_id))
+        self.con.execute("BEGIN")
+        try:
+            record = store.record_version(self.con, token.record_id)
+            active = store.record_by_id(self.con, token.record_id) is not None
+            if record is None or not active:
+                raise HitIdError(f"the record of hit id {hit_id!r} was withdrawn or changed "
+                                 "since the check: check the document again",
+                                 hit_id=str(hit_id))
+            case, created = workflow.open_case(
+                self.con, hit_id=str(hit_id), record=record, searching_ncb=ncb,
+                officer=str(officer).strip(), now=now, window=self.validation_window)
+            self.audit.write(now, "reveal", actor=str(officer).strip(), ncb=ncb,
+                             subject=str(hit_id),
+                             result=case.case_id + ("" if created else " (revealed again)"))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return workflow.details(case, record)
+
+    def confirm(self, case_id: str, *, by: str, reason: str | None = None) -> HitCase:
+        """The owner NCB confirms the record is valid (also after the deadline, then late).
+
+        Raises:
+            CaseError: no such case, or it is already closed.
+        """
+        return self._decide(case_id, True, by, reason)
+
+    def reject(self, case_id: str, *, by: str, reason: str) -> HitCase:
+        """Not confirmed: the record is no longer valid, or it is not this document.
+
+        Raises:
+            CaseError: no such case, or it is already closed.
+            ValidationError: no reason given.
+        """
+        if not str(reason or "").strip():
+            raise ValidationError("a rejection needs a reason", field="reason", value=reason)
+        return self._decide(case_id, False, by, reason)
+
+    def _decide(self, case_id: str, confirmed: bool, by: str, reason: str | None) -> HitCase:
+        if not str(by or "").strip():
+            raise ValidationError("say who decides", field="by", value=by)
+        now = self.clock.now()
+        self.con.execute("BEGIN")
+        try:
+            case = workflow.decide(self.con, case_id, confirmed=confirmed, by=by,
+                                   reason=reason, now=now)
+            self.audit.write(now, "confirm" if confirmed else "reject", actor=by,
+                             subject=case.case_id, result=f"{case.state}"
+                             + (f", late by {case.late_by(now)}" if case.late_by(now) else ""))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return case
+
+    def cases(self, states: Sequence[str] | None = None) -> list[HitCase]:
+        """Hit cases in the given states (all by default), earliest deadline first."""
+        return workflow.list_cases(self.con, [str(s) for s in states] if states else None)
+
+    def case(self, case_id: str) -> HitCase:
+        """One hit case. Raises CaseError if there is none."""
+        return workflow.get_case(self.con, case_id)
+
+    def escalate_overdue(self) -> list[HitCase]:
+        """Escalate every pending case whose deadline has passed (each exactly once)."""
+        now = self.clock.now()
+        self.con.execute("BEGIN")
+        try:
+            cases = workflow.escalate_overdue(self.con, now)
+            for c in cases:
+                self.audit.write(now, "escalate", subject=c.case_id,
+                                 result=f"overdue by {now - c.deadline}")
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return cases
+
+    def deliver_alerts(self, router: alerts.Router, *, limit: int = 1000
+                       ) -> alerts.DeliveryReport:
+        """Deliver due alerts through ``router`` (at least once; failures retried later)."""
+        self.audit.flush()
+        return alerts.deliver(self.con, router, self.clock.now(), limit=limit,
+                              audit=self.audit)
+
+    def alerts(self, *, case_id: str | None = None, undelivered: bool = False
+               ) -> list[Alert]:
+        """The outbox: every alert with its recipient, kind, case and delivery state."""
+        return alerts.list_alerts(self.con, case_id=case_id, undelivered=undelivered)
+
+    def redeliver(self, alert_ids: Sequence[str] = (), *, failed: bool = False) -> int:
+        """Queue the given alerts (or every failing one) for delivery now."""
+        return alerts.redeliver(self.con, self.clock.now(), alert_ids=alert_ids,
+                                failed=failed)
+
+    def verify_audit(self) -> AuditReport:
+        """Recompute the audit chain; the report names the first broken entry."""
+        self.audit.flush()
+        return verify_audit(self.con)
+
     # --- reporting --------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -358,6 +543,15 @@ class Index:
         s["key_set_bytes"] = self.key_set_bytes
         s["path"] = self.path
         return s
+
+
+def _summary(hits: list[Hit]) -> str:
+    if not hits:
+        return "miss"
+    kinds: dict[str, int] = {}
+    for h in hits:
+        kinds[h.match.value] = kinds.get(h.match.value, 0) + 1
+    return ", ".join(f"{k} {n}" for k, n in kinds.items())
 
 
 def _write_rejects(path: str | os.PathLike[str], problems: list[Problem]) -> None:

@@ -8,7 +8,7 @@ owner, by construction.
 Example:
     >>> r = Record("x12 345 678", "passport", "d", "Stolen")
     >>> (r.number, r.doc_type, r.country, r.status)
-    ('X12345678', 'P', 'DEU', <Status.STOLEN: 'stolen'>)
+    ('X12345678', <DocType.PASSPORT: 'P'>, 'DEU', <Status.STOLEN: 'stolen'>)
 """
 
 from __future__ import annotations
@@ -195,4 +195,125 @@ class Hit:
         if self.match is MatchKind.NEAR:
             d["score"] = round(self.score, 1)
             d["explanation"] = self.explanation
+        return d
+
+
+class CaseState(enum.StrEnum):
+    """Where a hit case stands. ``overdue`` = deadline passed with no answer (escalated)."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    NOT_CONFIRMED = "not_confirmed"
+    OVERDUE = "overdue"
+
+    @property
+    def closed(self) -> bool:
+        return self in (CaseState.CONFIRMED, CaseState.NOT_CONFIRMED)
+
+
+#: The owner of records registered by international organisations.
+GENERAL_SECRETARIAT = "GS"
+#: INTERPOL's Command and Coordination Centre (24/7), told of every hit.
+CCC = "CCC"
+
+
+@dataclass(frozen=True, slots=True)
+class HitDetails:
+    """The second-level answer: what a reveal shows, and the case it opened.
+
+    Attributes:
+        case_id: the hit case opened by the reveal (confirm or reject it by this id).
+        number, doc_type, country: the record's key.
+        status: lost, stolen, stolen blank or revoked.
+        owner: owner NCB code, or ``"GS"`` (General Secretariat) for an organisation's record.
+        place_of_loss, date_of_loss, date_of_issue, date_of_expiry: as registered.
+        revealed_at, deadline: when the reveal happened and when validation is due (UTC).
+    """
+
+    case_id: str
+    number: str
+    doc_type: str
+    country: str
+    status: Status
+    owner: str
+    place_of_loss: str | None
+    date_of_loss: dt.date | None
+    date_of_issue: dt.date | None
+    date_of_expiry: dt.date | None
+    revealed_at: dt.datetime
+    deadline: dt.datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (v.isoformat() if isinstance(v, dt.date) else
+                    str(v) if isinstance(v, enum.Enum) else v) for k, v in d.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class HitCase:
+    """A revealed hit awaiting (or past) validation by the owner NCB.
+
+    ``late_by`` is how long after the deadline an answer came (or, while unanswered, how
+    long it is overdue at ``now``); ``time_left`` is what remains before the deadline.
+    """
+
+    case_id: str
+    number: str
+    doc_type: str
+    country: str
+    owner: str
+    searching_ncb: str
+    officer: str
+    state: CaseState
+    revealed_at: dt.datetime
+    deadline: dt.datetime
+    escalated_at: dt.datetime | None
+    decided_at: dt.datetime | None
+    decided_by: str | None
+    reason: str | None
+
+    def time_left(self, now: dt.datetime) -> dt.timedelta:
+        return self.deadline - now
+
+    def late_by(self, now: dt.datetime) -> dt.timedelta | None:
+        end = self.decided_at or now
+        return end - self.deadline if end > self.deadline else None
+
+    def as_dict(self, now: dt.datetime) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        out = {k: (v.isoformat() if isinstance(v, dt.datetime) else
+                   str(v) if isinstance(v, enum.Enum) else v) for k, v in d.items()}
+        late = self.late_by(now)
+        out["late_by_seconds"] = int(late.total_seconds()) if late is not None else None
+        out["time_left_seconds"] = (int(self.time_left(now).total_seconds())
+                                    if not self.state.closed else None)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One notification in the outbox (delivered at least once; dedupe on ``alert_id``)."""
+
+    alert_id: str
+    case_id: str
+    kind: str
+    recipient: str
+    payload: dict[str, Any]
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+    delivered_to: str | None
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_error: str | None
+
+    @property
+    def state(self) -> str:
+        if self.delivered_at is not None:
+            return "delivered"
+        return "retrying" if self.attempts else "queued"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in d.items()}
+        d["state"] = self.state
         return d

@@ -9,6 +9,9 @@ All SQL of the record store lives here, parameterized. Tables:
   through that one column.
 - Times are stored as UTC ``TIMESTAMP`` (naive in the database, aware UTC in Python; see
   :func:`to_db` and :func:`from_db`).
+- ``hit_cases``, ``outbox``, ``audit``: the hit workflow (:mod:`sltd.workflow`), the
+  alert outbox (:mod:`sltd.alerts`) and the audit chain (:mod:`sltd.audit`); their SQL
+  lives in those modules.
 - ``record_history``: every superseded version of a record (updated or withdrawn), with
   when and why. A withdrawn record is kept there and no longer hit.
 
@@ -76,6 +79,48 @@ CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL
 CREATE TABLE IF NOT EXISTS records ({_RECORD_COLUMNS});
 CREATE TABLE IF NOT EXISTS record_history ({_RECORD_COLUMNS},
     change VARCHAR NOT NULL, changed_at TIMESTAMP NOT NULL, reason VARCHAR);
+CREATE TABLE IF NOT EXISTS hit_cases (
+    case_id VARCHAR PRIMARY KEY,
+    hit_id VARCHAR NOT NULL,
+    record_id BIGINT NOT NULL,
+    number VARCHAR NOT NULL,
+    doc_type VARCHAR NOT NULL,
+    country VARCHAR NOT NULL,
+    owner VARCHAR NOT NULL,
+    searching_ncb VARCHAR NOT NULL,
+    officer VARCHAR NOT NULL,
+    revealed_at TIMESTAMP NOT NULL,
+    deadline TIMESTAMP NOT NULL,
+    state VARCHAR NOT NULL,
+    escalated_at TIMESTAMP,
+    decided_at TIMESTAMP,
+    decided_by VARCHAR,
+    reason VARCHAR
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    alert_id VARCHAR PRIMARY KEY,
+    case_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    recipient VARCHAR NOT NULL,
+    payload VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    delivered_at TIMESTAMP,
+    delivered_to VARCHAR,
+    attempts INTEGER NOT NULL,
+    next_attempt_at TIMESTAMP NOT NULL,
+    last_error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq BIGINT NOT NULL,
+    logged_at TIMESTAMP NOT NULL,
+    actor VARCHAR,
+    ncb VARCHAR,
+    action VARCHAR NOT NULL,
+    subject VARCHAR,
+    result VARCHAR,
+    prev_hash VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL
+);
 """
 _INDEX = "CREATE INDEX IF NOT EXISTS records_fold ON records (fold)"
 
@@ -419,6 +464,19 @@ def record_by_id(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, An
     for k in ("created_at", "updated_at"):
         rec[k] = from_db(rec[k])
     return rec
+
+
+def record_version(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, Any] | None:
+    """The active record ``record_id``, else its latest version in history, else None."""
+    rec = record_by_id(con, record_id)
+    if rec is not None:
+        return rec
+    cur = con.execute("SELECT * EXCLUDE (change, changed_at, reason) FROM record_history "
+                      "WHERE record_id = ? ORDER BY changed_at DESC LIMIT 1", [record_id])
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
 
 
 def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:

@@ -125,3 +125,34 @@ def test_check_by_mrz_fixture_reports_inconsistency_and_near_hit(run):
 def test_check_needs_exactly_one_of_number_and_mrz(run, loaded):
     assert run("check").exit_code == 2
     assert run("check", "X1234567", "--mrz", "P<").exit_code == 2
+
+
+def test_workflow_end_to_end_through_the_cli(run, tmp_path, monkeypatch):
+    root = __import__("pathlib").Path(__file__).parent.parent / "fixtures"
+    monkeypatch.setenv("SLTD_NCB", "DEU")
+    monkeypatch.setenv("SLTD_OFFICER", "K. Weber")
+    run("load", str(root / "records.csv"), "--rejects", str(tmp_path / "rej.csv"))
+    hit = json.loads(run("check", "X1234567", "--type", "P", "--country", "FRA",
+                         "--json").output)["hits"][0]
+    shown = run("reveal", hit["hit_id"])
+    assert shown.exit_code == 0
+    assert "STOLEN" in shown.output
+    assert "Paris CDG" in shown.output
+    case = json.loads(run("hits", "--json").output)["cases"][0]
+    assert case["state"] == "pending"
+    assert case["time_left_seconds"] > 3500
+    sink = tmp_path / "alerts.jsonl"
+    assert run("watch", "--once", "--sink", str(sink)).exit_code == 0
+    assert len(sink.read_text().splitlines()) == 3
+    alerts = json.loads(run("alerts", "--json").output)["alerts"]
+    assert {(a["recipient"], a["kind"], a["state"]) for a in alerts} == {
+        ("owner:FRA", "hit", "delivered"), ("searching:DEU", "hit", "delivered"),
+        ("CCC", "hit", "delivered")}
+    assert run("confirm", case["case_id"]).exit_code == 0
+    again = run("confirm", case["case_id"])
+    assert again.exit_code == 3
+    assert "already closed" in again.stderr
+    assert run("reject", "c123", "--reason", "x").exit_code == 3
+    assert "intact" in run("audit", "verify").output
+    assert run("reveal", "hbogus", "--ncb", "DEU").exit_code == 3
+    assert run("reveal", hit["hit_id"], "--ncb", "XYZ").exit_code == 3

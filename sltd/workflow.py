@@ -1,0 +1,187 @@
+"""The second level: reveal a hit, open a hit case with a validation deadline, escalate
+cases nobody answered in time, and record the owner NCB's answer.
+
+Every state change commits in one transaction with its alerts (written to the outbox, see
+:mod:`sltd.alerts`) and its audit entry, so a crash never leaves a case without its
+alerts or an alert without its case. Deadlines are stored, never slept on: a restarted
+process finds overdue cases in the table and escalates each exactly once (the escalation
+is an ``UPDATE ... WHERE state = 'pending'`` in the same transaction as its alerts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+import duckdb
+
+from sltd import codes
+from sltd.errors import CaseError, ValidationError
+from sltd.model import CCC, GENERAL_SECRETARIAT, CaseState, HitCase, HitDetails, Status
+from sltd.store import from_db, one, to_db
+
+#: Default validation window (ICAO/INTERPOL recommendation: one hour, day or night).
+DEFAULT_WINDOW_MINUTES = 60
+#: How long a hit id from a check can be revealed.
+DEFAULT_HIT_ID_MINUTES = 30
+
+
+def ncb_code(value: str, field: str = "ncb") -> str:
+    """An NCB is named by its country's code; the General Secretariat by ``GS``."""
+    if str(value).strip().upper() == GENERAL_SECRETARIAT:
+        return GENERAL_SECRETARIAT
+    try:
+        return codes.country_code(value)
+    except ValidationError:
+        raise ValidationError("unknown NCB: give the country code of the National Central "
+                              "Bureau (e.g. FRA), or GS for the General Secretariat",
+                              field=field, value=value) from None
+
+
+def owner_of(record: dict[str, Any]) -> str:
+    """Who validates a hit: the General Secretariat for an international organisation's
+    record, else the record's owner NCB, else the issuing country's NCB."""
+    if codes.is_international_organisation(record["country"]):
+        return GENERAL_SECRETARIAT
+    return str(record["owner_ncb"] or record["country"])
+
+
+def recipients(owner: str, searching_ncb: str) -> list[str]:
+    """The three recipients of every hit alert."""
+    return [f"owner:{owner}", f"searching:{searching_ncb}", CCC]
+
+
+def _details(case: HitCase, record: dict[str, Any]) -> HitDetails:
+    return HitDetails(case.case_id, record["number"], record["doc_type"], record["country"],
+                      Status(record["status"]), case.owner, record["place_of_loss"],
+                      record["date_of_loss"], record["date_of_issue"], record["date_of_expiry"],
+                      case.revealed_at, case.deadline)
+
+
+def open_case(con: duckdb.DuckDBPyConnection, *, hit_id: str, record: dict[str, Any],
+              searching_ncb: str, officer: str, now: dt.datetime, window: dt.timedelta
+              ) -> tuple[HitCase, bool]:
+    """Open the case of a verified hit (or return the one this hit id already opened).
+
+    Returns (case, created). Runs inside the caller's transaction; writes the three hit
+    alerts to the outbox when the case is new.
+    """
+    existing = one(con, "SELECT case_id FROM hit_cases WHERE hit_id = ?", [hit_id])
+    if existing:
+        return get_case(con, existing[0]), False
+    case_id = "c" + secrets.token_hex(6)
+    owner = owner_of(record)
+    deadline = now + window
+    con.execute("""INSERT INTO hit_cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending',
+                   NULL, NULL, NULL, NULL)""",
+                [case_id, hit_id, record["record_id"], record["number"], record["doc_type"],
+                 record["country"], owner, searching_ncb, officer, to_db(now), to_db(deadline)])
+    case = get_case(con, case_id)
+    _queue(con, case, "hit", now, {
+        "record": {"number": record["number"], "type": record["doc_type"],
+                   "country": record["country"], "status": record["status"]},
+        "deadline": deadline.isoformat(),
+    })
+    return case, True
+
+
+def escalate_overdue(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[HitCase]:
+    """Mark every pending case past its deadline overdue and queue its escalation alerts.
+
+    Runs inside the caller's transaction. A case is escalated at most once: only cases
+    still ``pending`` are taken, and they leave that state in the same statement.
+    """
+    rows = con.execute("""UPDATE hit_cases SET state = 'overdue', escalated_at = ?
+                          WHERE state = 'pending' AND deadline <= ? RETURNING case_id""",
+                       [to_db(now), to_db(now)]).fetchall()
+    cases = [get_case(con, r[0]) for r in rows]
+    for case in cases:
+        _queue(con, case, "escalation", now, {
+            "deadline": case.deadline.isoformat(),
+            "overdue_by_seconds": int((now - case.deadline).total_seconds()),
+        })
+    return cases
+
+
+def decide(con: duckdb.DuckDBPyConnection, case_id: str, *, confirmed: bool, by: str,
+           reason: str | None, now: dt.datetime) -> HitCase:
+    """Record the owner NCB's answer (even late) and queue the closing alerts.
+
+    Raises:
+        CaseError: no such case, or it is already closed.
+    """
+    case = get_case(con, case_id)
+    if case.state.closed:
+        raise CaseError(f"case {case_id} is already closed ({case.state}); a decision is "
+                        "final", case_id=case_id, state=str(case.state))
+    state = CaseState.CONFIRMED if confirmed else CaseState.NOT_CONFIRMED
+    con.execute("""UPDATE hit_cases SET state = ?, decided_at = ?, decided_by = ?, reason = ?
+                   WHERE case_id = ?""", [str(state), to_db(now), by, reason, case_id])
+    case = get_case(con, case_id)
+    late = case.late_by(now)
+    _queue(con, case, "closing", now, {
+        "decision": str(state), "reason": reason, "decided_by": by,
+        "late_by_seconds": int(late.total_seconds()) if late else 0,
+    })
+    return case
+
+
+def _queue(con: duckdb.DuckDBPyConnection, case: HitCase, kind: str, now: dt.datetime,
+           extra: dict[str, Any]) -> None:
+    for recipient in recipients(case.owner, case.searching_ncb):
+        alert_id = f"{case.case_id}.{kind}.{recipient.replace(':', '-')}"
+        payload = {"alert_id": alert_id, "kind": kind, "recipient": recipient,
+                   "case_id": case.case_id, "number": case.number, "type": case.doc_type,
+                   "country": case.country, "owner": case.owner,
+                   "searching_ncb": case.searching_ncb, "officer": case.officer,
+                   "state": str(case.state), "at": now.isoformat(), **extra}
+        con.execute("""INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, 0, ?, NULL)
+                       ON CONFLICT DO NOTHING""",
+                    [alert_id, case.case_id, kind, recipient, json.dumps(payload),
+                     to_db(now), to_db(now)])
+
+
+_CASE_COLUMNS = ("case_id, number, doc_type, country, owner, searching_ncb, officer, state, "
+                 "revealed_at, deadline, escalated_at, decided_at, decided_by, reason")
+
+
+def _case(row: tuple[Any, ...]) -> HitCase:
+    (case_id, number, doc_type, country, owner, searching, officer, state, revealed,
+     deadline, escalated, decided, decided_by, reason) = row
+    return HitCase(case_id, number, doc_type, country, owner, searching, officer,
+                   CaseState(state), from_db(revealed), from_db(deadline),  # type: ignore[arg-type]
+                   from_db(escalated), from_db(decided), decided_by, reason)
+
+
+def get_case(con: duckdb.DuckDBPyConnection, case_id: str) -> HitCase:
+    """The case ``case_id``.
+
+    Raises:
+        CaseError: no such case.
+    """
+    row = one(con, f"SELECT {_CASE_COLUMNS} FROM hit_cases WHERE case_id = ?",
+              [str(case_id).strip()])
+    if row is None:
+        raise CaseError(f"no hit case {case_id!r}; list cases with `sltd hits`",
+                        case_id=case_id)
+    return _case(row)
+
+
+def list_cases(con: duckdb.DuckDBPyConnection, states: list[str] | None = None
+               ) -> list[HitCase]:
+    """Cases in the given states (all by default), earliest deadline first."""
+    if states:
+        marks = ", ".join("?" * len(states))
+        rows = con.execute(f"SELECT {_CASE_COLUMNS} FROM hit_cases WHERE state IN ({marks}) "
+                           "ORDER BY deadline, case_id", states).fetchall()
+    else:
+        rows = con.execute(f"SELECT {_CASE_COLUMNS} FROM hit_cases "
+                           "ORDER BY deadline, case_id").fetchall()
+    return [_case(r) for r in rows]
+
+
+def details(case: HitCase, record: dict[str, Any]) -> HitDetails:
+    """The second-level details shown for a case."""
+    return _details(case, record)

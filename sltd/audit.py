@@ -49,9 +49,11 @@ def entry_hash(prev_hash: str, seq: int, at: dt.datetime, actor: str | None,
 class AuditLog:
     """Writes chained audit entries to the ``audit`` table of a connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, buffer_size: int = 10_000):
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, buffer_size: int = 10_000,
+                 enabled: bool = True):
         self.con = con
         self.buffer_size = buffer_size
+        self.enabled = enabled
         self._pending: list[tuple[dt.datetime, str | None, str | None, str, str | None,
                                   str | None]] = []
 
@@ -59,6 +61,8 @@ class AuditLog:
                ncb: str | None = None, subject: str | None = None,
                result: str | None = None) -> None:
         """Buffer an entry; it is written at the next flush (see module doc)."""
+        if not self.enabled:
+            return
         self._pending.append((at, actor, ncb, action, subject, result))
         if len(self._pending) >= self.buffer_size:
             self.flush()

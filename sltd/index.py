@@ -99,7 +99,9 @@ def open_index(path: str | os.PathLike[str] | None = None, *, create: bool = Fal
         path: the DuckDB file; ``":memory:"`` for a throw-away index.
         create: create the file and schema if missing (otherwise a missing index is an error).
         clock: where time comes from (default: the system clock, UTC).
-        read_only: open without write access (several processes may read at once).
+        read_only: open without write access (several processes may read at once; DuckDB
+            lets no writer in meanwhile). For analysis: checks made through a read-only
+            index are not audited.
 
     Raises:
         IndexStateError: no index there (and ``create`` is false), or another schema.
@@ -136,13 +138,13 @@ class Index:
                 store.create_schema(self.con, self.clock.now())
             store.check_schema(self.con, self.path)
             if not read_only:
-                store.ensure_index(self.con)
+                store.migrate(self.con)
         except BaseException:
             self.con.close()
             raise
         secret = store.get_meta(self.con, "hit_secret")
         self._secret = bytes.fromhex(secret or "")
-        self.audit = AuditLog(self.con)
+        self.audit = AuditLog(self.con, enabled=not read_only)
         self._keys = KeySet(np.empty(0, np.int64))
         self._country_keys = KeySet(np.empty(0, np.int64))
         self._add_keys(store.key_columns(self.con))

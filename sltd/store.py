@@ -416,6 +416,13 @@ def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime) ->
                         unchanged=n_present - n_upd)
 
 
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring an index of this schema version up to date: create tables added since it was
+    made (every statement of the schema is idempotent) and the folded-key index."""
+    con.execute(SCHEMA)
+    ensure_index(con)
+
+
 def ensure_index(con: duckdb.DuckDBPyConnection) -> None:
     """Create the folded-key ART index if it is missing (after a bulk load, or a crash)."""
     con.execute(_INDEX)

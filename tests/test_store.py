@@ -178,3 +178,24 @@ def test_rejected_rows_never_change_the_index(rows):
         after = ix.stats()
         assert after["records"] == before["records"]
         assert after["history"] == before["history"]
+
+
+def test_read_only_index_checks_without_writing(db_path):
+    with open_index(db_path, create=True) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    with open_index(db_path, read_only=True) as ix:
+        assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
+        assert ix.check("Q7654321") == []
+
+
+def test_an_index_missing_newer_tables_gets_them_on_open(db_path):
+    import duckdb
+
+    with open_index(db_path, create=True) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    con = duckdb.connect(db_path)
+    con.execute("DROP TABLE audit")
+    con.close()
+    with open_index(db_path) as ix:
+        ix.check("X1234567")
+        assert ix.verify_audit().ok

@@ -165,17 +165,20 @@ class DeliveryReport:
 
 
 def deliver(con: duckdb.DuckDBPyConnection, router: Router, now: dt.datetime, *,
-            limit: int = 1000, audit: Any = None) -> DeliveryReport:
+            limit: int = 1000, batch: int = 200, audit: Any = None) -> DeliveryReport:
     """Send every alert that is due; mark each delivered only once its sink accepted it.
 
-    A failed alert is rescheduled with exponential backoff. Each attempt is audited (when
-    ``audit`` is given) in the same transaction as its outbox update.
+    Outcomes are recorded ``batch`` at a time in one transaction with their audit entries
+    (a transaction per alert costs a commit each). A crash between a send and its record
+    resends that alert later, with the same ``alert_id``: at least once, never lost. A
+    failed alert is rescheduled with exponential backoff.
     """
     rows = con.execute("""SELECT alert_id, recipient, payload, attempts FROM outbox
                           WHERE delivered_at IS NULL AND next_attempt_at <= ?
                           ORDER BY created_at, alert_id LIMIT ?""",
                        [to_db(now), limit]).fetchall()
     delivered = failed = unrouted = 0
+    outcomes: list[tuple[str, str, str | None, int]] = []
     for alert_id, recipient, payload, attempts in rows:
         sink = router.sink_for(recipient)
         if sink is None:
@@ -184,29 +187,53 @@ def deliver(con: duckdb.DuckDBPyConnection, router: Router, now: dt.datetime, *,
         error: str | None = None
         try:
             sink.send(json.loads(payload))
+            delivered += 1
         except DeliveryError as e:
             error = str(e)
-        con.execute("BEGIN")
-        try:
-            if error is None:
-                con.execute("""UPDATE outbox SET delivered_at = ?, delivered_to = ?,
-                               attempts = attempts + 1, last_error = NULL
-                               WHERE alert_id = ?""", [to_db(now), sink.name, alert_id])
-                delivered += 1
-            else:
-                delay = min(BACKOFF_FIRST * (2 ** attempts), BACKOFF_MAX)
-                con.execute("""UPDATE outbox SET attempts = attempts + 1, last_error = ?,
-                               next_attempt_at = ? WHERE alert_id = ?""",
-                            [error, to_db(now + delay), alert_id])
-                failed += 1
-            if audit is not None:
-                audit.write(now, "deliver", actor=sink.name, subject=alert_id,
-                            result="delivered" if error is None else f"failed: {error}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            failed += 1
+        outcomes.append((alert_id, sink.name, error, attempts))
+        if len(outcomes) >= batch:
+            _record(con, outcomes, now, audit)
+            outcomes = []
+    if outcomes:
+        _record(con, outcomes, now, audit)
     return DeliveryReport(delivered, failed, unrouted)
+
+
+def _record(con: duckdb.DuckDBPyConnection, outcomes: list[tuple[str, str, str | None, int]],
+            now: dt.datetime, audit: Any) -> None:
+    import pyarrow as pa
+
+    table = pa.table({
+        "alert_id": [o[0] for o in outcomes],
+        "sink": [o[1] for o in outcomes],
+        "error": pa.array([o[2] for o in outcomes], pa.string()),
+        "retry_at": pa.array([to_db(now + min(BACKOFF_FIRST * (2 ** o[3]), BACKOFF_MAX))
+                              for o in outcomes], pa.timestamp("us")),
+    })
+    con.execute("BEGIN")
+    try:
+        con.register("_outcomes", table)
+        con.execute("""UPDATE outbox SET
+                attempts = outbox.attempts + 1,
+                delivered_at = CASE WHEN o.error IS NULL THEN $now END,
+                delivered_to = CASE WHEN o.error IS NULL THEN o.sink END,
+                last_error = o.error,
+                next_attempt_at = CASE WHEN o.error IS NULL THEN outbox.next_attempt_at
+                                       ELSE o.retry_at END
+            FROM _outcomes o WHERE outbox.alert_id = o.alert_id""", {"now": to_db(now)})
+        con.unregister("_outcomes")
+        if audit is not None:
+            for alert_id, sink_name, error, _ in outcomes:
+                audit.record(now, "deliver", actor=sink_name, subject=alert_id,
+                             result="delivered" if error is None else f"failed: {error}")
+            audit.write_pending()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        if audit is not None:
+            audit.invalidate()
+        raise
 
 
 def list_alerts(con: duckdb.DuckDBPyConnection, *, case_id: str | None = None,

@@ -56,6 +56,9 @@ class AuditLog:
         self.enabled = enabled
         self._pending: list[tuple[dt.datetime, str | None, str | None, str, str | None,
                                   str | None]] = []
+        # Head of the chain (seq, hash), read once: this log is the only writer of its
+        # table in the process (one Index per file), so it stays true between writes.
+        self._head: tuple[int, str] | None = None
 
     def record(self, at: dt.datetime, action: str, *, actor: str | None = None,
                ncb: str | None = None, subject: str | None = None,
@@ -74,6 +77,14 @@ class AuditLog:
         self._pending.append((at, actor, ncb, action, subject, result))
         self._write_pending()
 
+    def invalidate(self) -> None:
+        """Forget the cached chain head (call after a rollback that may have undone writes)."""
+        self._head = None
+
+    def write_pending(self) -> None:
+        """Write buffered entries inside the caller's transaction."""
+        self._write_pending()
+
     def flush(self) -> None:
         """Write buffered entries in their own transaction."""
         if not self._pending:
@@ -84,13 +95,16 @@ class AuditLog:
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
+            self.invalidate()
             raise
 
     def _write_pending(self) -> None:
         if not self._pending:
             return
-        last = one(self.con, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        if self._head is None:
+            last = one(self.con, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            self._head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        seq, prev = self._head
         rows: dict[str, list[object]] = {k: [] for k in (*_FIELDS, "prev_hash", "hash")}
         for at, actor, ncb, action, subject, result in self._pending:
             seq += 1
@@ -107,8 +121,12 @@ class AuditLog:
         self.con.register("_audit_new", table)
         try:
             self.con.execute(f"INSERT INTO audit SELECT {', '.join(rows)} FROM _audit_new")
+        except BaseException:
+            self._head = None  # the caller rolls back: read the head again next time
+            raise
         finally:
             self.con.unregister("_audit_new")
+        self._head = (seq, prev)
         self._pending.clear()
 
 

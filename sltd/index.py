@@ -438,9 +438,8 @@ class Index:
                              "be revealed: check the document again", hit_id=str(hit_id))
         self.con.execute("BEGIN")
         try:
-            record = store.record_version(self.con, token.record_id)
-            active = store.record_by_id(self.con, token.record_id) is not None
-            if record is None or not active:
+            record = store.record_by_id(self.con, token.record_id)
+            if record is None:
                 raise HitIdError(f"the record of hit id {hit_id!r} was withdrawn or changed "
                                  "since the check: check the document again",
                                  hit_id=str(hit_id))
@@ -453,6 +452,7 @@ class Index:
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
+            self.audit.invalidate()
             raise
         return workflow.details(case, record)
 
@@ -489,6 +489,7 @@ class Index:
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
+            self.audit.invalidate()
             raise
         return case
 
@@ -512,6 +513,7 @@ class Index:
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
+            self.audit.invalidate()
             raise
         return cases
 

@@ -123,6 +123,8 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 _INDEX = "CREATE INDEX IF NOT EXISTS records_fold ON records (fold)"
+# Reveal finds a record by the id its hit id carries: one indexed column, no scan.
+_ID_INDEX = "CREATE INDEX IF NOT EXISTS records_id ON records (record_id)"
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
@@ -148,6 +150,7 @@ def create_schema(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
     con.execute("BEGIN")
     con.execute(SCHEMA)
     con.execute(_INDEX)
+    con.execute(_ID_INDEX)
     for key, value in (("schema_version", str(SCHEMA_VERSION)),
                        ("hit_secret", secrets.token_hex(32)),
                        ("created_at", now.isoformat())):
@@ -384,6 +387,7 @@ def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime) ->
             # to build it afterwards). Lookups stay correct without it, only slower, and
             # ensure_index() rebuilds it on open if a crash fell in between.
             con.execute("DROP INDEX IF EXISTS records_fold")
+            con.execute("DROP INDEX IF EXISTS records_id")
         changed_if = " OR ".join(f"v.{c} IS DISTINCT FROM r.{c}" for c in _DATA)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _changed AS
@@ -424,8 +428,9 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def ensure_index(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the folded-key ART index if it is missing (after a bulk load, or a crash)."""
+    """Create the ART indexes if missing (after a bulk load, or a crash in between)."""
     con.execute(_INDEX)
+    con.execute(_ID_INDEX)
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str], fold: str,
@@ -471,19 +476,6 @@ def record_by_id(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, An
     for k in ("created_at", "updated_at"):
         rec[k] = from_db(rec[k])
     return rec
-
-
-def record_version(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, Any] | None:
-    """The active record ``record_id``, else its latest version in history, else None."""
-    rec = record_by_id(con, record_id)
-    if rec is not None:
-        return rec
-    cur = con.execute("SELECT * EXCLUDE (change, changed_at, reason) FROM record_history "
-                      "WHERE record_id = ? ORDER BY changed_at DESC LIMIT 1", [record_id])
-    rows = cur.fetchall()
-    if not rows:
-        return None
-    return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
 
 
 def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:

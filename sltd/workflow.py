@@ -130,6 +130,7 @@ def decide(con: duckdb.DuckDBPyConnection, case_id: str, *, confirmed: bool, by:
 
 def _queue(con: duckdb.DuckDBPyConnection, case: HitCase, kind: str, now: dt.datetime,
            extra: dict[str, Any]) -> None:
+    values: list[Any] = []
     for recipient in recipients(case.owner, case.searching_ncb):
         alert_id = f"{case.case_id}.{kind}.{recipient.replace(':', '-')}"
         payload = {"alert_id": alert_id, "kind": kind, "recipient": recipient,
@@ -137,10 +138,11 @@ def _queue(con: duckdb.DuckDBPyConnection, case: HitCase, kind: str, now: dt.dat
                    "country": case.country, "owner": case.owner,
                    "searching_ncb": case.searching_ncb, "officer": case.officer,
                    "state": str(case.state), "at": now.isoformat(), **extra}
-        con.execute("""INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, 0, ?, NULL)
-                       ON CONFLICT DO NOTHING""",
-                    [alert_id, case.case_id, kind, recipient, json.dumps(payload),
-                     to_db(now), to_db(now)])
+        values += [alert_id, case.case_id, kind, recipient, json.dumps(payload), to_db(now),
+                   to_db(now)]
+    # one statement for the three alerts: each INSERT costs a primary-key check (~3 ms)
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?, NULL, NULL, 0, ?, NULL)"] * (len(values) // 7))
+    con.execute(f"INSERT INTO outbox VALUES {rows} ON CONFLICT DO NOTHING", values)
 
 
 _CASE_COLUMNS = ("case_id, number, doc_type, country, owner, searching_ncb, officer, state, "

@@ -52,3 +52,24 @@ def test_a_deleted_entry_is_named(tmp_path):
         report = ix.verify_audit()
     assert report.first_broken == 3
     assert "missing" in report.reason
+
+
+def test_a_rolled_back_write_does_not_break_the_chain(monkeypatch):
+    from sltd import workflow
+
+    ix = busy_index(":memory:")
+    hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
+
+    def fail(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(workflow, "_queue", fail)
+    ix.upsert([Record("Y1234567", "P", "FRA", "stolen")])
+    hit = ix.check("Y1234567", "P", "FRA", searcher="DEU")[0]
+    import pytest
+
+    with pytest.raises(RuntimeError):
+        ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+    monkeypatch.undo()
+    ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+    assert ix.verify_audit().ok

@@ -27,22 +27,30 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 
 import duckdb
 import pyarrow as pa
 
-from sltd.store import from_db, one, to_db
+from sltd.store import from_db, one
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "logged_at", "actor", "ncb", "action", "subject", "result")
 
 
+def _micros(t: dt.datetime) -> int:
+    """Whole microseconds of a UTC time from its fields (exact; aware or naive UTC)."""
+    return ((t.toordinal() * 86400 + t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000
+            + t.microsecond)
+
+
 def entry_hash(prev_hash: str, seq: int, at: dt.datetime, actor: str | None,
                ncb: str | None, action: str, subject: str | None, result: str | None) -> str:
-    """The chained hash of one entry (``at`` is stored as naive UTC, microseconds)."""
-    body = json.dumps([prev_hash, seq, at.replace(tzinfo=None).isoformat(timespec="microseconds"),
-                       actor, ncb, action, subject, result], separators=(",", ":"))
+    """The chained hash of one entry: SHA-256 over the previous hash and the fields, joined
+    by the unit separator (``at`` in UTC microseconds; None as ``\\N``)."""
+    body = "\x1f".join((prev_hash, str(seq), str(_micros(at)),
+                        "\\N" if actor is None else actor, "\\N" if ncb is None else ncb,
+                        action, "\\N" if subject is None else subject,
+                        "\\N" if result is None else result))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -56,9 +64,19 @@ class AuditLog:
         self.enabled = enabled
         self._pending: list[tuple[dt.datetime, str | None, str | None, str, str | None,
                                   str | None]] = []
+        self._checks: list[tuple[dt.datetime, str, str, str, str | None, str | None,
+                                 str]] = []
         # Head of the chain (seq, hash), read once: this log is the only writer of its
         # table in the process (one Index per file), so it stays true between writes.
         self._head: tuple[int, str] | None = None
+
+    def record_check(self, at: dt.datetime, officer: str, ncb: str, number: str,
+                     doc_type: str | None, country: str | None, result: str) -> None:
+        """Buffer a check (the hot path: a tuple append; formatted at flush)."""
+        if self.enabled:
+            self._checks.append((at, officer, ncb, number, doc_type, country, result))
+            if len(self._checks) >= self.buffer_size:
+                self.flush()
 
     def record(self, at: dt.datetime, action: str, *, actor: str | None = None,
                ncb: str | None = None, subject: str | None = None,
@@ -87,7 +105,7 @@ class AuditLog:
 
     def flush(self) -> None:
         """Write buffered entries in their own transaction."""
-        if not self._pending:
+        if not self._pending and not self._checks:
             return
         self.con.execute("BEGIN")
         try:
@@ -99,25 +117,39 @@ class AuditLog:
             raise
 
     def _write_pending(self) -> None:
+        if self._checks:
+            # Checks and other entries interleave only at flush points, so checks buffered
+            # so far go first: they happened before the write that triggers this flush.
+            self._pending[:0] = [
+                (at, officer or None, ncb or None, "check", f"{number} {doc_type} {country}",
+                 result) for at, officer, ncb, number, doc_type, country, result in self._checks]
+            self._checks.clear()
         if not self._pending:
             return
         if self._head is None:
             last = one(self.con, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             self._head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
         seq, prev = self._head
-        rows: dict[str, list[object]] = {k: [] for k in (*_FIELDS, "prev_hash", "hash")}
-        for at, actor, ncb, action, subject, result in self._pending:
+        first = seq + 1
+        entries = self._pending
+        prevs, hashes = [], []
+        for at, actor, ncb, action, subject, result in entries:
             seq += 1
-            at_db = to_db(at)
-            h = entry_hash(prev, seq, at_db, actor, ncb, action, subject, result)
-            for k, v in zip((*_FIELDS, "prev_hash", "hash"),
-                            (seq, at_db, actor, ncb, action, subject, result, prev, h),
-                            strict=True):
-                rows[k].append(v)
-            prev = h
-        table = pa.table({k: pa.array(v, pa.timestamp("us") if k == "logged_at" else
-                                      (pa.int64() if k == "seq" else pa.string()))
-                          for k, v in rows.items()})
+            prevs.append(prev)
+            prev = entry_hash(prev, seq, at.astimezone(dt.UTC), actor, ncb, action, subject,
+                              result)
+            hashes.append(prev)
+        columns = list(zip(*entries, strict=True))
+        logged = pa.array(columns[0], pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+        table = pa.table({
+            "seq": pa.array(range(first, seq + 1), pa.int64()),
+            "logged_at": logged,
+            **{name: pa.array(col, pa.string())
+               for name, col in zip(_FIELDS[2:], columns[1:], strict=True)},
+            "prev_hash": pa.array(prevs, pa.string()),
+            "hash": pa.array(hashes, pa.string()),
+        })
+        rows = table.column_names
         self.con.register("_audit_new", table)
         try:
             self.con.execute(f"INSERT INTO audit SELECT {', '.join(rows)} FROM _audit_new")

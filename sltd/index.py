@@ -299,9 +299,8 @@ class Index:
         """
         hits = self._check(number, doc_type, country, exact_only,
                            _ncb(searcher) if searcher else "")
-        self.audit.record(self.clock.now(), "check", actor=officer or None,
-                          ncb=searcher or None, subject=f"{number} {doc_type} {country}",
-                          result=_summary(hits))
+        self.audit.record_check(self.clock.now(), officer, searcher, number, doc_type, country,
+                                _summary(hits) if hits else "miss")
         return hits
 
     def _check(self, number: str, doc_type: str | None, country: str | None,

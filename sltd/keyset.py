@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sltd.normalize import MAX_LENGTH
+from sltd.normalize import CONFUSIONS, MAX_LENGTH
 
 _WIDTH = 24  # == MAX_LENGTH: three 64-bit words
 assert _WIDTH == MAX_LENGTH
@@ -71,23 +71,17 @@ def country_key_hash(fold_hash: int, country: str) -> int:
     return (rot + _FROM_BYTES(country.encode("ascii"), "little")) % _P
 
 
-def country_key_hashes(fold_hashes: np.ndarray, countries: pa.Array | pa.ChunkedArray | str
-                       ) -> np.ndarray:
-    """Vectorized :func:`country_key_hash` over aligned arrays (or one country for all)."""
+def country_key_hashes(fold_hashes: np.ndarray,
+                       countries: pa.Array | pa.ChunkedArray | np.ndarray | str) -> np.ndarray:
+    """Vectorized :func:`country_key_hash` over aligned arrays (or one country for all);
+    ``countries`` may be precomputed :func:`country_codes`."""
     h = np.asarray(fold_hashes, dtype=np.int64).view(np.uint64)
     p = np.uint64(_P)
     rot = ((h << np.uint64(24)) & p) | (h >> np.uint64(37))
     if isinstance(countries, str):
         return _mod_p(rot + np.uint64(_FROM_BYTES(countries.encode("ascii"), "little"))
                       ).astype(np.int64)
-    if isinstance(countries, pa.ChunkedArray):
-        countries = countries.combine_chunks() if countries.num_chunks else \
-            pa.array([], pa.string())
-    enc = countries.dictionary_encode()
-    codes = np.array([_FROM_BYTES(c.encode("ascii"), "little")
-                      for c in enc.dictionary.to_pylist()], dtype=np.uint64)
-    cc = codes[enc.indices.to_numpy(zero_copy_only=False)] if len(codes) else \
-        np.zeros(0, np.uint64)
+    cc = countries if isinstance(countries, np.ndarray) else country_codes(countries)
     return _mod_p(rot + cc).astype(np.int64)
 
 
@@ -108,6 +102,40 @@ def _mix(words: np.ndarray) -> np.ndarray:
     return _mod_p(h0 + h1 + h2).astype(np.int64)
 
 
+def key_matrix(keys: pa.Array | pa.ChunkedArray, *, narrow: bool = False) -> np.ndarray:
+    """An Arrow string column of keys (ASCII, at most 24 characters, no nulls) as an
+    (n, 24) uint8 matrix, zero-padded: one row per key. With ``narrow``, only as wide as
+    the longest key, rounded up to 8 bytes (bulk paths: less to fold and hash)."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks() if keys.num_chunks else pa.array([], pa.string())
+    if len(keys) == 0:
+        return np.zeros((0, _WIDTH), dtype=np.uint8)
+    keys = keys.cast(pa.large_string())
+    width = _WIDTH
+    if narrow:
+        longest = pc.max(pc.utf8_length(keys)).as_py() or 1
+        width = min(_WIDTH, -(-longest // 8) * 8)
+    padded = pc.utf8_rpad(keys, width=width, padding="\0")
+    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int64)[
+        padded.offset : padded.offset + len(padded) + 1
+    ]
+    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)
+    start = int(offsets[0])
+    # every padded key is exactly `width` bytes, so the data buffer is an (n, width) matrix
+    return np.ascontiguousarray(
+        data[start : start + len(padded) * width].reshape(len(padded), width))
+
+
+def matrix_hashes(matrix: np.ndarray) -> np.ndarray:
+    """:func:`key_hash` of every row of an (n, w) zero-padded uint8 key matrix (w a
+    multiple of 8, at most 24; missing words count as zero)."""
+    words = np.ascontiguousarray(matrix).view("<u8")
+    if words.shape[1] < 3:
+        words = np.concatenate(
+            [words, np.zeros((len(words), 3 - words.shape[1]), dtype=np.uint64)], axis=1)
+    return _mix(words)
+
+
 def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Hash an Arrow string column of keys (ASCII, at most 24 characters, no nulls).
 
@@ -117,21 +145,63 @@ def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     Returns:
         int64 array of the same length, equal element-wise to :func:`key_hash`.
     """
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks() if keys.num_chunks else pa.array([], pa.string())
-    if len(keys) == 0:
+    return matrix_hashes(key_matrix(keys))
+
+
+#: Byte lookup table of :func:`sltd.normalize.fold_number` (identity elsewhere, 0 stays 0).
+FOLD_LUT = np.arange(256, dtype=np.uint8)
+for _src, _dst in CONFUSIONS.items():
+    FOLD_LUT[ord(_src)] = ord(_dst)
+
+
+def folded_key_hashes(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """:func:`key_hash` of the folded key of every canonical number in a column, straight
+    from the Arrow buffers: the data bytes are folded with :data:`FOLD_LUT`, then each key's
+    three little-endian words are gathered at its offset and masked to its length (no
+    per-row padding copy). Equal to ``matrix_hashes(fold_matrix(canonical))``."""
+    if isinstance(canonical, pa.ChunkedArray):
+        canonical = canonical.combine_chunks() if canonical.num_chunks else \
+            pa.array([], pa.string())
+    n = len(canonical)
+    if n == 0:
         return np.empty(0, dtype=np.int64)
-    keys = keys.cast(pa.large_string())
-    padded = pc.utf8_rpad(keys, width=_WIDTH, padding="\0")
-    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int64)[
-        padded.offset : padded.offset + len(padded) + 1
-    ]
-    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)
+    arr = canonical.cast(pa.string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + n + 1]
     start = int(offsets[0])
-    # every padded key is exactly _WIDTH bytes, so the data buffer is an (n, 24) matrix
-    matrix = data[start : start + len(padded) * _WIDTH].reshape(len(padded), _WIDTH)
-    words = np.ascontiguousarray(matrix).view("<u8")
+    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start: int(offsets[-1])]
+    data = np.zeros(len(raw) + 32, dtype=np.uint8)  # room to read whole words past the end
+    data[: len(raw)] = FOLD_LUT[raw]
+    pos = (offsets[:-1] - start).astype(np.int64)
+    lengths = (offsets[1:] - offsets[:-1]).astype(np.int64)
+    # a uint64 view at every byte offset (unaligned reads are fine for NumPy)
+    words_at = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
+    words = np.empty((n, 3), dtype=np.uint64)
+    for k in range(3):
+        w = words_at[pos + 8 * k]
+        keep = np.clip(lengths - 8 * k, 0, 8)
+        mask = np.where(keep >= 8, np.uint64(0xFFFFFFFFFFFFFFFF),
+                        (np.uint64(1) << (keep.astype(np.uint64) * np.uint64(8)))
+                        - np.uint64(1))
+        words[:, k] = w & mask
     return _mix(words)
+
+
+def fold_matrix(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Folded keys of a column of canonical numbers, as an (n, w) uint8 matrix, w the
+    longest key rounded up to 8 bytes."""
+    return FOLD_LUT[key_matrix(canonical, narrow=True)]
+
+
+def country_codes(countries: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """uint64 code of each country (its ASCII bytes as a little-endian integer)."""
+    if isinstance(countries, pa.ChunkedArray):
+        countries = countries.combine_chunks() if countries.num_chunks else \
+            pa.array([], pa.string())
+    enc = countries.dictionary_encode()
+    table = np.array([_FROM_BYTES(c.encode("ascii"), "little")
+                      for c in enc.dictionary.to_pylist()] or [0], dtype=np.uint64)
+    return table[enc.indices.fill_null(0).to_numpy(zero_copy_only=False)] if len(enc) else \
+        np.zeros(0, np.uint64)
 
 
 def key_hashes_from_strings(keys: Sequence[str]) -> np.ndarray:
@@ -176,8 +246,30 @@ class KeySet:
 
     def contains_any(self, hashes: np.ndarray) -> np.ndarray:
         """Boolean mask: which of ``hashes`` are in the set (vectorized)."""
-        if self._size == 0:
+        if self._size == 0 or len(hashes) == 0:
             return np.zeros(len(hashes), dtype=bool)
+        if len(hashes) > 4096:
+            # Sorted needles walk the array in order: far fewer cache misses (1M probes in
+            # 10M keys: 1.13 s unsorted, 0.17 s sorted). np.sort is much cheaper than
+            # argsort; the few hashes found are mapped back with isin.
+            needles = np.sort(hashes)
+            found = needles[self._contains_sorted(needles)]
+            if not len(found):
+                return np.zeros(len(hashes), bool)
+            # Map back without np.isin (which sorts everything again): a 64 KiB bitmap of
+            # the few found hashes' low bits (cache-resident) lets most rows out at once;
+            # the rest are searched in the small sorted `found`.
+            bitmap = np.zeros(1 << 16, dtype=bool)
+            bitmap[found & 0xFFFF] = True
+            maybe = np.flatnonzero(bitmap[hashes & 0xFFFF])
+            result = np.zeros(len(hashes), bool)
+            idx = found.searchsorted(hashes[maybe])
+            idx[idx == len(found)] = 0
+            result[maybe] = found[idx] == hashes[maybe]
+            return result
+        return self._contains_sorted(hashes)
+
+    def _contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
         idx = self._array.searchsorted(hashes)
         idx[idx == self._size] = 0
         return self._array[idx] == hashes

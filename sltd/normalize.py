@@ -29,8 +29,12 @@ Example:
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING
 
 from sltd.errors import InvalidNumber
+
+if TYPE_CHECKING:  # the bulk twin needs Arrow; single checks do not import it
+    import pyarrow as pa
 
 MIN_LENGTH = 3
 MAX_LENGTH = 24
@@ -160,3 +164,36 @@ SQL_FOLD = (
     "translate({col}, " + _sql_string("".join(CONFUSIONS)) + ", "
     + _sql_string("".join(CONFUSIONS.values())) + ")"
 )
+
+
+def canonical_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`canonical_number` over a column: canonical text, or null where invalid.
+
+    Already-clean values (ASCII letters and digits of a valid length: nearly all) take an
+    Arrow fast path; the rest go through NFKC (Arrow) and :data:`SQL_CLEAN` (DuckDB), the
+    same rules the loader applies.
+    """
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(raw, pa.ChunkedArray):
+        raw = raw.combine_chunks() if raw.num_chunks else pa.array([], pa.string())
+    raw = raw.cast(pa.string())
+    length = pc.utf8_length(raw)
+    fast = pc.fill_null(pc.and_(
+        pc.and_(pc.string_is_ascii(raw), pc.ascii_is_alnum(raw)),
+        pc.and_(pc.greater_equal(length, MIN_LENGTH), pc.less_equal(length, MAX_LENGTH))),
+        False)
+    out = pc.if_else(fast, pc.utf8_upper(raw), pa.nulls(len(raw), pa.string()))
+    if pc.all(fast).as_py() is not False or len(raw) == 0:
+        return out
+    dirty = pc.invert(fast)
+    subset = pc.filter(raw, dirty)
+    con = duckdb.connect()
+    con.register("t", pa.table({"x": pc.utf8_normalize(subset, "NFKC")}))
+    clean = SQL_CLEAN.format(col="x")
+    fixed = con.sql(f"SELECT CASE WHEN {SQL_VALID.format(col=clean)} THEN upper({clean}) "
+                    "END AS v FROM t").to_arrow_table().column("v").combine_chunks()
+    con.close()
+    return pc.replace_with_mask(out, dirty, fixed.cast(pa.string()))

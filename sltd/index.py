@@ -538,6 +538,23 @@ class Index:
         self.audit.flush()
         return verify_audit(self.con)
 
+    # --- bulk --------------------------------------------------------------------------
+
+    def screen(self, source: Source, **options: Any) -> tuple[pa.Table, Any]:
+        """Screen a whole manifest: see :func:`sltd.screen.screen` for the options.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> hits, report = ix.screen(pa.table({"document_number": ["X1234567", "Q1"],
+            ...     "issuing_country": ["FRA", "FRA"]}))
+            >>> hits.column("match").to_pylist(), report.rejected
+            (['partial'], 1)
+        """
+        from sltd.screen import screen
+
+        return screen(self, source, **options)
+
     # --- reporting --------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:

@@ -193,3 +193,24 @@ def write_table(table: pa.Table, path: str | os.PathLike[str], format: str | Non
 
 def _sql_path(path: str | os.PathLike[str]) -> str:
     return os.fspath(path).replace("'", "''")
+
+
+def synth_manifest(records: pa.Table, n: int, *, listed: float = 0.001, seed: int = 0
+                   ) -> pa.Table:
+    """A passenger manifest of ``n`` travel documents, about ``listed`` of them listed.
+
+    Listed documents are drawn from ``records`` (as a synthetic index holds them); the
+    others are random numbers of the same realistic shapes and country/type mix, so most
+    are unlisted. Columns: passenger_id, document_number, document_type, issuing_country.
+    """
+    rng = np.random.default_rng(seed)
+    k = min(int(round(n * listed)), records.num_rows)
+    clean = synth_records(n - k, seed=seed + 1).select(
+        ["document_number", "document_type", "issuing_country"])
+    picked = records.take(pa.array(rng.choice(records.num_rows, size=k, replace=False))
+                          ).select(["document_number", "document_type", "issuing_country"])
+    table = pa.concat_tables([clean, picked.cast(clean.schema)])
+    table = table.take(pa.array(rng.permutation(n)))
+    ids = pa.array(np.char.add("PAX", np.arange(1, n + 1).astype(str)) if n else [],
+                   pa.string())
+    return table.add_column(0, "passenger_id", ids)

@@ -5,7 +5,7 @@ def test_all_is_sorted_and_matches_public_names():
     assert sltd.__all__ == sorted(sltd.__all__)
     public = {n for n in dir(sltd) if not n.startswith("_")}
     modules = {"clock", "codes", "errors", "index", "keyset", "model", "normalize", "search",
-               "sources", "store", "synth", "cli", "demo", "mrz", "workflow", "alerts",
+               "sources", "store", "synth", "cli", "demo", "mrz", "workflow", "alerts", "screen",
                "audit"}
     assert set(sltd.__all__) == public - modules
 

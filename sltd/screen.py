@@ -1,0 +1,537 @@
+"""Bulk screening of passenger manifests (API/PNR lists) against the index.
+
+The manifest is streamed in Arrow batches (memory stays bounded whatever its size) and
+screened column-wise, never with a Python loop per row:
+
+1. Numbers are canonicalized (:func:`sltd.normalize.canonical_numbers`); types and
+   countries are mapped over their *distinct* values only. Rows that cannot be read go
+   to the rejects file with row, field, value and reason, and the run goes on.
+2. Folded keys are hashed in NumPy and probed against the index's in-memory key set
+   (sorted needles: one pass over the sorted key array). Rows that are certainly not
+   listed, nearly all of them, stop here.
+3. Near misses (on by default): each of the ~500 kinds of single edit (delete, swap,
+   substitute or insert at position i) is applied to the whole batch as one matrix
+   operation, hashed and probed against the (country, folded key) set. The loop runs over
+   edit kinds, not rows.
+4. The few candidates are joined with the records in DuckDB once, at the end, and
+   classified exact / partial / near (score and explanation from rapidfuzz, per hit).
+
+With ``since``, only records added or changed since then are screened against (for a
+daily re-screen after an index update).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sltd import codes
+from sltd.errors import SltdError, SourceError, ValidationError
+from sltd.keyset import (
+    country_codes,
+    country_key_hashes,
+    fold_matrix,
+    folded_key_hashes,
+    matrix_hashes,
+)
+from sltd.model import MatchKind
+from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number
+from sltd.search import FOLDED_ALPHABET, explain, mint_hit_id
+from sltd.sources import Problem, Source, detect_format
+from sltd.store import to_db
+
+#: Manifest columns sltd reads (by default name; map others with ``mapping``).
+FIELDS = ("document_number", "document_type", "issuing_country")
+OUTPUT_COLUMNS = ("row", "record_number", "record_type", "record_country", "hit_id",
+                  "match", "score", "explanation")
+_ALPHABET = np.frombuffer(FOLDED_ALPHABET.encode(), dtype=np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreenReport:
+    """What a screening run did.
+
+    Attributes:
+        rows_read: manifest rows read.
+        rejected: rows that could not be screened (listed in the rejects file).
+        hits: hits by kind (exact, partial, near).
+        rows_with_hits: manifest rows with at least one hit.
+        seconds, rows_per_second: wall time, end to end.
+        out, rejects: the files written.
+    """
+
+    rows_read: int
+    rejected: int
+    hits: dict[str, int]
+    rows_with_hits: int
+    seconds: float
+    out: str | None
+    rejects: str | None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["rows_per_second"] = round(self.rows_per_second)
+        return d
+
+
+Batches = Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]
+
+
+def iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
+                 batch_rows: int) -> Batches:
+    """Stream a manifest as Arrow batches of the source's own columns, each with the
+    problems met reading it and the 1-based data-row position of each of its rows (a CSV
+    line that cannot be parsed keeps its number: later rows are not renumbered)."""
+    done = 0
+    for batch, problems, rows in _iter_batches(source, format=format, columns=columns,
+                                               batch_rows=batch_rows):
+        if rows is None:
+            rows = np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64)
+        if len(rows):
+            done = int(rows[-1])
+        yield batch, problems, rows
+
+
+def _iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
+                  batch_rows: int) -> Iterator[tuple[pa.RecordBatch, list[Problem],
+                                                     np.ndarray | None]]:
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise SourceError(f"missing column(s) {', '.join(missing)}; present: "
+                              f"{', '.join(table.column_names)}")
+        for b in table.select(list(columns)).to_batches(max_chunksize=batch_rows):
+            yield b, [], None
+        return
+    path = Path(os.fspath(source))
+    if not path.is_file():
+        raise SourceError(f"no such file: {path}", source=str(path))
+    fmt = format or detect_format(path)
+    try:
+        if fmt == "parquet":
+            names = pq.ParquetFile(path).schema_arrow.names
+            _require(columns, names, path)
+            # type and country come as dictionaries: their distinct values are mapped once
+            pf = pq.ParquetFile(path, read_dictionary=[c for c in columns[1:3]
+                                                       if c in names])
+            yield from ((b, [], None) for b in pf.iter_batches(batch_size=batch_rows,
+                                                              columns=list(columns)))
+        elif fmt == "csv":
+            yield from _csv_batches(path, columns, batch_rows)
+        elif fmt in ("jsonl", "arrow"):
+            from sltd.sources import read_source
+            table = read_source(path, format=fmt).table
+            yield from _iter_batches(table, format=None, columns=columns,
+                                     batch_rows=batch_rows)
+        else:
+            raise SourceError(f"unknown format {fmt!r}", source=str(path))
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0]}",
+                          source=str(path)) from None
+
+
+def _require(columns: Sequence[str], names: Sequence[str], path: Path) -> None:
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; present: "
+                          f"{', '.join(names)}; map other names with --map FIELD=COLUMN",
+                          source=str(path))
+
+
+def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
+                 ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]:
+    import pyarrow.csv as pacsv
+
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: empty file (no header row)", source=str(path))
+    bad: list[Problem] = []
+
+    def on_invalid(row: Any) -> str:
+        # row.number is the physical line (header = 1): data row = line - 1
+        bad.append(Problem(int(row.number or 1) - 1, "(line)", row.text,
+                           f"expected {row.expected_columns} fields, found "
+                           f"{row.actual_columns}"))
+        return "skip"
+
+    with open(path, "rb") as f:
+        header = f.readline().decode("utf-8", "replace").strip().split(",")
+    _require(columns, [h.strip().strip('"') for h in header], path)
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 24, use_threads=False),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=list(columns),
+            column_types={c: pa.string() for c in columns}, strings_can_be_null=True))
+    skipped: list[int] = []  # data rows of bad lines so far, in order
+    next_row = 1
+    for batch in reader:
+        problems, bad[:] = list(bad), []
+        skipped += [p.row for p in problems]
+        # the data-row numbers of this batch's good rows: the next ones not skipped
+        span = np.arange(next_row, next_row + batch.num_rows + len(skipped) + 1)
+        good = span[~np.isin(span, skipped)][: batch.num_rows]
+        next_row = int(good[-1]) + 1 if len(good) else next_row
+        for start in range(0, batch.num_rows, batch_rows):
+            yield (batch.slice(start, batch_rows), problems if start == 0 else [],
+                   good[start: start + batch_rows])
+    if bad:
+        yield pa.RecordBatch.from_pylist([], schema=reader.schema), list(bad), \
+            np.zeros(0, np.int64)
+
+
+def _map_distinct(col: pa.Array, convert: Callable[[str], str]) -> tuple[pa.Array, pa.Array]:
+    """Apply ``convert`` to each distinct value only: (codes, null where blank or
+    invalid; invalid mask). A manifest has a few hundred distinct values at most."""
+    enc = col if pa.types.is_dictionary(col.type) else col.cast(pa.string()).dictionary_encode()
+    mapped: list[str | None] = []
+    bad: list[bool] = []
+    for value in enc.dictionary.to_pylist():
+        if value is None or not value.strip():
+            mapped.append(None)
+            bad.append(False)
+            continue
+        try:
+            mapped.append(convert(value))
+            bad.append(False)
+        except ValidationError:
+            mapped.append(None)
+            bad.append(True)
+    if not mapped:
+        return pa.nulls(len(col), pa.string()), pa.array(np.zeros(len(col), bool))
+    out = pa.array(mapped, pa.string()).take(enc.indices)
+    invalid = pc.fill_null(pa.array(bad, pa.bool_()).take(enc.indices), False)
+    return out, invalid
+
+
+def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = None,
+           format: str | None = None, mapping: Mapping[str, str] | None = None,
+           keep: Sequence[str] = (), rejects: str | os.PathLike[str] | None = None,
+           exact_only: bool = False, since: dt.datetime | None = None,
+           batch_rows: int = 1_000_000, searcher: str = "",
+           progress: Callable[[int], None] | None = None) -> tuple[pa.Table, ScreenReport]:
+    """Screen every document of a manifest; one result row per first-level hit.
+
+    Args:
+        index: an open :class:`sltd.Index`.
+        source: CSV, Parquet, JSON Lines, Arrow IPC file or an Arrow table.
+        out: write the hits here (Parquet, or CSV by the file name) when given.
+        mapping: sltd field -> manifest column (``document_number`` is required;
+            ``document_type`` and ``issuing_country`` are used when present).
+        keep: manifest columns carried through unchanged into each result row
+            (e.g. ``passenger_id``).
+        rejects: CSV file for rows that could not be screened (row, field, value, reason).
+        exact_only: skip near-miss matching.
+        since: screen only against records added or changed since this UTC time.
+        batch_rows: rows per batch (bounds memory).
+        searcher: NCB code the hit ids are issued to.
+        progress: called with the number of rows done after each batch.
+
+    Returns:
+        (hits table, report). Columns: ``row`` (1-based position in the manifest), the
+        ``keep`` columns, ``record_number, record_type, record_country, hit_id, match,
+        score, explanation``.
+    """
+    start = time.perf_counter()
+    mapping = dict(mapping or {})
+    src_cols = {f: mapping.get(f, f) for f in FIELDS}
+    bad_fields = [c for c in keep if c in src_cols.values()]
+    if bad_fields:
+        raise SourceError(f"--keep {', '.join(bad_fields)}: already read as a document field")
+    wanted = [src_cols["document_number"]]
+    optional = [f for f in FIELDS[1:]]
+    columns_present = _present_columns(source, format)
+    for f in optional:
+        if columns_present is None or src_cols[f] in columns_present:
+            wanted.append(src_cols[f])
+    wanted += [c for c in keep if c not in wanted]
+    problems: list[Problem] = []
+    cand_parts: list[pa.Table] = []
+    rows_read = 0
+    # Batches are screened on both cores (NumPy and Arrow release the GIL); at most a few
+    # are in flight, so memory stays bounded whatever the manifest's size.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    in_flight: list[Future[tuple[list[Problem], list[pa.Table]]]] = []
+
+    def collect(fut: Future[tuple[list[Problem], list[pa.Table]]]) -> None:
+        bad_rows, parts = fut.result()
+        problems.extend(bad_rows)
+        cand_parts.extend(parts)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for batch, bad, rows in iter_batches(source, format=format, columns=wanted,
+                                             batch_rows=batch_rows):
+            problems.extend(bad)
+            rows_read += batch.num_rows + len(bad)
+            if batch.num_rows == 0:
+                continue
+            in_flight.append(pool.submit(_screen_batch, index, batch, rows, src_cols,
+                                         keep, exact_only))
+            while len(in_flight) >= 3:
+                collect(in_flight.pop(0))
+                if progress:
+                    progress(rows_read)
+        for fut in in_flight:
+            collect(fut)
+    if progress:
+        progress(rows_read)
+    hits = _classify(index, cand_parts, keep, since, searcher, exact_only)
+    if out is not None:
+        _write(hits, out)
+    if rejects is not None:
+        from sltd.index import _write_rejects
+        _write_rejects(rejects, sorted(problems, key=lambda p: (p.row, p.field)))
+    kinds = pc.value_counts(hits.column("match")).to_pylist() if hits.num_rows else []
+    report = ScreenReport(
+        rows_read=rows_read, rejected=len({p.row for p in problems}),
+        hits={k["values"]: k["counts"] for k in kinds},
+        rows_with_hits=len(pc.unique(hits.column("row"))) if hits.num_rows else 0,
+        seconds=time.perf_counter() - start,
+        out=os.fspath(out) if out is not None else None,
+        rejects=os.fspath(rejects) if rejects is not None else None)
+    return hits, report
+
+
+def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
+                  src_cols: dict[str, str],
+                  keep: Sequence[str], exact_only: bool
+                  ) -> tuple[list[Problem], list[pa.Table]]:
+    """Screen one batch against the key sets: its problems and its candidate rows."""
+    n = batch.num_rows
+    problems: list[Problem] = []
+    parts: list[pa.Table] = []
+    row = pa.array(rows)
+    raw_number = batch.column(batch.schema.get_field_index(src_cols["document_number"]))
+    number = _canonical(raw_number)
+    invalid = pc.is_null(number)
+    cols: dict[str, pa.Array] = {"number": number}
+    for f, convert, name in (("document_type", codes.doc_type_code, "type"),
+                             ("issuing_country", codes.country_code, "country")):
+        i = batch.schema.get_field_index(src_cols[f])
+        if i < 0:
+            cols[name] = pa.nulls(n, pa.string())
+            continue
+        mapped, bad_mask = _map_distinct(batch.column(i), convert)
+        cols[name] = mapped
+        problems += _problems(row, batch.column(i), bad_mask, f, convert)
+        invalid = pc.or_(invalid, bad_mask)
+    problems += _problems(row, raw_number, pc.is_null(number), "document_number",
+                          canonical_number)
+    if pc.any(invalid).as_py():
+        take: pa.Array | None = pa.array(np.flatnonzero(
+            pc.invert(invalid).to_numpy(zero_copy_only=False)))
+    else:
+        take = None  # the common case: every row is valid, no copies
+    if take is not None and len(take) == 0:
+        return problems, parts
+
+    def sel(a: pa.Array) -> pa.Array:
+        return a if take is None else a.take(take)
+
+    vnum, vtype, vcountry, vrow = (sel(cols["number"]), sel(cols["type"]),
+                                   sel(cols["country"]), sel(row))
+    extra = {c: sel(batch.column(batch.schema.get_field_index(c))) for c in keep}
+    listed = index._keys.contains_any(folded_key_hashes(vnum))
+    hit_rows = np.flatnonzero(listed)
+    folded = None
+    if len(hit_rows):
+        folded = fold_matrix(vnum.take(pa.array(hit_rows)))
+        parts.append(_candidates(np.arange(len(hit_rows)), vrow.take(pa.array(hit_rows)),
+                                 vnum.take(pa.array(hit_rows)),
+                                 vtype.take(pa.array(hit_rows)),
+                                 vcountry.take(pa.array(hit_rows)), folded,
+                                 {c: a.take(pa.array(hit_rows)) for c, a in extra.items()}))
+    if not exact_only:
+        parts += _near_candidates(fold_matrix(vnum), vrow, vnum, vtype, vcountry, extra,
+                                  index._keys, index._country_keys)
+    return problems, parts
+
+
+def _present_columns(source: Source, format: str | None) -> list[str] | None:
+    if isinstance(source, pa.Table):
+        return source.column_names
+    if isinstance(source, pa.RecordBatch):
+        return source.schema.names
+    path = Path(os.fspath(source))
+    if not path.is_file():
+        raise SourceError(f"no such file: {path}", source=str(path))
+    fmt = format or detect_format(path)
+    if fmt == "parquet":
+        return pq.ParquetFile(path).schema_arrow.names
+    if fmt == "csv":
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [h.strip().strip('"') for h in f.readline().strip().split(",")]
+    return None
+
+
+def _canonical(raw: pa.Array) -> pa.Array:
+    from sltd.normalize import canonical_numbers
+
+    return canonical_numbers(raw)
+
+
+def _problems(row: pa.Array, values: pa.Array, mask: pa.Array, field: str,
+              check: Callable[[Any], Any]) -> list[Problem]:
+    """Problems for the (few) masked rows, with the validator's own reason."""
+    idx = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+    out = []
+    for i, value in zip(row.take(pa.array(idx)).to_pylist(),
+                        values.take(pa.array(idx)).to_pylist(), strict=True):
+        try:
+            check(value)
+            reason = "invalid value"
+        except ValidationError as e:
+            reason = e.reason
+        out.append(Problem(i, field, value, reason))
+    return out
+
+
+def _candidates(sel: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: pa.Array,
+                vcountry: pa.Array, folded: np.ndarray, extra: dict[str, pa.Array],
+                probe: np.ndarray | None = None) -> pa.Table:
+    take = pa.array(sel)
+    keys = probe if probe is not None else folded[sel]
+    fold = pa.array([bytes(k).rstrip(b"\0").decode() for k in keys], pa.string())
+    return pa.table({"row": vrow.take(take), "number": vnum.take(take),
+                     "type": vtype.take(take), "country": vcountry.take(take), "fold": fold,
+                     **{c: a.take(take) for c, a in extra.items()}})
+
+
+def _near_candidates(folded: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: pa.Array,
+                     vcountry: pa.Array, extra: dict[str, pa.Array], keys: Any,
+                     country_keys: Any) -> list[pa.Table]:
+    """Rows with a listed folded key one edit away, one candidate per (row, variant)."""
+    lengths = (folded != 0).sum(axis=1)
+    has_country = pc.is_valid(vcountry).to_numpy(zero_copy_only=False)
+    cc = country_codes(pc.fill_null(vcountry, "")) if len(vcountry) else np.zeros(0, np.uint64)
+    parts = []
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        block = folded[rows, :length]
+        for variant, valid in _edits(block, int(length)):
+            keep_rows = rows if valid is None else rows[valid]
+            v = variant if valid is None else variant[valid]
+            if len(keep_rows) == 0:
+                continue
+            padded = np.zeros((len(v), 24), dtype=np.uint8)
+            padded[:, : v.shape[1]] = v
+            h = matrix_hashes(padded)
+            found = np.zeros(len(v), dtype=bool)
+            with_c = has_country[keep_rows]
+            if with_c.any():
+                found[with_c] = country_keys.contains_any(
+                    country_key_hashes(h[with_c], cc[keep_rows[with_c]]))
+            if (~with_c).any():
+                found[~with_c] = keys.contains_any(h[~with_c])
+            hit = np.flatnonzero(found)
+            if len(hit):
+                parts.append(_candidates(keep_rows[hit], vrow, vnum, vtype, vcountry, folded,
+                                         extra, probe=padded[hit]))
+    return parts
+
+
+def _edits(block: np.ndarray, n: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Every single edit of an (rows, n) block of folded keys, one kind at a time:
+    (variant matrix, mask of rows where it differs from the key, or None for all)."""
+    if n - 1 >= MIN_LENGTH:
+        for i in range(n):
+            yield np.delete(block, i, axis=1), None
+    for i in range(n - 1):
+        v = block.copy()
+        v[:, [i, i + 1]] = v[:, [i + 1, i]]
+        yield v, block[:, i] != block[:, i + 1]
+    for i in range(n):
+        for c in _ALPHABET:
+            v = block.copy()
+            v[:, i] = c
+            yield v, block[:, i] != c
+    if n + 1 <= MAX_LENGTH:
+        for i in range(n + 1):
+            for c in _ALPHABET:
+                yield np.insert(block, i, c, axis=1), None
+
+
+def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
+              since: dt.datetime | None, searcher: str, exact_only: bool) -> pa.Table:
+    schema = pa.schema([("row", pa.int64()), *((c, pa.string()) for c in keep),
+                        ("record_number", pa.string()), ("record_type", pa.string()),
+                        ("record_country", pa.string()), ("hit_id", pa.string()),
+                        ("match", pa.string()), ("score", pa.float64()),
+                        ("explanation", pa.string())])
+    if not parts:
+        return schema.empty_table()
+    cands = pa.concat_tables(parts, promote_options="permissive")
+    con = index.con
+    con.register("_cand", cands)
+    try:
+        where = "WHERE r.updated_at >= $since" if since is not None else ""
+        params = {"since": to_db(since)} if since is not None else {}
+        rows = con.execute(f"""
+            SELECT DISTINCT c.row, c.number, c.type, c.country,
+                   {''.join(f'c."{k}", ' for k in keep)}
+                   r.record_id, r.number, r.doc_type, r.country
+            FROM _cand c JOIN records r ON r.fold = c.fold {where}
+            ORDER BY c.row, r.number, r.country, r.doc_type""", params).fetchall()
+    finally:
+        con.unregister("_cand")
+    now = index.clock.now()
+    out: dict[str, list[Any]] = {f.name: [] for f in schema}
+    rank = {MatchKind.EXACT: 0, MatchKind.PARTIAL: 1, MatchKind.NEAR: 2}
+    per_row: list[tuple[Any, ...]] = []
+    for r in rows:
+        qrow, qnum, qtype, qcountry = r[0], r[1], r[2], r[3]
+        kept = r[4:4 + len(keep)]
+        record_id, rnum, rtype, rcountry = r[4 + len(keep):]
+        if rnum == qnum:
+            kind = (MatchKind.EXACT if qtype == rtype and qcountry == rcountry
+                    else MatchKind.PARTIAL)
+            score, why = 100.0, None
+        elif exact_only or (qcountry is not None and rcountry != qcountry) or (
+                qtype is not None and rtype != qtype):
+            continue
+        else:
+            kind = MatchKind.NEAR
+            score, why = explain(qnum, rnum)
+        per_row.append((qrow, rank[kind], -score, rnum, rcountry, rtype, kind, score, why,
+                        record_id, kept))
+    per_row.sort(key=lambda t: t[:6])
+    for (qrow, _, _, rnum, rcountry, rtype, kind, score, why, record_id, kept) in per_row:
+        out["row"].append(qrow)
+        for k, v in zip(keep, kept, strict=True):
+            out[k].append(None if v is None else str(v))
+        out["record_number"].append(rnum)
+        out["record_type"].append(rtype)
+        out["record_country"].append(rcountry)
+        out["hit_id"].append(mint_hit_id(index._secret, record_id, now, searcher))
+        out["match"].append(str(kind))
+        out["score"].append(score)
+        out["explanation"].append(why)
+    return pa.table(out, schema=schema)
+
+
+def _write(table: pa.Table, out: str | os.PathLike[str]) -> None:
+    fmt = detect_format(out)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        pq.write_table(table, out)
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+        pacsv.write_csv(table, out)
+    else:
+        raise SltdError(f"write results as .parquet or .csv, not {fmt}")

@@ -1,0 +1,153 @@
+"""Bulk screening: the same answers as one check per row, from any input format."""
+
+import csv
+import datetime as dt
+import json
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from sltd import ManualClock, Record, open_index
+from sltd.cli import cli
+from sltd.synth import synth_manifest, synth_records, write_table
+
+T0 = dt.datetime(2026, 11, 23, 8, tzinfo=dt.UTC)
+RECORDS = synth_records(3000, seed=21)
+
+
+@pytest.fixture(scope="module")
+def index():
+    ix = open_index(":memory:", create=True, clock=ManualClock(T0))
+    ix.load(RECORDS)
+    yield ix
+    ix.close()
+
+
+def manifest(n=1500, listed=0.05, seed=3):
+    m = synth_manifest(RECORDS, n, listed=listed, seed=seed)
+    # a few listed documents read with one error, for near-miss screening
+    nums = m.column("document_number").to_pylist()
+    for i in range(0, 40, 4):
+        nums[i] = RECORDS.column("document_number")[i].as_py()[:-1] + "Q"
+    types = m.column("document_type").to_pylist()
+    countries = m.column("issuing_country").to_pylist()
+    for i in range(0, 40, 4):
+        types[i] = RECORDS.column("document_type")[i].as_py()
+        countries[i] = RECORDS.column("issuing_country")[i].as_py()
+    return pa.table({"passenger_id": m.column("passenger_id"), "document_number": nums,
+                     "document_type": types, "issuing_country": countries})
+
+
+def oracle(ix, table, exact_only):
+    """One library check per row: the slow, obviously correct reference."""
+    out = set()
+    for i, r in enumerate(table.to_pylist(), 1):
+        for h in ix.check(r["document_number"], r["document_type"], r["issuing_country"],
+                          exact_only=exact_only):
+            out.add((i, h.number, str(h.doc_type), h.country, h.match.value))
+    return out
+
+
+def result_set(hits):
+    return {(r["row"], r["record_number"], r["record_type"], r["record_country"], r["match"])
+            for r in hits.to_pylist()}
+
+
+@pytest.mark.parametrize("exact_only", [True, False])
+def test_screening_finds_exactly_what_single_checks_find(index, exact_only):
+    m = manifest()
+    hits, report = index.screen(m, keep=["passenger_id"], exact_only=exact_only)
+    expected = oracle(index, m, exact_only)
+    assert result_set(hits) == expected
+    assert report.rows_read == m.num_rows
+    assert report.rejected == 0
+    assert sum(report.hits.values()) == len(expected)
+    if not exact_only:
+        assert report.hits.get("near", 0) >= 10
+    pax = dict(zip(range(1, m.num_rows + 1), m.column("passenger_id").to_pylist(), strict=True))
+    assert all(pax[r["row"]] == r["passenger_id"] for r in hits.to_pylist())
+
+
+def test_csv_parquet_and_arrow_give_the_same_result(index, tmp_path):
+    m = manifest(800)
+    results = []
+    for name in ("m.csv", "m.parquet", None):
+        src = m
+        if name:
+            write_table(m, tmp_path / name)
+            src = tmp_path / name
+        hits, _ = index.screen(src, keep=["passenger_id"], exact_only=False,
+                               batch_rows=300)
+        results.append(result_set(hits))
+    assert results[0] == results[1] == results[2]
+    assert results[0]
+
+
+def test_unreadable_rows_go_to_rejects_and_the_run_goes_on(index, tmp_path):
+    path = tmp_path / "bad.csv"
+    listed = RECORDS.slice(0, 1).to_pylist()[0]
+    path.write_text(
+        "passenger_id,document_number,document_type,issuing_country\n"
+        f"p1,{listed['document_number']},{listed['document_type']},"
+        f"{listed['issuing_country']}\n"
+        "p2,##,P,FRA\n"
+        "p3,X1234567,P,ZZZ\n"
+        "p4,X1234567\n"
+        "p5,X7654321,driving licence,FRA\n")
+    hits, report = index.screen(path, keep=["passenger_id"], rejects=tmp_path / "r.csv")
+    assert hits.column("passenger_id").to_pylist()[0] == "p1"
+    with open(tmp_path / "r.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["row"], r["field"]) for r in rows] == [
+        ("2", "document_number"), ("3", "issuing_country"), ("4", "(line)"),
+        ("5", "document_type")]
+    assert rows[0]["value"] == "##"
+    assert "'#'" in rows[0]["reason"]
+    assert (report.rejected, report.rows_read) == (4, 5)
+
+
+def test_screen_since_only_uses_records_changed_since(tmp_path):
+    clock = ManualClock(T0)
+    with open_index(":memory:", create=True, clock=clock) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "lost")])
+        clock.advance(days=1)
+        ix.upsert([Record("Y7654321", "P", "FRA", "stolen")])
+        m = pa.table({"document_number": ["X1234567", "Y7654321"],
+                      "document_type": ["P", "P"], "issuing_country": ["FRA", "FRA"]})
+        every, _ = ix.screen(m, exact_only=True)
+        recent, _ = ix.screen(m, exact_only=True, since=T0 + dt.timedelta(hours=12))
+    assert every.column("record_number").to_pylist() == ["X1234567", "Y7654321"]
+    assert recent.column("record_number").to_pylist() == ["Y7654321"]
+
+
+def test_mapping_and_missing_columns(index):
+    from sltd import SourceError
+
+    m = pa.table({"doc": ["X1"], "pax": ["p"]})
+    with pytest.raises(SourceError, match="document_number"):
+        index.screen(m)
+    hits, rep = index.screen(pa.table({"doc": [RECORDS.column("document_number")[5]]}),
+                             mapping={"document_number": "doc"})
+    assert hits.num_rows >= 1
+    assert rep.rejected == 0
+
+
+def test_cli_screen_writes_results_and_summary(tmp_path):
+    db = str(tmp_path / "s.duckdb")
+    run = CliRunner()
+    write_table(RECORDS, tmp_path / "r.parquet")
+    assert run.invoke(cli, ["--db", db, "load", str(tmp_path / "r.parquet")]).exit_code == 0
+    write_table(manifest(500), tmp_path / "m.parquet")
+    res = run.invoke(cli, ["--db", db, "screen", str(tmp_path / "m.parquet"), "--out",
+                           str(tmp_path / "hits.parquet"), "--keep", "passenger_id",
+                           "--json"])
+    assert res.exit_code == 1, res.output
+    report = json.loads(res.output)
+    assert report["rows_read"] == 500
+    assert report["hits"]["exact"] >= 1
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "hits.parquet")
+    assert out.column_names[:2] == ["row", "passenger_id"]
+    assert set(out.column("match").to_pylist()) <= {"exact", "partial", "near"}

@@ -175,8 +175,8 @@ def folded_key_hashes(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
     lengths = (offsets[1:] - offsets[:-1]).astype(np.int64)
     # a uint64 view at every byte offset (unaligned reads are fine for NumPy)
     words_at = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
-    words = np.empty((n, 3), dtype=np.uint64)
-    for k in range(3):
+    words = np.zeros((n, 3), dtype=np.uint64)
+    for k in range(-(-int(lengths.max()) // 8)):  # words past every key's end stay zero
         w = words_at[pos + 8 * k]
         keep = np.clip(lengths - 8 * k, 0, 8)
         mask = np.where(keep >= 8, np.uint64(0xFFFFFFFFFFFFFFFF),

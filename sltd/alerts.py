@@ -35,7 +35,7 @@ import duckdb
 
 from sltd.errors import SltdError
 from sltd.model import Alert
-from sltd.store import from_db, to_db
+from sltd.store import from_db, to_db, transaction
 
 #: Retry delays: 5 s, 10 s, 20 s ... capped at 5 minutes.
 BACKOFF_FIRST = dt.timedelta(seconds=5)
@@ -211,8 +211,7 @@ def _record(con: duckdb.DuckDBPyConnection, outcomes: list[tuple[str, str, str |
         "retry_at": pa.array([to_db(now + min(BACKOFF_FIRST * (2 ** o[3]), BACKOFF_MAX))
                               for o in outcomes], pa.timestamp("us")),
     })
-    con.execute("BEGIN")
-    try:
+    with transaction(con, on_rollback=audit.invalidate if audit is not None else None):
         con.register("_outcomes", table)
         con.execute("""UPDATE outbox SET
                 attempts = outbox.attempts + 1,
@@ -228,12 +227,6 @@ def _record(con: duckdb.DuckDBPyConnection, outcomes: list[tuple[str, str, str |
                 audit.record(now, "deliver", actor=sink_name, subject=alert_id,
                              result="delivered" if error is None else f"failed: {error}")
             audit.write_pending()
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        if audit is not None:
-            audit.invalidate()
-        raise
 
 
 def list_alerts(con: duckdb.DuckDBPyConnection, *, case_id: str | None = None,

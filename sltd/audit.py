@@ -31,7 +31,7 @@ import hashlib
 import duckdb
 import pyarrow as pa
 
-from sltd.store import from_db, one
+from sltd.store import from_db, one, transaction
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "logged_at", "actor", "ncb", "action", "subject", "result")
@@ -107,14 +107,8 @@ class AuditLog:
         """Write buffered entries in their own transaction."""
         if not self._pending and not self._checks:
             return
-        self.con.execute("BEGIN")
-        try:
+        with transaction(self.con, on_rollback=self.invalidate):
             self._write_pending()
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            self.invalidate()
-            raise
 
     def _write_pending(self) -> None:
         if self._checks:

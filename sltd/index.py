@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -218,17 +219,12 @@ class Index:
         start = time.perf_counter()
         src = read_source(source, format=format, mapping=mapping, required=store.MANDATORY,
                           optional=store.OPTIONAL, con=self.con)
-        self.con.execute("BEGIN")
-        try:
+        with store.transaction(self.con):
             checked = store.validate(self.con, src)
             counts = store.upsert(self.con, checked.valid, self.clock.now())
             problems = [*src.problems, *checked.problems]
             if rejects is not None:
                 _write_rejects(rejects, problems)
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
         store.ensure_index(self.con)
         self._add_keys(checked.valid)
         return LoadReport(
@@ -257,16 +253,10 @@ class Index:
         """
         key = (canonical_number(number), codes.doc_type_code(doc_type),
                codes.country_code(country))
-        self.con.execute("BEGIN")
-        try:
-            found = store.withdraw(self.con, key, fold_number(key[0]), self.clock.now(),
-                                   reason)
-            self.con.execute("COMMIT" if found else "ROLLBACK")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        if not found:
-            raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
+        with store.transaction(self.con):
+            if not store.withdraw(self.con, key, fold_number(key[0]), self.clock.now(),
+                                  reason):
+                raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
         # The key set keeps the hash: a superset only costs a DuckDB lookup, never a hit.
 
     # --- first level ------------------------------------------------------------------
@@ -435,8 +425,7 @@ class Index:
         if now - token.issued_at > lifetime:
             raise HitIdError(f"hit id {hit_id!r} is older than {lifetime} and can no longer "
                              "be revealed: check the document again", hit_id=str(hit_id))
-        self.con.execute("BEGIN")
-        try:
+        with self._transaction():
             record = store.record_by_id(self.con, token.record_id)
             if record is None:
                 raise HitIdError(f"the record of hit id {hit_id!r} was withdrawn or changed "
@@ -448,11 +437,6 @@ class Index:
             self.audit.write(now, "reveal", actor=str(officer).strip(), ncb=ncb,
                              subject=str(hit_id),
                              result=case.case_id + ("" if created else " (revealed again)"))
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            self.audit.invalidate()
-            raise
         return workflow.details(case, record)
 
     def confirm(self, case_id: str, *, by: str, reason: str | None = None) -> HitCase:
@@ -474,22 +458,20 @@ class Index:
             raise ValidationError("a rejection needs a reason", field="reason", value=reason)
         return self._decide(case_id, False, by, reason)
 
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A transaction whose rollback also forgets the audit log's cached chain head."""
+        return store.transaction(self.con, on_rollback=self.audit.invalidate)
+
     def _decide(self, case_id: str, confirmed: bool, by: str, reason: str | None) -> HitCase:
         if not str(by or "").strip():
             raise ValidationError("say who decides", field="by", value=by)
         now = self.clock.now()
-        self.con.execute("BEGIN")
-        try:
+        with self._transaction():
             case = workflow.decide(self.con, case_id, confirmed=confirmed, by=by,
                                    reason=reason, now=now)
             self.audit.write(now, "confirm" if confirmed else "reject", actor=by,
                              subject=case.case_id, result=f"{case.state}"
                              + (f", late by {case.late_by(now)}" if case.late_by(now) else ""))
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            self.audit.invalidate()
-            raise
         return case
 
     def cases(self, states: Sequence[str] | None = None) -> list[HitCase]:
@@ -503,17 +485,11 @@ class Index:
     def escalate_overdue(self) -> list[HitCase]:
         """Escalate every pending case whose deadline has passed (each exactly once)."""
         now = self.clock.now()
-        self.con.execute("BEGIN")
-        try:
+        with self._transaction():
             cases = workflow.escalate_overdue(self.con, now)
             for c in cases:
                 self.audit.write(now, "escalate", subject=c.case_id,
                                  result=f"overdue by {now - c.deadline}")
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            self.audit.invalidate()
-            raise
         return cases
 
     def deliver_alerts(self, router: alerts.Router, *, limit: int = 1000

@@ -22,11 +22,12 @@ record, so a reject reads the same whichever way the record came in.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -135,6 +136,21 @@ def one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     return rows[0] if rows else None
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection,
+                on_rollback: Callable[[], None] | None = None) -> Iterator[None]:
+    """BEGIN ... COMMIT, or ROLLBACK (then ``on_rollback``) if the block raises."""
+    con.execute("BEGIN")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        if on_rollback is not None:
+            on_rollback()
+        raise
+
+
 def to_db(t: dt.datetime) -> dt.datetime:
     """An aware datetime as the naive UTC value the database stores."""
     return t.astimezone(dt.UTC).replace(tzinfo=None)
@@ -147,15 +163,14 @@ def from_db(t: dt.datetime | None) -> dt.datetime | None:
 
 def create_schema(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
     """Create an empty index in ``con`` (idempotent)."""
-    con.execute("BEGIN")
-    con.execute(SCHEMA)
-    con.execute(_INDEX)
-    con.execute(_ID_INDEX)
-    for key, value in (("schema_version", str(SCHEMA_VERSION)),
-                       ("hit_secret", secrets.token_hex(32)),
-                       ("created_at", now.isoformat())):
-        con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT DO NOTHING", [key, value])
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute(SCHEMA)
+        con.execute(_INDEX)
+        con.execute(_ID_INDEX)
+        for key, value in (("schema_version", str(SCHEMA_VERSION)),
+                           ("hit_secret", secrets.token_hex(32)),
+                           ("created_at", now.isoformat())):
+            con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT DO NOTHING", [key, value])
 
 
 def check_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:

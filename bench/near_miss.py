@@ -41,51 +41,15 @@ from _common import (  # noqa: E402
 )
 
 from sltd import MatchKind, canonical_number, open_index  # noqa: E402
+from sltd.synth import ERROR_KINDS, inject_error  # noqa: E402
 
-OCR = {"0": "O", "O": "0", "1": "I", "I": "1", "8": "B", "B": "8", "5": "S", "S": "5",
-       "2": "Z", "Z": "2", "6": "G", "G": "6", "D": "0", "Q": "0", "L": "1"}
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def inject(number: str, kind: str, rng: np.random.Generator) -> str | None:
-    """``number`` with one error of ``kind``, or None when the kind does not apply."""
-    n = len(number)
-    i = int(rng.integers(0, n))
-    ch = ALNUM[int(rng.integers(0, len(ALNUM)))]
-    if kind == "substitution":
-        ch = ch if ch != number[i] else ("X" if number[i] != "X" else "Y")
-        return number[:i] + ch + number[i + 1:]
-    if kind == "insertion":
-        return number[:i] + ch + number[i:]
-    if kind == "deletion":
-        return number[:i] + number[i + 1:]
-    if kind == "transposition":
-        j = min(i, n - 2)
-        if number[j] == number[j + 1]:
-            return None
-        return number[:j] + number[j + 1] + number[j] + number[j + 2:]
-    spots = [k for k, c in enumerate(number) if c in OCR]
-    if kind == "ocr (one)":
-        if not spots:
-            return None
-        k = spots[int(rng.integers(0, len(spots)))]
-        return number[:k] + OCR[number[k]] + number[k + 1:]
-    if kind == "ocr (all)":
-        return "".join(OCR.get(c, c) for c in number) if spots else None
-    if kind == "ocr + substitution":
-        if not spots:
-            return None
-        k = spots[int(rng.integers(0, len(spots)))]
-        out = number[:k] + OCR[number[k]] + number[k + 1:]
-        j = next((x for x in range(n) if x != k and out[x] not in OCR), None)
-        if j is None:
-            return None
-        return out[:j] + ("X" if out[j] != "X" else "Y") + out[j + 1:]
-    raise ValueError(kind)
-
-
-KINDS = ("substitution", "insertion", "deletion", "transposition", "ocr (one)", "ocr (all)",
-         "ocr + substitution")
+    """``number`` with one error of ``kind`` at a random place (None if it cannot apply)."""
+    return inject_error(number, kind, int(rng.integers(0, 1 << 30)),
+                        ALNUM[int(rng.integers(0, len(ALNUM)))])
 
 
 def open_bench_index(n: int):
@@ -148,7 +112,7 @@ def run(n: int, k: int, brute_queries: int) -> tuple[list, list]:
 
     # --- quality ---------------------------------------------------------------------
     quality = []
-    for kind in KINDS:
+    for kind in ERROR_KINDS:
         found = tried = 0
         ranks = []
         for q in listed[:k]:

@@ -214,3 +214,55 @@ def synth_manifest(records: pa.Table, n: int, *, listed: float = 0.001, seed: in
     ids = pa.array(np.char.add("PAX", np.arange(1, n + 1).astype(str)) if n else [],
                    pa.string())
     return table.add_column(0, "passenger_id", ids)
+
+
+#: Look-alike pairs an OCR engine or a typist confuses (both directions).
+OCR_CONFUSIONS: dict[str, str] = {
+    "0": "O", "O": "0", "1": "I", "I": "1", "8": "B", "B": "8", "5": "S", "S": "5",
+    "2": "Z", "Z": "2", "6": "G", "G": "6", "D": "0", "Q": "0", "L": "1",
+}
+#: Kinds of injected error, as the near-miss evaluation reports them.
+ERROR_KINDS = ("substitution", "insertion", "deletion", "transposition", "ocr (one)",
+               "ocr (all)", "ocr + substitution")
+
+
+def inject_error(number: str, kind: str, position: int, char: str) -> str | None:
+    """``number`` with one error of ``kind`` at ``position`` (taken modulo what applies),
+    using ``char`` for substitutions and insertions; None when the kind cannot apply
+    (e.g. no confusable character for an OCR error).
+
+    Example:
+        >>> inject_error("AB123", "transposition", 2, "X")
+        'AB213'
+        >>> inject_error("AB123", "ocr (all)", 0, "X")
+        'A8IZ3'
+    """
+    n = len(number)
+    i = position % n
+    if kind == "substitution":
+        ch = char if char != number[i] else ("X" if number[i] != "X" else "Y")
+        return number[:i] + ch + number[i + 1:]
+    if kind == "insertion":
+        return number[:i] + char + number[i:]
+    if kind == "deletion":
+        return number[:i] + number[i + 1:]
+    if kind == "transposition":
+        j = min(i, n - 2)
+        if number[j] == number[j + 1]:
+            return None
+        return number[:j] + number[j + 1] + number[j] + number[j + 2:]
+    spots = [k for k, c in enumerate(number) if c in OCR_CONFUSIONS]
+    if not spots:
+        return None
+    k = spots[position % len(spots)]
+    one = number[:k] + OCR_CONFUSIONS[number[k]] + number[k + 1:]
+    if kind == "ocr (one)":
+        return one
+    if kind == "ocr (all)":
+        return "".join(OCR_CONFUSIONS.get(c, c) for c in number)
+    if kind == "ocr + substitution":
+        other = next((x for x in range(n) if x != k and one[x] not in OCR_CONFUSIONS), None)
+        if other is None:
+            return None
+        return one[:other] + ("X" if one[other] != "X" else "Y") + one[other + 1:]
+    raise ValueError(f"unknown error kind {kind!r}; use one of {', '.join(ERROR_KINDS)}")

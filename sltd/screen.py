@@ -45,7 +45,7 @@ from sltd.keyset import (
     matrix_hashes,
 )
 from sltd.model import MatchKind
-from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number
+from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
 from sltd.search import FOLDED_ALPHABET, explain, mint_hit_id
 from sltd.sources import Problem, Source, detect_format
 from sltd.store import to_db
@@ -254,9 +254,8 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
     if bad_fields:
         raise SourceError(f"--keep {', '.join(bad_fields)}: already read as a document field")
     wanted = [src_cols["document_number"]]
-    optional = [f for f in FIELDS[1:]]
     columns_present = _present_columns(source, format)
-    for f in optional:
+    for f in FIELDS[1:]:
         if columns_present is None or src_cols[f] in columns_present:
             wanted.append(src_cols[f])
     wanted += [c for c in keep if c not in wanted]
@@ -318,7 +317,7 @@ def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
     parts: list[pa.Table] = []
     row = pa.array(rows)
     raw_number = batch.column(batch.schema.get_field_index(src_cols["document_number"]))
-    number = _canonical(raw_number)
+    number = canonical_numbers(raw_number)
     invalid = pc.is_null(number)
     cols: dict[str, pa.Array] = {"number": number}
     for f, convert, name in (("document_type", codes.doc_type_code, "type"),
@@ -378,12 +377,6 @@ def _present_columns(source: Source, format: str | None) -> list[str] | None:
         with open(path, encoding="utf-8", errors="replace") as f:
             return [h.strip().strip('"') for h in f.readline().strip().split(",")]
     return None
-
-
-def _canonical(raw: pa.Array) -> pa.Array:
-    from sltd.normalize import canonical_numbers
-
-    return canonical_numbers(raw)
 
 
 def _problems(row: pa.Array, values: pa.Array, mask: pa.Array, field: str,

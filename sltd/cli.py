@@ -282,6 +282,8 @@ def demo(n: int, workdir: str) -> None:
 @click.option("--rejects", type=click.Path(dir_okay=False),
               help="Rows that could not be screened (default: OUT.rejects.csv).")
 @click.option("--exact-only", is_flag=True, help="Skip near-miss matching.")
+@click.option("--mrz-column", metavar="COLUMN",
+              help="Read number, type and country from this column of MRZs instead.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
               help="Screen only against records added or changed since then (UTC).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -290,7 +292,8 @@ def demo(n: int, workdir: str) -> None:
 @click.pass_context
 def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
            mapping: tuple[str, ...], keep: tuple[str, ...], rejects: str | None,
-           exact_only: bool, since: Any, quiet: bool, ncb: str, as_json: bool) -> None:
+           exact_only: bool, mrz_column: str | None, since: Any, quiet: bool, ncb: str,
+           as_json: bool) -> None:
     """Screen a passenger manifest (API/PNR list) against the index; exit 1 if any hit."""
     import datetime as dt
     import sys
@@ -310,7 +313,7 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
             manifest, out=out, format=fmt, mapping=_parse_mapping(mapping), keep=keep,
             rejects=rejects or f"{out}.rejects.csv", exact_only=exact_only,
             since=since.replace(tzinfo=dt.UTC) if since else None, searcher=ncb,
-            progress=progress)
+            mrz_column=mrz_column, progress=progress)
     if as_json:
         _echo_json(report.as_dict())
     else:

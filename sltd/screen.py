@@ -223,7 +223,7 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
            format: str | None = None, mapping: Mapping[str, str] | None = None,
            keep: Sequence[str] = (), rejects: str | os.PathLike[str] | None = None,
            exact_only: bool = False, since: dt.datetime | None = None,
-           batch_rows: int = 1_000_000, searcher: str = "",
+           batch_rows: int = 1_000_000, searcher: str = "", mrz_column: str | None = None,
            progress: Callable[[int], None] | None = None) -> tuple[pa.Table, ScreenReport]:
     """Screen every document of a manifest; one result row per first-level hit.
 
@@ -240,6 +240,9 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
         since: screen only against records added or changed since this UTC time.
         batch_rows: rows per batch (bounds memory).
         searcher: NCB code the hit ids are issued to.
+        mrz_column: read number, type and country from this column of machine-readable
+            zones instead (TD1, TD2, TD3, MRV; lines joined or separated by white space).
+            Fields are sliced column-wise; check digits are not verified in bulk.
         progress: called with the number of rows done after each batch.
 
     Returns:
@@ -253,11 +256,15 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
     bad_fields = [c for c in keep if c in src_cols.values()]
     if bad_fields:
         raise SourceError(f"--keep {', '.join(bad_fields)}: already read as a document field")
-    wanted = [src_cols["document_number"]]
     columns_present = _present_columns(source, format)
-    for f in FIELDS[1:]:
-        if columns_present is None or src_cols[f] in columns_present:
-            wanted.append(src_cols[f])
+    if mrz_column is not None:
+        wanted = [mrz_column]
+        src_cols = {"mrz": mrz_column}
+    else:
+        wanted = [src_cols["document_number"]]
+        for f in FIELDS[1:]:
+            if columns_present is None or src_cols[f] in columns_present:
+                wanted.append(src_cols[f])
     wanted += [c for c in keep if c not in wanted]
     problems: list[Problem] = []
     cand_parts: list[pa.Table] = []
@@ -316,22 +323,36 @@ def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
     problems: list[Problem] = []
     parts: list[pa.Table] = []
     row = pa.array(rows)
-    raw_number = batch.column(batch.schema.get_field_index(src_cols["document_number"]))
+    if "mrz" in src_cols:
+        raw_mrz = batch.column(batch.schema.get_field_index(src_cols["mrz"]))
+        fields, not_mrz = mrz_fields(raw_mrz)
+        problems += _problems(row, raw_mrz, not_mrz, "mrz", _not_an_mrz)
+    else:
+        not_mrz = None
+        fields = {f: (batch.column(i) if (i := batch.schema.get_field_index(src_cols[f])) >= 0
+                      else None) for f in FIELDS}
+    raw_number = fields["document_number"]
+    assert raw_number is not None
     number = canonical_numbers(raw_number)
     invalid = pc.is_null(number)
     cols: dict[str, pa.Array] = {"number": number}
     for f, convert, name in (("document_type", codes.doc_type_code, "type"),
                              ("issuing_country", codes.country_code, "country")):
-        i = batch.schema.get_field_index(src_cols[f])
-        if i < 0:
+        column = fields[f]
+        if column is None:
             cols[name] = pa.nulls(n, pa.string())
             continue
-        mapped, bad_mask = _map_distinct(batch.column(i), convert)
+        mapped, bad_mask = _map_distinct(column, convert)
         cols[name] = mapped
-        problems += _problems(row, batch.column(i), bad_mask, f, convert)
+        if not_mrz is not None:
+            bad_mask = pc.and_(bad_mask, pc.invert(not_mrz))
+        problems += _problems(row, column, bad_mask, f, convert)
         invalid = pc.or_(invalid, bad_mask)
-    problems += _problems(row, raw_number, pc.is_null(number), "document_number",
-                          canonical_number)
+    bad_number = pc.is_null(number)
+    if not_mrz is not None:
+        bad_number = pc.and_(bad_number, pc.invert(not_mrz))
+        invalid = pc.or_(invalid, not_mrz)
+    problems += _problems(row, raw_number, bad_number, "document_number", canonical_number)
     if pc.any(invalid).as_py():
         take: pa.Array | None = pa.array(np.flatnonzero(
             pc.invert(invalid).to_numpy(zero_copy_only=False)))
@@ -360,6 +381,60 @@ def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
         parts += _near_candidates(fold_matrix(vnum), vrow, vnum, vtype, vcountry, extra,
                                   index._keys, index._country_keys)
     return problems, parts
+
+
+#: Lengths of a whole MRZ (white space removed) -> (format, offset of the number field).
+_MRZ_SHAPES = {88: 44, 72: 36, 90: 5}
+
+
+def _not_an_mrz(value: Any) -> None:
+    from sltd.mrz import parse_mrz
+
+    parse_mrz(str(value or ""))  # raises MRZError (or UnknownCountry) with the reason
+    raise ValidationError("not an MRZ", field="mrz", value=value)  # pragma: no cover
+
+
+def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
+    """Number, type code and issuing state of a column of MRZs, sliced column-wise.
+
+    Returns the fields (as text, fillers kept for the number: canonicalization removes
+    them) and a mask of the values that are not an MRZ of a known shape.
+
+    Example:
+        >>> f, bad = mrz_fields(pa.array([
+        ...     "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\\n"
+        ...     "L898902C36UTO7408122F1204159ZE184226B<<<<<10", "garbage"]))
+        >>> f["document_number"].to_pylist(), f["issuing_country"].to_pylist(), bad.to_pylist()
+        (['L898902C3', None], ['UTO', None], [False, True])
+    """
+    text = pc.utf8_upper(pc.replace_substring_regex(raw.cast(pa.string()), r"\s+", ""))
+    length = pc.utf8_length(text)
+    is_mrz = pc.and_(pc.is_in(length, pa.array(list(_MRZ_SHAPES), pa.int32())),
+                     pc.match_substring_regex(text, "^[A-Z0-9<]+$"))
+    is_mrz = pc.fill_null(is_mrz, False)
+    null = pa.nulls(len(text), pa.string())
+    number = null
+    for total, offset in _MRZ_SHAPES.items():
+        picked = pc.utf8_slice_codeunits(text, offset, offset + 9)
+        number = pc.if_else(pc.and_(is_mrz, pc.equal(length, total)), picked, number)
+    # TD1 numbers longer than 9: the rest and its check digit open the optional data
+    long_td1 = pc.extract_regex(text, r"^.{5}(?P<head>[A-Z0-9<]{9})<(?P<tail>[A-Z0-9]+)[0-9]<")
+    tail = pc.struct_field(long_td1, "tail")
+    td1 = pc.and_(pc.equal(length, 90), pc.is_valid(tail))
+    number = pc.if_else(pc.fill_null(td1, False),
+                        pc.binary_join_element_wise(pc.struct_field(long_td1, "head"), tail,
+                                                    ""), number)
+    number = pc.replace_substring(number, "<", "")
+    code = pc.if_else(is_mrz, pc.replace_substring(pc.utf8_slice_codeunits(text, 0, 2), "<", ""),
+                      null)
+    from sltd.mrz import document_type
+
+    enc = code.dictionary_encode()
+    types = pa.array([document_type(c) for c in enc.dictionary.to_pylist()], pa.string()
+                     ).take(enc.indices) if len(enc.dictionary) else null
+    country = pc.if_else(is_mrz, pc.utf8_slice_codeunits(text, 2, 5), null)
+    return ({"document_number": number, "document_type": types, "issuing_country": country},
+            pc.invert(is_mrz))
 
 
 def _present_columns(source: Source, format: str | None) -> list[str] | None:

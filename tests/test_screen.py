@@ -151,3 +151,35 @@ def test_cli_screen_writes_results_and_summary(tmp_path):
     out = pq.read_table(tmp_path / "hits.parquet")
     assert out.column_names[:2] == ["row", "passenger_id"]
     assert set(out.column("match").to_pylist()) <= {"exact", "partial", "near"}
+
+
+def test_screening_an_mrz_column(tmp_path):
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent.parent / "fixtures"
+    with open_index(":memory:", create=True) as ix:
+        ix.load(fixtures / "records.csv")
+        mrzs = [(fixtures / "mrz" / f).read_text() for f in (
+            "td3_specimen.txt", "td3_ocr_error.txt", "td1_specimen.txt", "mrva_specimen.txt")]
+        m = pa.table({"pax": ["a", "b", "c", "d", "e"],
+                      "mrz": [*mrzs, "P<UTO not an mrz"]})
+        hits, report = ix.screen(m, mrz_column="mrz", keep=["pax"], rejects=tmp_path / "r.csv")
+        got = [(r["pax"], r["record_number"], r["match"]) for r in hits.to_pylist()]
+        assert got == [("a", "L898902C3", "exact"), ("b", "L898902C3", "near"),
+                       ("c", "D23145890", "exact")]
+        assert report.rejected == 1
+        with open(tmp_path / "r.csv", encoding="utf-8") as f:
+            (bad,) = list(csv.DictReader(f))
+        assert (bad["row"], bad["field"]) == ("5", "mrz")
+        assert "line" in bad["reason"]
+
+
+def test_a_long_td1_number_is_joined_in_bulk():
+    from sltd.mrz import check_digit
+    from sltd.screen import mrz_fields
+
+    number = "D23145890AB12"
+    l1 = ("I<UTO" + number[:9] + "<" + number[9:] + str(check_digit(number))).ljust(30, "<")
+    fields, bad = mrz_fields(pa.array([l1 + "7408122F1204159UTO<<<<<<<<<<<6" + "X" * 30]))
+    assert fields["document_number"].to_pylist() == [number]
+    assert bad.to_pylist() == [False]

@@ -42,10 +42,10 @@ from sltd.keyset import (
     key_hash_bytes,
     key_hashes_from_strings,
 )
-from sltd.model import Alert, DocType, Hit, HitCase, HitDetails, MatchKind, Record
+from sltd.model import Alert, DocType, Hit, HitCase, HitDetails, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_bytes, fold_number
-from sltd.search import edit1_variants, explain, mint_hit_id, verify_hit_id
+from sltd.search import classify, edit1_variants, mint_hit_id, rank_key, verify_hit_id
 from sltd.sources import Problem, Source, arrow_from_rows, read_source
 
 # Type and country validation runs on every check (a bad value is an error, even on a
@@ -345,28 +345,21 @@ class Index:
         return [variants[i] for i in np.flatnonzero(present)]
 
     def _classify(self, canonical: str, qtype: str | None, qcountry: str | None,
-                  rows: list[tuple[int, str, str, str, str]], exact_only: bool,
+                  rows: list[tuple[int, str, str, str]], exact_only: bool,
                   searcher: str) -> list[Hit]:
         now = self.clock.now()
-        hits: list[tuple[int, float, Hit]] = []
-        for record_id, number, rtype, rcountry, _fold in rows:
-            if number == canonical:
-                exact = qtype == rtype and qcountry == rcountry
-                kind, score, why = (MatchKind.EXACT if exact else MatchKind.PARTIAL), 100.0, None
-            elif exact_only:
+        hits: list[tuple[tuple[int, float, str, str, str], Hit]] = []
+        for record_id, number, rtype, rcountry in rows:
+            match = classify(canonical, qtype, qcountry, number, rtype, rcountry,
+                             exact_only=exact_only)
+            if match is None:
                 continue
-            elif (qcountry is not None and rcountry != qcountry) or (
-                    qtype is not None and rtype != qtype):
-                continue
-            else:
-                kind = MatchKind.NEAR
-                score, why = explain(canonical, number)
+            kind, score, why = match
             hit = Hit(mint_hit_id(self._secret, record_id, now, searcher), number,
                       DocType(rtype), rcountry, kind, score, why)
-            rank = {MatchKind.EXACT: 0, MatchKind.PARTIAL: 1, MatchKind.NEAR: 2}[kind]
-            hits.append((rank, -score, hit))
-        hits.sort(key=lambda t: (t[0], t[1], t[2].number, t[2].country, t[2].doc_type))
-        return [h for _, _, h in hits[:MAX_HITS]]
+            hits.append((rank_key(kind, score, number, rcountry, rtype), hit))
+        hits.sort(key=lambda t: t[0])
+        return [h for _, h in hits[:MAX_HITS]]
 
     # --- second level: reveal, cases, alerts, audit --------------------------------------
 

@@ -44,9 +44,8 @@ from sltd.keyset import (
     folded_key_hashes,
     matrix_hashes,
 )
-from sltd.model import MatchKind
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
-from sltd.search import FOLDED_ALPHABET, explain, mint_hit_id
+from sltd.search import FOLDED_ALPHABET, classify, mint_hit_id, rank_key
 from sltd.sources import Problem, Source, detect_format
 from sltd.store import to_db
 
@@ -560,24 +559,17 @@ def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
         con.unregister("_cand")
     now = index.clock.now()
     out: dict[str, list[Any]] = {f.name: [] for f in schema}
-    rank = {MatchKind.EXACT: 0, MatchKind.PARTIAL: 1, MatchKind.NEAR: 2}
     per_row: list[tuple[Any, ...]] = []
     for r in rows:
         qrow, qnum, qtype, qcountry = r[0], r[1], r[2], r[3]
         kept = r[4:4 + len(keep)]
         record_id, rnum, rtype, rcountry = r[4 + len(keep):]
-        if rnum == qnum:
-            kind = (MatchKind.EXACT if qtype == rtype and qcountry == rcountry
-                    else MatchKind.PARTIAL)
-            score, why = 100.0, None
-        elif exact_only or (qcountry is not None and rcountry != qcountry) or (
-                qtype is not None and rtype != qtype):
+        match = classify(qnum, qtype, qcountry, rnum, rtype, rcountry, exact_only=exact_only)
+        if match is None:
             continue
-        else:
-            kind = MatchKind.NEAR
-            score, why = explain(qnum, rnum)
-        per_row.append((qrow, rank[kind], -score, rnum, rcountry, rtype, kind, score, why,
-                        record_id, kept))
+        kind, score, why = match
+        per_row.append((qrow, *rank_key(kind, score, rnum, rcountry, rtype), kind, score,
+                        why, record_id, kept))
     per_row.sort(key=lambda t: t[:6])
     for (qrow, _, _, rnum, rcountry, rtype, kind, score, why, record_id, kept) in per_row:
         out["row"].append(qrow)

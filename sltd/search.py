@@ -32,6 +32,7 @@ import struct
 
 from rapidfuzz.distance import OSA, Levenshtein
 
+from sltd.model import MatchKind
 from sltd.normalize import CONFUSIONS, MAX_LENGTH
 
 #: Alphabet of folded keys: what a variant character may be.
@@ -117,6 +118,46 @@ def _explain_same_length(query: str, listed: str) -> list[str]:
         parts.append(_replaced(query[i], listed[i], i + 1))
         k += 1
     return parts
+
+
+# --- the matching rule ----------------------------------------------------------------------
+
+#: Order of an answer: exact hits first, then partial, then near misses.
+RANK = {MatchKind.EXACT: 0, MatchKind.PARTIAL: 1, MatchKind.NEAR: 2}
+
+
+def classify(query: str, qtype: str | None, qcountry: str | None, listed: str,
+             rtype: str, rcountry: str, *, exact_only: bool = False
+             ) -> tuple[MatchKind, float, str | None] | None:
+    """How a candidate record (same folded key, or one edit away) matches a query.
+
+    The one rule shared by single checks and bulk screening: same number -> exact when
+    type and country are both given and equal, else partial; another number -> near, but
+    only in the queried country and type (when given) and unless ``exact_only``.
+
+    Returns:
+        (kind, score, explanation), or None when the candidate is no hit.
+
+    Example:
+        >>> classify("X1234567", "P", "FRA", "X1234567", "P", "DEU")
+        (<MatchKind.PARTIAL: 'partial'>, 100.0, None)
+        >>> classify("X1Z34567", "P", "FRA", "X1234567", "P", "DEU") is None
+        True
+    """
+    if listed == query:
+        exact = qtype == rtype and qcountry == rcountry
+        return (MatchKind.EXACT if exact else MatchKind.PARTIAL), 100.0, None
+    if exact_only or (qcountry is not None and rcountry != qcountry) or (
+            qtype is not None and rtype != qtype):
+        return None
+    score, why = explain(query, listed)
+    return MatchKind.NEAR, score, why
+
+
+def rank_key(kind: MatchKind, score: float, number: str, country: str, doc_type: str
+             ) -> tuple[int, float, str, str, str]:
+    """Sort key of hits: kind, then best score, then the record's key (deterministic)."""
+    return RANK[kind], -score, number, country, doc_type
 
 
 # --- hit ids ------------------------------------------------------------------------------

@@ -472,12 +472,12 @@ def key_columns(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 def rows_by_folds(con: duckdb.DuckDBPyConnection, folds: Sequence[str]
-                  ) -> list[tuple[int, str, str, str, str]]:
-    """(record_id, number, doc_type, country, fold) of active records with those folds."""
+                  ) -> list[tuple[int, str, str, str]]:
+    """(record_id, number, doc_type, country) of active records with those folds."""
     # An explicit IN list of parameters: DuckDB serves it from the ART index (an IN over a
     # subquery or unnest() is a join, which scans).
     marks = ", ".join("?" * len(folds))
-    return con.execute("SELECT record_id, number, doc_type, country, fold FROM records "
+    return con.execute("SELECT record_id, number, doc_type, country FROM records "
                        f"WHERE fold IN ({marks})", list(folds)).fetchall()
 
 

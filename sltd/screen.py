@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sltd import codes
-from sltd.errors import SltdError, SourceError, ValidationError
+from sltd.errors import SltdError, SourceError, ValidationError, reason_of
 from sltd.keyset import (
     country_codes,
     country_key_hashes,
@@ -457,16 +457,9 @@ def _problems(row: pa.Array, values: pa.Array, mask: pa.Array, field: str,
               check: Callable[[Any], Any]) -> list[Problem]:
     """Problems for the (few) masked rows, with the validator's own reason."""
     idx = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
-    out = []
-    for i, value in zip(row.take(pa.array(idx)).to_pylist(),
-                        values.take(pa.array(idx)).to_pylist(), strict=True):
-        try:
-            check(value)
-            reason = "invalid value"
-        except ValidationError as e:
-            reason = e.reason
-        out.append(Problem(i, field, value, reason))
-    return out
+    return [Problem(i, field, value, reason_of(check, value))
+            for i, value in zip(row.take(pa.array(idx)).to_pylist(),
+                                values.take(pa.array(idx)).to_pylist(), strict=True)]
 
 
 def _candidates(sel: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: pa.Array,

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sltd import codes
-from sltd.errors import IndexStateError, ValidationError
+from sltd.errors import IndexStateError, ValidationError, reason_of
 from sltd.keyset import key_hashes
 from sltd.model import EXPIRY_REASON, OWNER_REASON, PLACE_LIMIT, _date, _text
 from sltd.normalize import (
@@ -198,33 +198,23 @@ def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
 
 # --- validation -------------------------------------------------------------------------
 
-def _reason_number(value: Any) -> str:
-    try:
-        canonical_number(value)
-    except ValidationError as e:
-        return e.reason
-    return "invalid document number"  # pragma: no cover - SQL and Python agree (tested)
-
-
-def _reason_from(check: Callable[[Any], Any]) -> Callable[[Any], str]:
-    def reason(value: Any) -> str:
-        try:
-            check(value)
-        except ValidationError as e:
-            return e.reason
-        return "invalid value"  # pragma: no cover
-    return reason
-
-
-_REASONS: dict[str, Callable[[Any], str]] = {
-    "document_number": _reason_number,
-    "document_type": _reason_from(codes.doc_type_code),
-    "issuing_country": _reason_from(codes.country_code),
-    "status": _reason_from(codes.status_code),
-    "owner_ncb": lambda _: OWNER_REASON,
-    "place_of_loss": _reason_from(functools.partial(_text, field="place_of_loss")),
-    **{d: _reason_from(functools.partial(_date, field=d)) for d in _DATES},
+#: The single-value validator of each field: it words the reason of every bulk reject.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "document_number": canonical_number,
+    "document_type": codes.doc_type_code,
+    "issuing_country": codes.country_code,
+    "status": codes.status_code,
+    "place_of_loss": functools.partial(_text, field="place_of_loss"),
+    **{d: functools.partial(_date, field=d) for d in _DATES},
 }
+
+
+def _reason(field: str, value: Any) -> str:
+    if field == "owner_ncb":
+        return OWNER_REASON
+    if field == "date_of_expiry" and _is_valid_date(value):
+        return EXPIRY_REASON  # a valid date that is before the issue date
+    return reason_of(_CHECKS[field], value)
 
 
 def _validation_sql(columns: Sequence[str]) -> str:
@@ -302,7 +292,6 @@ class Validated:
 
     valid: pa.Table
     problems: list[Problem]
-    duplicates: int
 
 
 def validate(con: duckdb.DuckDBPyConnection, source: SourceTable) -> Validated:
@@ -338,8 +327,7 @@ def validate(con: duckdb.DuckDBPyConnection, source: SourceTable) -> Validated:
         by_row = {}
     problems = [
         Problem(row, field, by_row.get(row, value) if field == "document_number" else value,
-                EXPIRY_REASON if field == "date_of_expiry" and value is not None
-                and _is_valid_date(value) else _REASONS[field](value))
+                _reason(field, value))
         for row, field, value in bad
     ]
     # Several rows with one key: the last wins, the others are reported (never dropped
@@ -362,10 +350,10 @@ def validate(con: duckdb.DuckDBPyConnection, source: SourceTable) -> Validated:
     valid = valid.add_column(4, "fold_hash", pa.array(key_hashes(valid.column("fold"))))
     con.execute("DROP TABLE _checked")
     problems.sort(key=lambda p: (p.row, p.field))
-    return Validated(valid, problems, len(dups))
+    return Validated(valid, problems)
 
 
-def _is_valid_date(value: str) -> bool:
+def _is_valid_date(value: str | None) -> bool:
     try:
         return _date(value, "date_of_expiry") is not None
     except ValidationError:

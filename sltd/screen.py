@@ -46,7 +46,7 @@ from sltd.keyset import (
 )
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
 from sltd.search import FOLDED_ALPHABET, classify, mint_hit_id, rank_key
-from sltd.sources import Problem, Source, detect_format
+from sltd.sources import Problem, Source, detect_format, read_file
 from sltd.store import to_db
 
 #: Manifest columns sltd reads (by default name; map others with ``mapping``).
@@ -91,13 +91,17 @@ Batches = Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]
 
 
 def iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
-                 batch_rows: int) -> Batches:
+                 batch_rows: int, dictionary: Sequence[str] = ()) -> Batches:
     """Stream a manifest as Arrow batches of the source's own columns, each with the
     problems met reading it and the 1-based data-row position of each of its rows (a CSV
-    line that cannot be parsed keeps its number: later rows are not renumbered)."""
+    line that cannot be parsed keeps its number: later rows are not renumbered).
+
+    ``columns`` must exist (see :func:`_present_columns`); ``dictionary`` columns of a
+    Parquet file are read dictionary-encoded (their distinct values are mapped once).
+    """
     done = 0
     for batch, problems, rows in _iter_batches(source, format=format, columns=columns,
-                                               batch_rows=batch_rows):
+                                               batch_rows=batch_rows, dictionary=dictionary):
         if rows is None:
             rows = np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64)
         if len(rows):
@@ -106,58 +110,42 @@ def iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
 
 
 def _iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
-                  batch_rows: int) -> Iterator[tuple[pa.RecordBatch, list[Problem],
-                                                     np.ndarray | None]]:
+                  batch_rows: int, dictionary: Sequence[str]
+                  ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
     if isinstance(source, (pa.Table, pa.RecordBatch)):
         table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            raise SourceError(f"missing column(s) {', '.join(missing)}; present: "
-                              f"{', '.join(table.column_names)}")
         for b in table.select(list(columns)).to_batches(max_chunksize=batch_rows):
             yield b, [], None
         return
     path = Path(os.fspath(source))
-    if not path.is_file():
-        raise SourceError(f"no such file: {path}", source=str(path))
     fmt = format or detect_format(path)
     try:
         if fmt == "parquet":
-            names = pq.ParquetFile(path).schema_arrow.names
-            _require(columns, names, path)
-            # type and country come as dictionaries: their distinct values are mapped once
-            pf = pq.ParquetFile(path, read_dictionary=[c for c in columns[1:3]
-                                                       if c in names])
+            pf = pq.ParquetFile(path, read_dictionary=list(dictionary))
             yield from ((b, [], None) for b in pf.iter_batches(batch_size=batch_rows,
                                                               columns=list(columns)))
         elif fmt == "csv":
             yield from _csv_batches(path, columns, batch_rows)
-        elif fmt in ("jsonl", "arrow"):
-            from sltd.sources import read_source
-            table = read_source(path, format=fmt).table
-            yield from _iter_batches(table, format=None, columns=columns,
-                                     batch_rows=batch_rows)
-        else:
+        else:  # JSON Lines and Arrow files were read whole by _resolve
             raise SourceError(f"unknown format {fmt!r}", source=str(path))
     except (pa.ArrowException, OSError) as e:
         raise SourceError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0]}",
                           source=str(path)) from None
 
 
-def _require(columns: Sequence[str], names: Sequence[str], path: Path) -> None:
+def _require(columns: Sequence[str], names: Sequence[str], source: Source) -> None:
     missing = [c for c in columns if c not in names]
     if missing:
-        raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; present: "
+        where = "" if isinstance(source, (pa.Table, pa.RecordBatch)) else f"{source}: "
+        raise SourceError(f"{where}missing column(s) {', '.join(missing)}; present: "
                           f"{', '.join(names)}; map other names with --map FIELD=COLUMN",
-                          source=str(path))
+                          source=str(source) if where else None)
 
 
 def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
                  ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]:
     import pyarrow.csv as pacsv
 
-    if path.stat().st_size == 0:
-        raise SourceError(f"{path}: empty file (no header row)", source=str(path))
     bad: list[Problem] = []
 
     def on_invalid(row: Any) -> str:
@@ -167,9 +155,6 @@ def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
                            f"{row.actual_columns}"))
         return "skip"
 
-    with open(path, "rb") as f:
-        header = f.readline().decode("utf-8", "replace").strip().split(",")
-    _require(columns, [h.strip().strip('"') for h in header], path)
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=1 << 24, use_threads=False),
@@ -255,6 +240,7 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
     bad_fields = [c for c in keep if c in src_cols.values()]
     if bad_fields:
         raise SourceError(f"--keep {', '.join(bad_fields)}: already read as a document field")
+    source, format = _resolve(source, format)
     columns_present = _present_columns(source, format)
     if mrz_column is not None:
         wanted = [mrz_column]
@@ -262,9 +248,11 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
     else:
         wanted = [src_cols["document_number"]]
         for f in FIELDS[1:]:
-            if columns_present is None or src_cols[f] in columns_present:
+            if src_cols[f] in columns_present:
                 wanted.append(src_cols[f])
     wanted += [c for c in keep if c not in wanted]
+    _require(wanted, columns_present, source)
+    dictionary = [src_cols[f] for f in FIELDS[1:] if f in src_cols and src_cols[f] in wanted]
     problems: list[Problem] = []
     cand_parts: list[pa.Table] = []
     rows_read = 0
@@ -281,7 +269,7 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         for batch, bad, rows in iter_batches(source, format=format, columns=wanted,
-                                             batch_rows=batch_rows):
+                                             batch_rows=batch_rows, dictionary=dictionary):
             problems.extend(bad)
             rows_read += batch.num_rows + len(bad)
             if batch.num_rows == 0:
@@ -436,21 +424,32 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
             pc.invert(is_mrz))
 
 
-def _present_columns(source: Source, format: str | None) -> list[str] | None:
-    if isinstance(source, pa.Table):
-        return source.column_names
-    if isinstance(source, pa.RecordBatch):
-        return source.schema.names
+def _resolve(source: Source, format: str | None) -> tuple[Source, str | None]:
+    """A source as it will be streamed: JSON Lines and Arrow files are read whole (their
+    readers have no streaming mode here) and become a table; others stay paths."""
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        return source, None
     path = Path(os.fspath(source))
     if not path.is_file():
         raise SourceError(f"no such file: {path}", source=str(path))
     fmt = format or detect_format(path)
-    if fmt == "parquet":
-        return pq.ParquetFile(path).schema_arrow.names
-    if fmt == "csv":
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return [h.strip().strip('"') for h in f.readline().strip().split(",")]
-    return None
+    if fmt == "csv" and path.stat().st_size == 0:
+        raise SourceError(f"{path}: empty file (no header row)", source=str(path))
+    if fmt in ("jsonl", "arrow"):
+        return read_file(path, fmt)[0], None
+    return path, fmt
+
+
+def _present_columns(source: Source, format: str | None) -> list[str]:
+    """Column names of a resolved source (read from the Parquet footer or CSV header)."""
+    if isinstance(source, pa.Table):
+        return source.column_names
+    if isinstance(source, pa.RecordBatch):
+        return source.schema.names
+    if format == "parquet":
+        return pq.ParquetFile(source).schema_arrow.names
+    with open(source, encoding="utf-8", errors="replace") as f:  # CSV
+        return [h.strip().strip('"') for h in f.readline().strip().split(",")]
 
 
 def _problems(row: pa.Array, values: pa.Array, mask: pa.Array, field: str,

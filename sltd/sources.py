@@ -122,7 +122,7 @@ def read_source(
         if fmt not in FORMATS:
             raise SourceError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}",
                               source=name)
-        table, problems = _read_file(path, fmt, con)
+        table, problems = read_file(path, fmt, con)
     wanted = {col: mapping.get(col, col) for col in (*required, *optional)}
     missing = [f"{col} (looked for column {src!r})" for col, src in wanted.items()
                if col in required and src not in table.column_names]
@@ -157,8 +157,10 @@ def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return col.cast(pa.string())
 
 
-def _read_file(path: Path, fmt: str, con: duckdb.DuckDBPyConnection | None
-               ) -> tuple[pa.Table, list[Problem]]:
+def read_file(path: Path, fmt: str, con: duckdb.DuckDBPyConnection | None = None
+              ) -> tuple[pa.Table, list[Problem]]:
+    """Read a whole file of a known format into Arrow, as it is (every column kept), with
+    the lines the reader had to skip."""
     try:
         if fmt == "parquet":
             return pq.read_table(path), []

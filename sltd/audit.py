@@ -31,7 +31,7 @@ import hashlib
 import duckdb
 import pyarrow as pa
 
-from sltd.store import from_db, one, transaction
+from sltd.store import one, transaction
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "logged_at", "actor", "ncb", "action", "subject", "result")
@@ -93,24 +93,21 @@ class AuditLog:
               result: str | None = None) -> None:
         """Write an entry now, inside the caller's transaction (with any buffered ones)."""
         self._pending.append((at, actor, ncb, action, subject, result))
-        self._write_pending()
+        self.write_pending()
 
     def invalidate(self) -> None:
         """Forget the cached chain head (call after a rollback that may have undone writes)."""
         self._head = None
-
-    def write_pending(self) -> None:
-        """Write buffered entries inside the caller's transaction."""
-        self._write_pending()
 
     def flush(self) -> None:
         """Write buffered entries in their own transaction."""
         if not self._pending and not self._checks:
             return
         with transaction(self.con, on_rollback=self.invalidate):
-            self._write_pending()
+            self.write_pending()
 
-    def _write_pending(self) -> None:
+    def write_pending(self) -> None:
+        """Write buffered entries inside the caller's transaction."""
         if self._checks:
             # Checks and other entries interleave only at flush points, so checks buffered
             # so far go first: they happened before the write that triggers this flush.
@@ -191,15 +188,3 @@ def verify(con: duckdb.DuckDBPyConnection) -> AuditReport:
             return AuditReport(len(rows), seq, "content does not match its hash")
         prev, expected_seq = h, seq + 1
     return AuditReport(len(rows))
-
-
-def entries(con: duckdb.DuckDBPyConnection, *, limit: int = 100) -> list[dict[str, object]]:
-    """The latest audit entries, newest first."""
-    cur = con.execute("SELECT seq, logged_at, actor, ncb, action, subject, result FROM audit "
-                      "ORDER BY seq DESC LIMIT ?", [limit])
-    out = []
-    for row in cur.fetchall():
-        d = dict(zip(_FIELDS, row, strict=True))
-        d["logged_at"] = from_db(d["logged_at"])  # type: ignore[arg-type]
-        out.append(d)
-    return out

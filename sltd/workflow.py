@@ -53,7 +53,8 @@ def recipients(owner: str, searching_ncb: str) -> list[str]:
     return [f"owner:{owner}", f"searching:{searching_ncb}", CCC]
 
 
-def _details(case: HitCase, record: dict[str, Any]) -> HitDetails:
+def details(case: HitCase, record: dict[str, Any]) -> HitDetails:
+    """The second-level details shown for a case."""
     return HitDetails(case.case_id, record["number"], record["doc_type"], record["country"],
                       Status(record["status"]), case.owner, record["place_of_loss"],
                       record["date_of_loss"], record["date_of_issue"], record["date_of_expiry"],
@@ -182,8 +183,3 @@ def list_cases(con: duckdb.DuckDBPyConnection, states: list[str] | None = None
         rows = con.execute(f"SELECT {_CASE_COLUMNS} FROM hit_cases "
                            "ORDER BY deadline, case_id").fetchall()
     return [_case(r) for r in rows]
-
-
-def details(case: HitCase, record: dict[str, Any]) -> HitDetails:
-    """The second-level details shown for a case."""
-    return _details(case, record)

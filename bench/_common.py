@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import resource
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -93,6 +92,3 @@ def print_table(rows: list[tuple[str, str, str, str]], title: str) -> None:
 
 def ratio(baseline: float, ours: float) -> str:
     return f"{baseline / ours:,.1f}x" if ours > 0 else "-"
-
-
-__all__ = ["DATA", "statistics"]

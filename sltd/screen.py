@@ -45,7 +45,7 @@ from sltd.keyset import (
     matrix_hashes,
 )
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
-from sltd.search import FOLDED_ALPHABET, classify, mint_hit_id, rank_key
+from sltd.search import FOLDED_ALPHABET, classify_table, mint_hit_ids
 from sltd.sources import Problem, Source, detect_format, read_file
 from sltd.store import to_db
 
@@ -469,6 +469,7 @@ def _candidates(sel: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: pa.Array
     fold = pa.array([bytes(k).rstrip(b"\0").decode() for k in keys], pa.string())
     return pa.table({"row": vrow.take(take), "number": vnum.take(take),
                      "type": vtype.take(take), "country": vcountry.take(take), "fold": fold,
+                     "fold_hash": matrix_hashes(keys),
                      **{c: a.take(take) for c, a in extra.items()}})
 
 
@@ -541,40 +542,27 @@ def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
     try:
         where = "WHERE r.updated_at >= $since" if since is not None else ""
         params = {"since": to_db(since)} if since is not None else {}
-        rows = con.execute(f"""
+        # Joined on the integer fold_hash: DuckDB pushes a Bloom filter of the few
+        # candidates' hashes into the scan of records (10M records: 0.05 s, against 0.24 s
+        # on the fold string). Hashes can collide, so the folds are compared too.
+        pairs = con.sql(f"""
             SELECT DISTINCT c.row, c.number, c.type, c.country,
                    {''.join(f'c."{k}", ' for k in keep)}
-                   r.record_id, r.number, r.doc_type, r.country
-            FROM _cand c JOIN records r ON r.fold = c.fold {where}
-            ORDER BY c.row, r.number, r.country, r.doc_type""", params).fetchall()
+                   r.record_id, r.number AS record_number, r.doc_type AS record_type,
+                   r.country AS record_country, c.fold = r.fold AS same_fold
+            FROM _cand c JOIN records r ON r.fold_hash = c.fold_hash {where}
+            """, params=params).to_arrow_table()
     finally:
         con.unregister("_cand")
-    now = index.clock.now()
-    out: dict[str, list[Any]] = {f.name: [] for f in schema}
-    per_row: list[tuple[Any, ...]] = []
-    for r in rows:
-        qrow, qnum, qtype, qcountry = r[0], r[1], r[2], r[3]
-        kept = r[4:4 + len(keep)]
-        record_id, rnum, rtype, rcountry = r[4 + len(keep):]
-        match = classify(qnum, qtype, qcountry, rnum, rtype, rcountry, exact_only=exact_only)
-        if match is None:
-            continue
-        kind, score, why = match
-        per_row.append((qrow, *rank_key(kind, score, rnum, rcountry, rtype), kind, score,
-                        why, record_id, kept))
-    per_row.sort(key=lambda t: t[:6])
-    for (qrow, _, _, rnum, rcountry, rtype, kind, score, why, record_id, kept) in per_row:
-        out["row"].append(qrow)
-        for k, v in zip(keep, kept, strict=True):
-            out[k].append(None if v is None else str(v))
-        out["record_number"].append(rnum)
-        out["record_type"].append(rtype)
-        out["record_country"].append(rcountry)
-        out["hit_id"].append(mint_hit_id(index._secret, record_id, now, searcher))
-        out["match"].append(str(kind))
-        out["score"].append(score)
-        out["explanation"].append(why)
-    return pa.table(out, schema=schema)
+    pairs = pairs.filter(pairs["same_fold"])
+    hits = classify_table(pairs, exact_only=exact_only)
+    hit_ids = mint_hit_ids(index._secret, hits["record_id"].to_pylist(), index.clock.now(),
+                           searcher)
+    return pa.table({
+        "row": hits["row"], **{k: hits[k].cast(pa.string()) for k in keep},
+        "record_number": hits["record_number"], "record_type": hits["record_type"],
+        "record_country": hits["record_country"], "hit_id": hit_ids, "match": hits["match"],
+        "score": hits["score"], "explanation": hits["explanation"]}, schema=schema)
 
 
 def _write(table: pa.Table, out: str | os.PathLike[str]) -> None:

@@ -29,7 +29,11 @@ import datetime as dt
 import hashlib
 import hmac
 import struct
+from collections.abc import Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz.distance import OSA, Levenshtein
 
 from sltd.model import MatchKind
@@ -160,6 +164,55 @@ def rank_key(kind: MatchKind, score: float, number: str, country: str, doc_type:
     return RANK[kind], -score, number, country, doc_type
 
 
+def classify_table(pairs: pa.Table, *, exact_only: bool = False) -> pa.Table:
+    """:func:`classify` over a table of (query, candidate record) pairs, for screening.
+
+    ``pairs`` has the query's ``number, type, country`` and the record's
+    ``record_number, record_type, record_country``. Same-number pairs (almost all of a
+    manifest's candidates) are classified column-wise; the few others go through
+    :func:`classify` one by one for their score and explanation. Returns the pairs that
+    are hits with ``match``, ``score`` and ``explanation`` added, in :func:`rank_key`
+    order within each query ``row``.
+
+    Example:
+        >>> t = pa.table({"row": [1, 1], "number": ["X12345", "X12345"],
+        ...               "type": ["P", "P"], "country": ["FRA", "FRA"],
+        ...               "record_number": ["X12345", "X12354"], "record_type": ["P", "P"],
+        ...               "record_country": ["DEU", "FRA"]})
+        >>> classify_table(t).select(["match", "score", "explanation"]).to_pylist()[1]
+        {'match': 'near', 'score': 83.33333333333334, 'explanation': 'characters 5-6 transposed'}
+    """
+    same = pc.equal(pairs["number"], pairs["record_number"]).to_numpy(zero_copy_only=False)
+    exact = pc.fill_null(pc.and_(pc.equal(pairs["type"], pairs["record_type"]),
+                                 pc.equal(pairs["country"], pairs["record_country"])), False)
+    n = pairs.num_rows
+    kind = np.where(same, np.where(exact.to_numpy(zero_copy_only=False),
+                                   MatchKind.EXACT.value, MatchKind.PARTIAL.value), None)
+    score = np.where(same, 100.0, np.nan)
+    why: list[str | None] = [None] * n
+    keep = same.copy()
+    if not exact_only:
+        others = np.flatnonzero(~same)
+        cols = [pairs[c].take(pa.array(others)).to_pylist() for c in (
+            "number", "type", "country", "record_number", "record_type", "record_country")]
+        for i, args in zip(others.tolist(), zip(*cols, strict=True), strict=True):
+            match = classify(*args)
+            if match is not None:
+                kind[i], score[i], why[i] = match[0].value, match[1], match[2]
+                keep[i] = True
+    hits = pairs.append_column("match", pa.array(kind, pa.string())) \
+        .append_column("score", pa.array(score, pa.float64())) \
+        .append_column("explanation", pa.array(why, pa.string())) \
+        .append_column("_rank", pa.array(
+            np.select([kind == MatchKind.EXACT.value, kind == MatchKind.PARTIAL.value],
+                      [0, 1], 2), pa.int8()))
+    hits = hits.filter(pa.array(keep)).sort_by([
+        ("row", "ascending"), ("_rank", "ascending"), ("score", "descending"),
+        ("record_number", "ascending"), ("record_country", "ascending"),
+        ("record_type", "ascending")])
+    return hits.drop_columns(["_rank"])
+
+
 # --- hit ids ------------------------------------------------------------------------------
 
 _TOKEN = struct.Struct(">QI")
@@ -186,6 +239,54 @@ def mint_hit_id(secret: bytes, record_id: int, issued_at: dt.datetime, searcher:
     payload = _TOKEN.pack(record_id, int(issued_at.timestamp()))
     mac = hmac.new(secret, payload + searcher.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
     return "h" + base64.b32encode(payload + mac).decode().rstrip("=").lower()
+
+
+def mint_hit_ids(secret: bytes, record_ids: Sequence[int], issued_at: dt.datetime,
+                 searcher: str) -> pa.Array:
+    """:func:`mint_hit_id` for many records at once (screening), as an Arrow string array.
+
+    Each 22-byte token is padded to 25 bytes (a whole number of 5-byte base32 groups) and
+    all are base32-encoded at once in NumPy (the stdlib encoder is pure Python: 65 ms for
+    16k ids); the first 36 characters of each 40 are exactly the unpadded base32 of the
+    token. A test pins this to :func:`base64.b32encode`.
+
+    Example:
+        >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        >>> mint_hit_ids(b"k", [42, 7], t, "FRA").to_pylist() == [
+        ...     mint_hit_id(b"k", 42, t, "FRA"), mint_hit_id(b"k", 7, t, "FRA")]
+        True
+    """
+    ts, who = int(issued_at.timestamp()), searcher.encode()
+    tokens = bytearray()
+    for record_id in record_ids:
+        payload = _TOKEN.pack(record_id, ts)
+        tokens += payload
+        tokens += hmac.digest(secret, payload + who, "sha256")[:_MAC_BYTES]
+        tokens += b"\0\0\0"
+    n = len(tokens) // 25
+    text = b32_lower(np.frombuffer(bytes(tokens), np.uint8)).reshape(n, 40)
+    out = np.empty((n, 37), np.uint8)
+    out[:, 0] = ord("h")
+    out[:, 1:] = text[:, :36]
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(np.arange(0, 37 * n + 1, 37, dtype=np.int32)), pa.py_buffer(out))
+
+
+_B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", np.uint8)
+_B32_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)
+_BYTE_SHIFTS = np.arange(32, -1, -8, dtype=np.uint64)
+
+
+def b32_lower(data: np.ndarray) -> np.ndarray:
+    """Lower-case base32 (RFC 4648) of uint8 ``data`` whose length is a multiple of 5,
+    as a uint8 array of characters: :func:`base64.b32encode` vectorized.
+
+    Example:
+        >>> b32_lower(np.frombuffer(b"hello", np.uint8)).tobytes()
+        b'nbswy3dp'
+    """
+    groups = (data.reshape(-1, 5).astype(np.uint64) << _BYTE_SHIFTS).sum(axis=1)
+    return _B32[(groups[:, None] >> _B32_SHIFTS) & np.uint64(31)].reshape(-1)
 
 
 def verify_hit_id(secret: bytes, hit_id: str, searcher: str) -> HitToken | None:

@@ -1,14 +1,25 @@
 """First-level checks: exact, partial and near hits, explanations, hit ids."""
 
+import base64
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sltd import InvalidNumber, MatchKind, Record, UnknownCountry, open_index
-from sltd.search import edit1_variants, explain, mint_hit_id, verify_hit_id
+from sltd.search import (
+    b32_lower,
+    classify,
+    classify_table,
+    edit1_variants,
+    explain,
+    mint_hit_id,
+    mint_hit_ids,
+    verify_hit_id,
+)
 from sltd.synth import ERROR_KINDS, inject_error, synth_records
 
 
@@ -90,6 +101,41 @@ def test_hit_ids_are_bound_to_searcher_and_unforgeable():
     assert verify_hit_id(b"other", h, "FRA") is None
     assert verify_hit_id(b"secret", h[:-2] + "aa", "FRA") is None
     assert verify_hit_id(b"secret", "garbage!", "FRA") is None
+
+
+@given(st.binary(max_size=60).map(lambda b: b + bytes(-len(b) % 5)))
+def test_vectorized_base32_equals_the_stdlib(data):
+    got = b32_lower(np.frombuffer(data, np.uint8)).tobytes()
+    assert got == base64.b32encode(data).lower()
+
+
+@given(st.lists(st.integers(0, 2**63 - 1), max_size=20), st.sampled_from(["FRA", "GS", ""]))
+def test_batch_hit_ids_equal_single_ones_and_verify(record_ids, searcher):
+    t = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    ids = mint_hit_ids(b"secret", record_ids, t, searcher).to_pylist()
+    assert ids == [mint_hit_id(b"secret", r, t, searcher) for r in record_ids]
+    assert [verify_hit_id(b"secret", h, searcher).record_id for h in ids] == record_ids
+
+
+_codes = st.sampled_from(["AB1234", "AB1243", "A81234", "AB12345", "XB1234"])
+
+
+@given(st.lists(st.tuples(_codes, st.sampled_from(["P", "I", None]),
+                          st.sampled_from(["FRA", "DEU", None]), _codes,
+                          st.sampled_from(["P", "I"]), st.sampled_from(["FRA", "DEU"])),
+                min_size=1, max_size=30), st.booleans())
+def test_classify_table_agrees_with_classify_row_by_row(pairs, exact_only):
+    names = ["number", "type", "country", "record_number", "record_type", "record_country"]
+    table = pa.table({"row": list(range(len(pairs))),
+                      **{n: [p[i] for p in pairs] for i, n in enumerate(names)}})
+    got = {(r["row"], r["match"], r["score"], r["explanation"])
+           for r in classify_table(table, exact_only=exact_only).to_pylist()}
+    want = set()
+    for i, p in enumerate(pairs):
+        m = classify(*p, exact_only=exact_only)
+        if m is not None:
+            want.add((i, m[0].value, m[1], m[2]))
+    assert got == want
 
 
 def test_edit1_variants_cover_every_edit_kind():

@@ -185,9 +185,9 @@ def canonical_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
         pc.and_(pc.string_is_ascii(raw), pc.ascii_is_alnum(raw)),
         pc.and_(pc.greater_equal(length, MIN_LENGTH), pc.less_equal(length, MAX_LENGTH))),
         False)
-    out = pc.if_else(fast, pc.utf8_upper(raw), pa.nulls(len(raw), pa.string()))
     if pc.all(fast).as_py() is not False or len(raw) == 0:
-        return out
+        return pc.ascii_upper(raw)  # the common case: every value is already clean ASCII
+    out = pc.if_else(fast, pc.ascii_upper(raw), pa.nulls(len(raw), pa.string()))
     dirty = pc.invert(fast)
     subset = pc.filter(raw, dirty)
     con = duckdb.connect()

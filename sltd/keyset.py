@@ -97,13 +97,19 @@ def _mod_p(x: np.ndarray) -> np.ndarray:
 
 
 def _mix(words: np.ndarray) -> np.ndarray:
-    """Vectorized twin of :func:`key_hash` on an (n, 3) little-endian uint64 word matrix:
-    w0 + w1 * 2**64 + w2 * 2**128 (mod p), with 2**64 = 8 and 2**128 = 64 (mod p)."""
-    eight = np.uint64(8)
-    h0 = _mod_p(words[:, 0])
-    h1 = _mod_p(_mod_p(words[:, 1]) * eight)
-    h2 = _mod_p(_mod_p(_mod_p(words[:, 2]) * eight) * eight)
-    return _mod_p(h0 + h1 + h2).astype(np.int64)
+    """Vectorized twin of :func:`key_hash` on an (n, 1..3) little-endian uint64 word
+    matrix (missing words are zero): w0 + w1 * 2**64 + w2 * 2**128 (mod p), where
+    2**64 = 2**3 and 2**128 = 2**6 (mod p), and multiplying a residue by 2**k is a 61-bit
+    rotation. Partial sums stay below 2**63, so only the last step reduces fully."""
+    p = np.uint64(_P)
+    w = words[:, 0]
+    h = (w & p) + (w >> np.uint64(61))
+    for k in range(1, words.shape[1]):
+        w = words[:, k]
+        r = (w & p) + (w >> np.uint64(61))  # <= p + 7, congruent to w
+        r = np.where(r >= p, r - p, r)
+        h += ((r << np.uint64(3 * k)) & p) | (r >> np.uint64(61 - 3 * k))
+    return _mod_p(h).astype(np.int64)
 
 
 def key_matrix(keys: pa.Array | pa.ChunkedArray, *, narrow: bool = False) -> np.ndarray:
@@ -133,11 +139,7 @@ def key_matrix(keys: pa.Array | pa.ChunkedArray, *, narrow: bool = False) -> np.
 def matrix_hashes(matrix: np.ndarray) -> np.ndarray:
     """:func:`key_hash` of every row of an (n, w) zero-padded uint8 key matrix (w a
     multiple of 8, at most 24; missing words count as zero)."""
-    words = np.ascontiguousarray(matrix).view("<u8")
-    if words.shape[1] < 3:
-        words = np.concatenate(
-            [words, np.zeros((len(words), 3 - words.shape[1]), dtype=np.uint64)], axis=1)
-    return _mix(words)
+    return _mix(np.ascontiguousarray(matrix).view("<u8"))
 
 
 def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -158,6 +160,10 @@ for _src, _dst in CONFUSIONS.items():
     FOLD_LUT[ord(_src)] = ord(_dst)
 
 
+#: uint64 mask of the low k bytes, k = 0..8.
+_BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
 def folded_key_hashes(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """:func:`key_hash` of the folded key of every canonical number in a column, straight
     from the Arrow buffers: the data bytes are folded with :data:`FOLD_LUT`, then each key's
@@ -174,19 +180,14 @@ def folded_key_hashes(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
     start = int(offsets[0])
     raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start: int(offsets[-1])]
     data = np.zeros(len(raw) + 32, dtype=np.uint8)  # room to read whole words past the end
-    data[: len(raw)] = FOLD_LUT[raw]
+    np.take(FOLD_LUT, raw, out=data[: len(raw)])
     pos = (offsets[:-1] - start).astype(np.int64)
-    lengths = (offsets[1:] - offsets[:-1]).astype(np.int64)
+    lengths = offsets[1:] - offsets[:-1]
     # a uint64 view at every byte offset (unaligned reads are fine for NumPy)
     words_at = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
-    words = np.zeros((n, 3), dtype=np.uint64)
-    for k in range(-(-int(lengths.max()) // 8)):  # words past every key's end stay zero
-        w = words_at[pos + 8 * k]
-        keep = np.clip(lengths - 8 * k, 0, 8)
-        mask = np.where(keep >= 8, np.uint64(0xFFFFFFFFFFFFFFFF),
-                        (np.uint64(1) << (keep.astype(np.uint64) * np.uint64(8)))
-                        - np.uint64(1))
-        words[:, k] = w & mask
+    words = np.empty((n, -(-int(lengths.max()) // 8)), dtype=np.uint64)
+    for k in range(words.shape[1]):  # each key's k-th word, masked to the key's length
+        words[:, k] = words_at[pos + 8 * k] & _BYTE_MASKS[np.clip(lengths - 8 * k, 0, 8)]
     return _mix(words)
 
 

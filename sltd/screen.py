@@ -41,7 +41,6 @@ from sltd.keyset import (
     country_codes,
     country_key_hashes,
     fold_matrix,
-    folded_key_hashes,
     matrix_hashes,
 )
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
@@ -363,18 +362,12 @@ def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
     vnum, vtype, vcountry, vrow = (sel(cols["number"]), sel(cols["type"]),
                                    sel(cols["country"]), sel(row))
     extra = {c: sel(batch.column(batch.schema.get_field_index(c))) for c in keep}
-    listed = index._keys.contains_any(folded_key_hashes(vnum))
-    hit_rows = np.flatnonzero(listed)
-    folded = None
+    folded = fold_matrix(vnum)
+    hit_rows = np.flatnonzero(index._keys.contains_any(matrix_hashes(folded)))
     if len(hit_rows):
-        folded = fold_matrix(vnum.take(pa.array(hit_rows)))
-        parts.append(_candidates(np.arange(len(hit_rows)), vrow.take(pa.array(hit_rows)),
-                                 vnum.take(pa.array(hit_rows)),
-                                 vtype.take(pa.array(hit_rows)),
-                                 vcountry.take(pa.array(hit_rows)), folded,
-                                 {c: a.take(pa.array(hit_rows)) for c, a in extra.items()}))
+        parts.append(_candidates(hit_rows, vrow, vnum, vtype, vcountry, folded, extra))
     if not exact_only:
-        parts += _near_candidates(fold_matrix(vnum), vrow, vnum, vtype, vcountry, extra,
+        parts += _near_candidates(folded, vrow, vnum, vtype, vcountry, extra,
                                   index._keys, index._country_keys)
     return problems, parts
 

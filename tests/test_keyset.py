@@ -7,10 +7,12 @@ from sltd.keyset import (
     KeySet,
     country_key_hash,
     country_key_hashes,
+    fold_matrix,
     key_hash,
     key_hash_bytes,
     key_hashes,
     key_hashes_from_strings,
+    matrix_hashes,
 )
 
 keys = st.text(alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"),
@@ -25,6 +27,19 @@ def test_vectorized_hashes_equal_the_scalar_hash(ks):
     assert key_hashes(chunked).tolist() == expected
     assert key_hashes_from_strings(ks).tolist() == expected
     assert [key_hash_bytes(k.encode()) for k in ks] == expected
+
+
+@given(st.lists(keys, min_size=1, max_size=50))
+def test_folded_hashes_equal_the_scalar_hash_of_the_folded_key(ks):
+    from sltd.normalize import fold_number
+
+    column = pa.array(ks).slice(0)
+    assert matrix_hashes(fold_matrix(column)).tolist() == [key_hash(fold_number(k)) for k in ks]
+    rows = [bytes(r).rstrip(b"\0").decode() for r in fold_matrix(column)]
+    assert rows == [fold_number(k) for k in ks]
+    if len(ks) > 1:  # a sliced array (non-zero offset) reads the right bytes
+        assert matrix_hashes(fold_matrix(column.slice(1))).tolist() == \
+            [key_hash(fold_number(k)) for k in ks[1:]]
 
 
 @given(st.lists(st.tuples(keys, st.sampled_from(["FRA", "DEU", "D", "XXA"])), min_size=1))

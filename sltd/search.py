@@ -186,8 +186,9 @@ def classify_table(pairs: pa.Table, *, exact_only: bool = False) -> pa.Table:
     exact = pc.fill_null(pc.and_(pc.equal(pairs["type"], pairs["record_type"]),
                                  pc.equal(pairs["country"], pairs["record_country"])), False)
     n = pairs.num_rows
-    kind = np.where(same, np.where(exact.to_numpy(zero_copy_only=False),
-                                   MatchKind.EXACT.value, MatchKind.PARTIAL.value), None)
+    kind = np.full(n, None, dtype=object)
+    kind[same] = np.where(exact.to_numpy(zero_copy_only=False)[same], MatchKind.EXACT.value,
+                          MatchKind.PARTIAL.value)
     score = np.where(same, 100.0, np.nan)
     why: list[str | None] = [None] * n
     keep = same.copy()

@@ -266,3 +266,53 @@ def inject_error(number: str, kind: str, position: int, char: str) -> str | None
             return None
         return one[:other] + ("X" if one[other] != "X" else "Y") + one[other + 1:]
     raise ValueError(f"unknown error kind {kind!r}; use one of {', '.join(ERROR_KINDS)}")
+
+
+#: ICAO document code printed for each sltd type in a synthetic MRZ.
+MRZ_CODES = {"P": "P<", "PD": "PD", "PS": "PS", "I": "I<", "R": "AR", "V": "V<", "O": "X<"}
+
+
+def synth_mrz(number: str, doc_type: str, country: str, *, read_as: str | None = None,
+              birth: str = "740812", expiry: str = "310415") -> str:
+    """A consistent MRZ of a document (TD1 for ID cards and residence permits, MRV-A for
+    visas, TD3 otherwise), with a placeholder name, as two or three lines.
+
+    ``read_as`` simulates a misread number: the number field shows ``read_as`` while every
+    check digit stays as printed for ``number`` (so the number's digit, and the composite,
+    fail unless the misreading is one the 7-3-1 digits cannot see). Numbers of at most 9
+    characters.
+
+    Example:
+        >>> from sltd.mrz import parse_mrz
+        >>> m = parse_mrz(synth_mrz("X1234567", "P", "FRA"))
+        >>> m.format, m.number, m.country, m.consistent
+        ('TD3', 'X1234567', 'FRA', True)
+        >>> parse_mrz(synth_mrz("X1234567", "I", "FRA", read_as="X1284567")).failed_checks
+        ('document number', 'composite')
+    """
+    from sltd.mrz import check_digit
+
+    if doc_type not in MRZ_CODES:
+        raise ValueError(f"no MRZ document code for type {doc_type!r}")
+    shown = number if read_as is None else read_as
+    if max(len(number), len(shown)) > 9:
+        raise ValueError(f"synthetic MRZ numbers have at most 9 characters: {shown!r}")
+    code, state = MRZ_CODES[doc_type], country.ljust(3, "<")
+    field, shown_field = number.ljust(9, "<"), shown.ljust(9, "<")
+    cd = str(check_digit(field))
+    birth_cd, expiry_cd = str(check_digit(birth)), str(check_digit(expiry))
+    if doc_type in ("I", "R"):
+        l1 = code + state + field + cd + "<" * 15
+        l2 = birth + birth_cd + "F" + expiry + expiry_cd + state + "<" * 11
+        l2 += str(check_digit(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29]))
+        l1 = code + state + shown_field + cd + "<" * 15
+        return "\n".join([l1, l2, "SPECIMEN<<TEST".ljust(30, "<")])
+    l1 = (code + state + "SPECIMEN<<TEST").ljust(44, "<")
+    body = field + cd + state + birth + birth_cd + "F" + expiry + expiry_cd
+    if doc_type == "V":
+        l2 = body.ljust(44, "<")
+    else:
+        personal = "<" * 14 + "<"
+        l2 = body + personal
+        l2 += str(check_digit(l2[0:10] + l2[13:20] + l2[21:43]))
+    return "\n".join([l1, shown_field + l2[9:]])

@@ -42,7 +42,7 @@ from sltd.keyset import (
     key_hash_bytes,
     key_hashes_from_strings,
 )
-from sltd.model import Alert, DocType, Hit, HitCase, HitDetails, Record
+from sltd.model import Alert, DocType, Hit, HitCase, HitDetails, MatchKind, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_bytes, fold_number
 from sltd.search import classify, edit1_variants, mint_hit_id, rank_key, verify_hit_id
@@ -289,6 +289,10 @@ class Index:
         """
         hits = self._check(number, doc_type, country, exact_only,
                            _ncb(searcher) if searcher else "")
+        return self._audited(hits, number, doc_type, country, searcher, officer)
+
+    def _audited(self, hits: list[Hit], number: str, doc_type: str | None,
+                 country: str | None, searcher: str, officer: str) -> list[Hit]:
         self.audit.record_check(self.clock.now(), officer, searcher, number, doc_type, country,
                                 _summary(hits) if hits else "miss")
         return hits
@@ -316,7 +320,9 @@ class Index:
 
         The MRZ is parsed and its check digits verified; a failed digit does not stop the
         search (a misread MRZ of a listed document must still find it) and is reported in
-        ``result.mrz.failed_checks``.
+        ``result.mrz.failed_checks``. When the number's digit matches, near misses are
+        kept only if the reader could have misread them without the digit noticing
+        (:meth:`sltd.mrz.MRZ.could_be_misread`).
 
         Raises:
             MRZError: the text is not an MRZ.
@@ -330,9 +336,13 @@ class Index:
             (('document number', 'composite'), [('near', "'0' read as 'O' at position 6")])
         """
         read = parse_mrz(mrz)
-        hits = self.check(read.number, read.doc_type, read.country, exact_only=exact_only,
-                          searcher=searcher, officer=officer)
-        return MRZCheck(read, hits)
+        hits = self._check(read.number, read.doc_type, read.country, exact_only,
+                           _ncb(searcher) if searcher else "")
+        # A near miss the number's check digit rules out is noise, not a lead.
+        hits = [h for h in hits if h.match is not MatchKind.NEAR
+                or read.could_be_misread(h.number)]
+        return MRZCheck(read, self._audited(hits, read.number, read.doc_type, read.country,
+                                            searcher, officer))
 
     def _near_folds(self, folded: str, country: str | None) -> list[str]:
         """Folded keys one edit away from ``folded`` that are listed (in ``country``)."""

@@ -25,6 +25,10 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sltd import codes
 from sltd.errors import MRZError, ValidationError
 from sltd.model import Hit
@@ -32,6 +36,9 @@ from sltd.model import Hit
 _VALUES = {**{str(d): d for d in range(10)},
            **{chr(ord("A") + i): 10 + i for i in range(26)}, "<": 0}
 _WEIGHTS = (7, 3, 1)
+_VALUE_TABLE = np.zeros(256, dtype=np.int64)
+for _c, _v in _VALUES.items():
+    _VALUE_TABLE[ord(_c)] = _v
 _CHARSET = re.compile(r"[A-Z0-9<]*")
 
 #: (lines, length) -> format, for documents whose code starts with anything but V.
@@ -62,6 +69,8 @@ class MRZ:
         birth_date, expiry_date: dates when the digits form one (century inferred).
         failed_checks: names of the check digits that do not match, e.g.
             ``("document number", "composite")``; empty when the MRZ is consistent.
+        number_check_digit: the document number's check digit as printed (None when the
+            MRZ carries no digit there).
     """
 
     format: str
@@ -73,11 +82,33 @@ class MRZ:
     birth_date: dt.date | None
     expiry_date: dt.date | None
     failed_checks: tuple[str, ...]
+    number_check_digit: int | None = None
 
     @property
     def consistent(self) -> bool:
         """All check digits match."""
         return not self.failed_checks
+
+    def could_be_misread(self, listed: str) -> bool:
+        """Whether the listed number ``listed`` could be this document's number, misread.
+
+        When the document number's check digit matches, the reading is confirmed except
+        for the errors a 7-3-1 digit cannot see (values 10 apart such as ``A``/``K`` or
+        ``1``/``B``, some transpositions): a near miss is then only plausible if
+        ``listed`` has the same check digit. Listed numbers that differ only by
+        look-alike characters (``O``/``0``, ``I``/``1``...) stay plausible whatever the
+        digit says, since a record can carry that confusion itself. With a failed or
+        missing number digit, every listed number is plausible.
+
+        Example:
+            >>> m = parse_mrz(["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+            ...                "L898902C36UTO7408122F1204159ZE184226B<<<<<10"])
+            >>> m.could_be_misread("L898902C4"), m.could_be_misread("L8989O2C3")
+            (False, True)
+        """
+        verified = "document number" not in self.failed_checks
+        return plausible_misreading(listed, self.number,
+                                    self.number_check_digit if verified else None)
 
     def as_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -86,6 +117,39 @@ class MRZ:
         for k in ("birth_date", "expiry_date"):
             d[k] = d[k].isoformat() if d[k] else None
         return d
+
+
+def plausible_misreading(listed: str, read: str, verified_digit: int | None) -> bool:
+    """The rule of :meth:`MRZ.could_be_misread`, for single checks and MRZ screening:
+    ``verified_digit`` is the number's printed check digit when it matched ``read``, else
+    None (nothing is ruled out).
+
+    Example:
+        >>> plausible_misreading("X1234568", "X1234567", 8), plausible_misreading(
+        ...     "X1234568", "X1234567", None)
+        (False, True)
+    """
+    from sltd.normalize import fold_number
+
+    if verified_digit is None:
+        return True
+    return fold_number(listed) == fold_number(read) or check_digit(listed) == verified_digit
+
+
+def check_digits(fields: pa.Array) -> np.ndarray:
+    """:func:`check_digit` of every value of a string column of MRZ fields (at most 24
+    characters of A-Z, 0-9 and ``<``), column-wise; -1 where null.
+
+    Example:
+        >>> check_digits(pa.array(["L898902C3", "740812", None])).tolist()
+        [6, 2, -1]
+    """
+    from sltd.keyset import key_matrix
+
+    filled = pc.fill_null(fields.cast(pa.string()), "")
+    values = _VALUE_TABLE[key_matrix(filled, narrow=True)]  # padding NUL counts 0, as '<'
+    digits = (values * np.resize(np.array(_WEIGHTS), values.shape[1])).sum(axis=1) % 10
+    return np.where(pc.is_null(fields).to_numpy(zero_copy_only=False), -1, digits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +235,8 @@ def _two_line(lines: list[str], fmt: str) -> MRZ:
         failed += _failures([("composite", l2[0:10] + l2[13:20] + l2[21:43], l2[43])])
     elif fmt == "TD2":
         failed += _failures([("composite", l2[0:10] + l2[13:20] + l2[21:35], l2[35])])
-    return _result(fmt, l1[0:2], l1[2:5], number_f.replace("<", ""), l2[10:13], birth_f,
-                   expiry_f, failed)
+    return _result(fmt, l1[0:2], l1[2:5], number_f.replace("<", ""), number_cd, l2[10:13],
+                   birth_f, expiry_f, failed)
 
 
 def _td1(lines: list[str]) -> MRZ:
@@ -188,8 +252,8 @@ def _td1(lines: list[str]) -> MRZ:
                         ("birth date", l2[0:6], l2[6]),
                         ("expiry date", l2[8:14], l2[14]),
                         ("composite", l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29], l2[29])])
-    return _result("TD1", l1[0:2], l1[2:5], number_f.replace("<", ""), l2[15:18], l2[0:6],
-                   l2[8:14], failed)
+    return _result("TD1", l1[0:2], l1[2:5], number_f.replace("<", ""), number_cd,
+                   l2[15:18], l2[0:6], l2[8:14], failed)
 
 
 def _failures(fields: list[tuple[str, str, str]]) -> list[str]:
@@ -197,8 +261,8 @@ def _failures(fields: list[tuple[str, str, str]]) -> list[str]:
             if not digit.isdigit() or check_digit(value) != int(digit)]
 
 
-def _result(fmt: str, code_f: str, state_f: str, number: str, nationality: str,
-            birth: str, expiry: str, failed: list[str]) -> MRZ:
+def _result(fmt: str, code_f: str, state_f: str, number: str, number_cd: str,
+            nationality: str, birth: str, expiry: str, failed: list[str]) -> MRZ:
     document_code = code_f.replace("<", "")
     try:
         country = codes.country_code(state_f.replace("<", ""))
@@ -209,7 +273,8 @@ def _result(fmt: str, code_f: str, state_f: str, number: str, nationality: str,
         raise MRZError("the document number field is empty", field="mrz", value=number)
     return MRZ(fmt, document_code, number, document_type(document_code), country,
                nationality.replace("<", ""), _date(birth, future=False),
-               _date(expiry, future=True), tuple(failed))
+               _date(expiry, future=True), tuple(failed),
+               int(number_cd) if number_cd.isdigit() else None)
 
 
 def document_type(code: str) -> str:

@@ -43,6 +43,7 @@ from sltd.keyset import (
     fold_matrix,
     matrix_hashes,
 )
+from sltd.mrz import check_digits, plausible_misreading
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
 from sltd.search import FOLDED_ALPHABET, classify_table, mint_hit_ids
 from sltd.sources import Problem, Source, detect_format, read_file
@@ -234,7 +235,9 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
         searcher: NCB code the hit ids are issued to.
         mrz_column: read number, type and country from this column of machine-readable
             zones instead (TD1, TD2, TD3, MRV; lines joined or separated by white space).
-            Fields are sliced column-wise; check digits are not verified in bulk.
+            Fields are sliced column-wise; the number's check digit is verified and, as in
+            single MRZ checks, near misses it rules out are dropped (other check digits
+            are not verified in bulk).
         progress: called with the number of rows done after each batch.
 
     Returns:
@@ -362,6 +365,8 @@ def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
     vnum, vtype, vcountry, vrow = (sel(cols["number"]), sel(cols["type"]),
                                    sel(cols["country"]), sel(row))
     extra = {c: sel(batch.column(batch.schema.get_field_index(c))) for c in keep}
+    if "mrz" in src_cols:
+        extra[_MRZ_CHECK] = sel(fields["number_check"])
     folded = fold_matrix(vnum)
     hit_rows = np.flatnonzero(index._keys.contains_any(matrix_hashes(folded)))
     if len(hit_rows):
@@ -387,7 +392,8 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
     """Number, type code and issuing state of a column of MRZs, sliced column-wise.
 
     Returns the fields (as text, fillers kept for the number: canonicalization removes
-    them) and a mask of the values that are not an MRZ of a known shape.
+    them; ``number_check``: the number's check digit where it matches, else -1) and a
+    mask of the values that are not an MRZ of a known shape.
 
     Example:
         >>> f, bad = mrz_fields(pa.array([
@@ -395,6 +401,8 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
         ...     "L898902C36UTO7408122F1204159ZE184226B<<<<<10", "garbage"]))
         >>> f["document_number"].to_pylist(), f["issuing_country"].to_pylist(), bad.to_pylist()
         (['L898902C3', None], ['UTO', None], [False, True])
+        >>> f["number_check"].to_pylist()
+        [6, -1]
     """
     text = pc.utf8_upper(pc.replace_substring_regex(raw.cast(pa.string()), r"\s+", ""))
     length = pc.utf8_length(text)
@@ -402,17 +410,26 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
                      pc.match_substring_regex(text, "^[A-Z0-9<]+$"))
     is_mrz = pc.fill_null(is_mrz, False)
     null = pa.nulls(len(text), pa.string())
-    number = null
+    number = digit = null
     for total, offset in _MRZ_SHAPES.items():
-        picked = pc.utf8_slice_codeunits(text, offset, offset + 9)
-        number = pc.if_else(pc.and_(is_mrz, pc.equal(length, total)), picked, number)
+        shape = pc.and_(is_mrz, pc.equal(length, total))
+        number = pc.if_else(shape, pc.utf8_slice_codeunits(text, offset, offset + 9), number)
+        digit = pc.if_else(shape, pc.utf8_slice_codeunits(text, offset + 9, offset + 10),
+                           digit)
     # TD1 numbers longer than 9: the rest and its check digit open the optional data
-    long_td1 = pc.extract_regex(text, r"^.{5}(?P<head>[A-Z0-9<]{9})<(?P<tail>[A-Z0-9]+)[0-9]<")
+    long_td1 = pc.extract_regex(
+        text, r"^.{5}(?P<head>[A-Z0-9<]{9})<(?P<tail>[A-Z0-9]+)(?P<digit>[0-9])<")
     tail = pc.struct_field(long_td1, "tail")
-    td1 = pc.and_(pc.equal(length, 90), pc.is_valid(tail))
-    number = pc.if_else(pc.fill_null(td1, False),
-                        pc.binary_join_element_wise(pc.struct_field(long_td1, "head"), tail,
-                                                    ""), number)
+    td1 = pc.fill_null(pc.and_(pc.equal(length, 90), pc.is_valid(tail)), False)
+    number = pc.if_else(td1, pc.binary_join_element_wise(pc.struct_field(long_td1, "head"),
+                                                         tail, ""), number)
+    digit = pc.if_else(td1, pc.struct_field(long_td1, "digit"), digit)
+    # The number's check digit when it matches (-1 otherwise): near misses it rules out
+    # are dropped, as in single MRZ checks (sltd.mrz.plausible_misreading).
+    printed = pc.if_else(pc.match_substring_regex(pc.fill_null(digit, ""), "^[0-9]$"),
+                         digit, "-1").cast(pa.int8())
+    matches = pc.equal(printed, pa.array(check_digits(number), pa.int8()))
+    verified = pc.if_else(pc.fill_null(matches, False), printed, pa.scalar(-1, pa.int8()))
     number = pc.replace_substring(number, "<", "")
     code = pc.if_else(is_mrz, pc.replace_substring(pc.utf8_slice_codeunits(text, 0, 2), "<", ""),
                       null)
@@ -422,8 +439,8 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
     types = pa.array([document_type(c) for c in enc.dictionary.to_pylist()], pa.string()
                      ).take(enc.indices) if len(enc.dictionary) else null
     country = pc.if_else(is_mrz, pc.utf8_slice_codeunits(text, 2, 5), null)
-    return ({"document_number": number, "document_type": types, "issuing_country": country},
-            pc.invert(is_mrz))
+    return ({"document_number": number, "document_type": types, "issuing_country": country,
+             "number_check": verified}, pc.invert(is_mrz))
 
 
 def _resolve(source: Source, format: str | None) -> tuple[Source, str | None]:
@@ -539,6 +556,7 @@ def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
     if not parts:
         return schema.empty_table()
     cands = pa.concat_tables(parts, promote_options="permissive")
+    carried = [*keep, *([_MRZ_CHECK] if _MRZ_CHECK in cands.column_names else [])]
     con = index.con
     con.register("_cand", cands)
     try:
@@ -549,7 +567,7 @@ def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
         # on the fold string). Hashes can collide, so the folds are compared too.
         pairs = con.sql(f"""
             SELECT DISTINCT c.row, c.number, c.type, c.country,
-                   {''.join(f'c."{k}", ' for k in keep)}
+                   {''.join(f'c."{k}", ' for k in carried)}
                    r.record_id, r.number AS record_number, r.doc_type AS record_type,
                    r.country AS record_country, c.fold = r.fold AS same_fold
             FROM _cand c JOIN records r ON r.fold_hash = c.fold_hash {where}
@@ -558,6 +576,8 @@ def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
         con.unregister("_cand")
     pairs = pairs.filter(pairs["same_fold"])
     hits = classify_table(pairs, exact_only=exact_only)
+    if _MRZ_CHECK in carried:
+        hits = _plausible_misreadings(hits)
     hit_ids = mint_hit_ids(index._secret, hits["record_id"].to_pylist(), index.clock.now(),
                            searcher)
     return pa.table({
@@ -565,6 +585,25 @@ def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
         "record_number": hits["record_number"], "record_type": hits["record_type"],
         "record_country": hits["record_country"], "hit_id": hit_ids, "match": hits["match"],
         "score": hits["score"], "explanation": hits["explanation"]}, schema=schema)
+
+
+#: Candidate column of MRZ screening: the number's check digit where it matched, else -1.
+_MRZ_CHECK = "_mrz_number_check"
+
+
+def _plausible_misreadings(hits: pa.Table) -> pa.Table:
+    """Drop the near misses a verified MRZ number's check digit rules out."""
+    near = np.flatnonzero(pc.and_(pc.equal(hits["match"], "near"),
+                                  pc.greater_equal(hits[_MRZ_CHECK], 0)
+                                  ).to_numpy(zero_copy_only=False))
+    if not len(near):
+        return hits
+    keep = np.ones(hits.num_rows, bool)
+    idx = pa.array(near)
+    for i, listed, read, digit in zip(near.tolist(), *(hits[c].take(idx).to_pylist() for c in (
+            "record_number", "number", _MRZ_CHECK)), strict=True):
+        keep[i] = plausible_misreading(listed, read, digit)
+    return hits.filter(pa.array(keep))
 
 
 def _write(table: pa.Table, out: str | os.PathLike[str]) -> None:

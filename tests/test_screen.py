@@ -183,3 +183,46 @@ def test_a_long_td1_number_is_joined_in_bulk():
     fields, bad = mrz_fields(pa.array([l1 + "7408122F1204159UTO<<<<<<<<<<<6" + "X" * 30]))
     assert fields["document_number"].to_pylist() == [number]
     assert bad.to_pylist() == [False]
+    assert fields["number_check"].to_pylist() == [check_digit(number)]
+
+
+def test_mrz_screening_finds_what_single_mrz_checks_find(index):
+    """Clean and misread MRZs of listed documents, clean MRZs of unlisted ones: the same
+    hits as Index.check_mrz per row, so the number's check digit rules out the same near
+    misses in bulk."""
+    import random
+
+    from sltd.synth import MRZ_CODES, inject_error, synth_mrz
+
+    rng = random.Random(5)
+    rows = [r for r in RECORDS.to_pylist()
+            if r["document_type"] in MRZ_CODES and len(r["document_number"]) <= 9]
+    mrzs = []
+    for r in rows[:300]:
+        n, t, c = r["document_number"], r["document_type"], r["issuing_country"]
+        kind = rng.choice(["substitution", "transposition", "ocr (one)", "deletion"])
+        bad = inject_error(n, kind, rng.randrange(30), rng.choice("ABX0159"))
+        mrzs.append(synth_mrz(n, t, c, read_as=bad if bad and len(bad) >= 3 else None))
+        # a clean document one substitution away from a listed one
+        other = n[:-1] + ("7" if n[-1] != "7" else "3")
+        mrzs.append(synth_mrz(other, t, c))
+    table = pa.table({"mrz": mrzs})
+    hits, _ = index.screen(table, mrz_column="mrz")
+    want = set()
+    for i, text in enumerate(mrzs, 1):
+        for h in index.check_mrz(text).hits:
+            want.add((i, h.number, str(h.doc_type), h.country, h.match.value))
+    assert result_set(hits) == want
+    # Clean documents one substitution from a listed one (even rows): typed, each is a
+    # near miss; read from a consistent MRZ, only those the check digit cannot rule out.
+    from sltd.mrz import parse_mrz
+
+    near_typed = {i for i in range(2, len(mrzs) + 1, 2) if any(
+        h.match.value == "near" for h in index.check(*_fields(parse_mrz(mrzs[i - 1]))))}
+    near_read = {i for (i, *_, m) in want if i % 2 == 0 and m == "near"}
+    assert near_read < near_typed
+    assert len(near_read) < len(near_typed) / 4
+
+
+def _fields(m):
+    return m.number, m.doc_type, m.country

@@ -201,3 +201,41 @@ def test_load_accepts_arrow_tables_directly():
                   "issuing_country": ["FRA"], "status": ["lost"]})
     with open_index(":memory:", create=True) as ix:
         assert ix.load(t).inserted == 1
+
+
+# --- MRZ input: the number's check digit as evidence ------------------------------------
+
+MRZ_ROWS = rows.filter(lambda r: r["document_type"] in ("P", "I", "R", "V", "PD", "PS", "O")
+                       and len(r["document_number"]) <= 9)
+
+
+@given(MRZ_ROWS, EDITS, st.integers(0, 30), st.sampled_from("ABCXYZ0123456789"))
+def test_every_single_misreading_of_an_mrz_finds_the_record(row, kind, pos, ch):
+    from sltd.synth import synth_mrz
+
+    n = row["document_number"]
+    q = inject_error(n, kind, pos, ch)
+    assume(q is not None and 3 <= len(q) <= 9)
+    mrz = synth_mrz(n, row["document_type"], row["issuing_country"], read_as=q)
+    result = synthetic_index().check_mrz(mrz)
+    assert (n, row["issuing_country"]) in {(h.number, h.country) for h in result.hits}
+
+
+def test_a_verified_mrz_number_drops_near_misses_its_check_digit_rules_out(index):
+    from sltd.mrz import check_digit
+    from sltd.synth import synth_mrz
+
+    assert check_digit("N1234567") == check_digit("X1234567")  # N and X are 10 apart
+    index.upsert([Record(n, "P", "FRA", "stolen")
+                  for n in ("X1234568", "X1Z34567", "N1234567")])
+    typed = {h.number for h in index.check("X1234567", "P", "FRA")}
+    assert typed == {"X1234568", "X1Z34567", "N1234567"}
+    read = index.check_mrz(synth_mrz("X1234567", "P", "FRA"))
+    assert read.mrz.consistent
+    # X1234568 would have failed the digit; a look-alike (2/Z) and a substitution the
+    # digit cannot see stay.
+    assert {h.number for h in read.hits} == {"X1Z34567", "N1234567"}
+    misread = index.check_mrz(synth_mrz("X1234567", "P", "FRA", read_as="X1234569"))
+    assert "document number" in misread.mrz.failed_checks
+    # unverified reading: every near miss stays
+    assert {(h.number, h.match) for h in misread.hits} >= {("X1234568", MatchKind.NEAR)}

@@ -226,3 +226,24 @@ def test_mrz_screening_finds_what_single_mrz_checks_find(index):
 
 def _fields(m):
     return m.number, m.doc_type, m.country
+
+
+def test_streaming_a_parquet_manifest_holds_a_bounded_number_of_batches(tmp_path):
+    """Arrow memory while streaming stays within a few batches, however many row groups
+    the file has (pyarrow's pre-buffering used to keep every row group read)."""
+    import pyarrow.parquet as pq
+
+    from sltd.screen import iter_batches
+
+    m = synth_manifest(RECORDS, 400_000, seed=4)
+    path = tmp_path / "m.parquet"
+    pq.write_table(m, path, row_group_size=20_000)
+    one_group = m.slice(0, 20_000).nbytes
+    del m
+    before = pa.total_allocated_bytes()
+    growth = 0
+    for batch, _, _ in iter_batches(path, format=None, columns=["passenger_id",
+                                    "document_number"], batch_rows=20_000):
+        growth = max(growth, pa.total_allocated_bytes() - before)
+        del batch
+    assert growth < 5 * one_group

@@ -187,6 +187,21 @@ def key_hashes_from_strings(keys: Sequence[str]) -> np.ndarray:
     return _mix(np.frombuffer(buf, dtype="<u8").reshape(len(keys), 3))
 
 
+def _filter_bits(size: int) -> int:
+    """log2 of the bucket filter's bit count for a set of ``size``: >= 16 bits a key."""
+    return min(32, max(16, int(size * 16 - 1).bit_length()))
+
+
+def _buckets(spread: np.ndarray, shift: int) -> np.ndarray:
+    """Bucket of each spread value: its top bits, offset to be non-negative (and kept in
+    order, so a sorted array gives sorted buckets)."""
+    return (spread >> shift) + (1 << (63 - shift))
+
+
+def _test_bits(bitmap: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    return (bitmap[buckets >> 3] >> (buckets & 7).astype(np.uint8)) & 1
+
+
 def _sorted_unique(hashes: Any) -> np.ndarray:
     # np.sort + mask: np.unique is ~50x slower on 10M int64 here (measured, numpy 2.4).
     a = np.sort(np.asarray(hashes, dtype=np.int64))
@@ -207,15 +222,22 @@ def _spread(hashes: np.ndarray) -> np.ndarray:
             * np.uint64(_SPREAD)).view(np.int64)
 
 
+#: Sets at least this big probe through the bucket filter (below it, the array is small
+#: enough to stay in cache).
+_FILTER_MIN = 1 << 16
+
+
 class KeySet:
-    """A set of key hashes with O(log n) membership and a fast bulk probe.
+    """A set of key hashes with O(log n) membership and a fast vectorized probe.
 
     Stored as a sorted, deduplicated int64 array of the hashes multiplied by an odd
     constant (mod 2**64): a bijection, so membership is unchanged, but the stored values
     are spread evenly, which lets :meth:`contains_any` put a one-bit-per-bucket filter on
-    their top bits (built on the first bulk probe, ~16 bits a key, in one pass because the
-    array is sorted). Most hashes of a manifest fail the filter with one memory read; only
-    the few that pass are binary-searched.
+    their top bits (~16 bits a key; built in one pass on the first probe, because the
+    array is sorted; carried over by :meth:`union`). Most probed hashes fail the filter
+    with one memory read; only the few that pass are binary-searched. (Spreading costs
+    the near-miss variants of one query their locality in the array, so without the
+    filter their ~500 searches would each miss the cache.)
 
     Example:
         >>> ks = KeySet.from_hashes(np.array([3, 1, 2], dtype=np.int64))
@@ -225,10 +247,11 @@ class KeySet:
 
     __slots__ = ("_array", "_size", "_filter", "_lock")
 
-    def __init__(self, sorted_spread: np.ndarray):
+    def __init__(self, sorted_spread: np.ndarray,
+                 bucket_filter: tuple[int, np.ndarray] | None = None):
         self._array = sorted_spread
         self._size = len(sorted_spread)
-        self._filter: tuple[int, np.ndarray] | None = None
+        self._filter = bucket_filter
         self._lock = threading.Lock()
 
     @classmethod
@@ -247,32 +270,35 @@ class KeySet:
         if self._size == 0 or len(hashes) == 0:
             return np.zeros(len(hashes), dtype=bool)
         m = _spread(hashes)
-        if len(m) <= 4096:
+        if self._size < _FILTER_MIN:
             return self._contains(m)
-        # Bulk: the bucket filter lets most hashes out with one read of a bitmap of ~2
-        # bytes a key (1M probes in 10M keys: 37 ms, against 126 ms for a binary search
-        # of the sorted probes); the ~4% that pass are sorted (cache-friendly search)
-        # and searched.
+        # The bucket filter lets most hashes out with one read of a bitmap of ~2 bytes a
+        # key (1M probes in 10M keys: 37 ms, against 126 ms for a binary search of the
+        # sorted probes); the few that pass are sorted (cache-friendly search) and searched.
         shift, bits = self._bucket_filter()
-        b = (m >> shift) + (1 << (63 - shift))
-        maybe = np.flatnonzero((bits[b >> 3] >> (b & 7).astype(np.uint8)) & 1)
+        maybe = np.flatnonzero(_test_bits(bits, _buckets(m, shift)))
         cand = m[maybe]
         order = np.argsort(cand)
         result = np.zeros(len(m), bool)
         result[maybe[order[self._contains(cand[order])]]] = True
         return result
 
+    def prepare(self) -> None:
+        """Build the probe filter now if the set is big enough to use one (else on the
+        first probe)."""
+        if self._size >= _FILTER_MIN:
+            self._bucket_filter()
+
     def _bucket_filter(self) -> tuple[int, np.ndarray]:
-        """(shift, bitmap): bit ``(v >> shift) + 2**(63 - shift)`` is set for every stored
-        value v. Built once per set; sets are immutable (``union`` makes a new one)."""
+        """(shift, bitmap): the bit of bucket ``_buckets(v, shift)`` is set for every
+        stored value v. Built once per set (sets are immutable)."""
         with self._lock:
             if self._filter is None:
-                nbits = min(32, max(16, int(self._size * 16 - 1).bit_length()))
-                shift = 64 - nbits
-                b = (self._array >> shift) + (1 << (nbits - 1))  # sorted: values are
+                shift = 64 - _filter_bits(self._size)
+                b = _buckets(self._array, shift)  # sorted, as the values are
                 byte = b >> 3
                 first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
-                bitmap = np.zeros(1 << (nbits - 3), np.uint8)
+                bitmap = np.zeros(1 << (61 - shift), np.uint8)
                 bitmap[byte[first]] = np.bitwise_or.reduceat(
                     np.left_shift(1, (b & 7)).astype(np.uint8), first)
                 self._filter = (shift, bitmap)
@@ -284,13 +310,22 @@ class KeySet:
         return self._array[idx] == spread
 
     def union(self, hashes: Iterable[int] | np.ndarray) -> KeySet:
-        """A new set with ``hashes`` added: sorts only the new hashes, then one merge pass."""
+        """A new set with ``hashes`` added: sorts only the new hashes, then one merge pass.
+        A built filter of the same size is copied with the new keys' bits set (an upsert
+        does not make the next check rebuild it)."""
         extra = np.asarray(list(hashes) if not isinstance(hashes, np.ndarray) else hashes,
                            dtype=np.int64)
         if self._size == 0:
             return KeySet.from_hashes(extra)
         extra = _sorted_unique(_spread(extra[~self.contains_any(extra)]))
-        return KeySet(np.insert(self._array, self._array.searchsorted(extra), extra))
+        merged = np.insert(self._array, self._array.searchsorted(extra), extra)
+        old = self._filter
+        if old is None or 64 - old[0] != _filter_bits(len(merged)) or len(extra) > 1 << 16:
+            return KeySet(merged)
+        shift, bits = old[0], old[1].copy()
+        b = _buckets(extra, shift)
+        np.bitwise_or.at(bits, b >> 3, np.left_shift(1, (b & 7)).astype(np.uint8))
+        return KeySet(merged, (shift, bits))
 
     def __len__(self) -> int:
         return self._size

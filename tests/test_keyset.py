@@ -67,3 +67,24 @@ def test_keyset_membership_matches_a_python_set(initial, added, probes):
         assert (p in ks) == (p in oracle)
     arr = np.array(probes + added, dtype=np.int64)
     assert ks.contains_any(arr).tolist() == [p in oracle for p in arr.tolist()]
+
+
+def test_a_large_set_probes_through_its_filter_and_keeps_it_across_unions():
+    rng = np.random.default_rng(3)
+    members = rng.integers(-(2**62), 2**62, 80_000, dtype=np.int64)
+    ks = KeySet.from_hashes(members)
+    outsiders = rng.integers(-(2**62), 2**62, 20_000, dtype=np.int64)
+    probes = np.concatenate([members[:5000], outsiders, members[-3:]])
+    oracle = set(members.tolist())
+    want = [p in oracle for p in probes.tolist()]
+    assert ks.contains_any(probes).tolist() == want
+    assert ks.contains_any(probes[:7]).tolist() == want[:7]  # small probes use it too
+    assert ks._filter is not None
+    added = outsiders[:50]
+    grown = ks.union(added)
+    assert grown._filter is not None
+    assert grown._filter[1] is not ks._filter[1]
+    oracle |= set(added.tolist())
+    assert grown.contains_any(probes).tolist() == [p in oracle for p in probes.tolist()]
+    assert all(int(p) in grown for p in added)
+    assert not ks.contains_any(added).any()  # the old set is unchanged

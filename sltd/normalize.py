@@ -166,6 +166,25 @@ SQL_FOLD = (
 )
 
 
+_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _all_clean(raw: pa.Array) -> bool:
+    """Whether every value of a string array is non-null ASCII letters and digits of a
+    valid length, checked on the data buffer as a whole (``bytes.translate`` deletes the
+    letters and digits in one C pass; Arrow's per-value kernels take ~4x longer)."""
+    import numpy as np
+
+    if raw.null_count or len(raw) == 0:
+        return False
+    offsets = np.frombuffer(raw.buffers()[1], dtype=np.int32)[raw.offset: raw.offset + len(raw) + 1]
+    lengths = np.diff(offsets)
+    if lengths.min() < MIN_LENGTH or lengths.max() > MAX_LENGTH:
+        return False
+    data = raw.buffers()[2]
+    return not bytes(memoryview(data)[int(offsets[0]): int(offsets[-1])]).translate(None, _ALNUM)
+
+
 def canonical_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`canonical_number` over a column: canonical text, or null where invalid.
 
@@ -180,6 +199,8 @@ def canonical_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(raw, pa.ChunkedArray):
         raw = raw.combine_chunks() if raw.num_chunks else pa.array([], pa.string())
     raw = raw.cast(pa.string())
+    if _all_clean(raw):
+        return pc.ascii_upper(raw)  # the common case, decided on the whole buffer at once
     length = pc.utf8_length(raw)
     fast = pc.fill_null(pc.and_(
         pc.and_(pc.string_is_ascii(raw), pc.ascii_is_alnum(raw)),

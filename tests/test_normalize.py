@@ -97,3 +97,25 @@ def test_sql_twin_agrees_with_python(values):
         except InvalidNumber:
             expected.append(None)
     assert _sql_canonical(values) == expected
+
+
+def _scalar(value):
+    try:
+        return canonical_number(value)
+    except InvalidNumber:
+        return None
+
+
+_clean = st.text(alphabet="ABCXYZabcxyz0123456789", min_size=1, max_size=30)
+_any = st.one_of(_clean, st.text(max_size=30), st.none())
+
+
+@given(st.lists(st.one_of(_clean, _clean, _any), max_size=30), st.integers(0, 3))
+def test_column_canonicalization_equals_the_scalar_one(values, cut):
+    from sltd.normalize import canonical_numbers
+
+    column = pa.array(values, pa.string())
+    expected = [None if v is None else _scalar(v) for v in values]
+    assert canonical_numbers(column).to_pylist() == expected
+    # a slice (non-zero offset into the buffers) reads only its own values
+    assert canonical_numbers(column.slice(cut)).to_pylist() == expected[cut:]

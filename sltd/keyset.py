@@ -3,7 +3,7 @@
 Almost every check is a miss, so the hot path must not touch DuckDB (a DuckDB query costs
 ~0.3 ms even for ``SELECT 1``). The key set is a sorted NumPy array of 64-bit hashes of the
 folded keys (:func:`sltd.normalize.fold_number`) of all active records: 8 bytes a record
-(plus, once screening has probed it in bulk, a bucket filter of ~2 bytes a record).
+(plus, for big sets, a bucket filter of 2-4 bytes a record that probes go through).
 A hash that is absent proves the folded key is not listed; a present one sends the query to
 DuckDB, which checks the real rows, so a hash collision costs a lookup, never a wrong answer.
 

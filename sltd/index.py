@@ -175,7 +175,7 @@ class Index:
     def key_set_bytes(self) -> int:
         """Memory held by the in-memory key sets: 8 bytes per distinct folded key (exact and
         partial checks) + 8 per distinct (country, folded key) (near-miss probing), plus
-        the probe filters built so far (2-4 bytes a key each, a power of two in all)."""
+        each set's probe filter (2-4 bytes a key, a power of two in all)."""
         return self._keys.nbytes + self._country_keys.nbytes
 
     def _add_keys(self, keys: pa.Table) -> None:
@@ -183,8 +183,9 @@ class Index:
         self._keys = self._keys.union(fold_hashes)
         self._country_keys = self._country_keys.union(
             country_key_hashes(fold_hashes, keys.column("country")))
-        # Near-miss checks probe the country set: its filter is built now (0.2 s at 10M
-        # keys), not by the first check. The other set's waits for a bulk probe.
+        # Probe filters are built now (0.2 s a set at 10M keys), not by the first
+        # near-miss check or screening that probes (~3.4 bytes a record in all).
+        self._keys.prepare()
         self._country_keys.prepare()
 
     # --- writes -----------------------------------------------------------------------

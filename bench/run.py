@@ -1,7 +1,7 @@
 """The whole benchmark suite, one entry point.
 
-    python bench/run.py            # 1M and 10M records, 10M-row manifest (~15 min here)
-    python bench/run.py --quick    # 100k records, 200k-row manifest (~1 min)
+    python bench/run.py            # 1M and 10M records, 10M-row manifest (~7 min here)
+    python bench/run.py --quick    # 100k records, 200k-row manifest (~40 s)
 
 Runs every benchmark script with its data generated on first use (bench/data/) and prints
 each one's table (figure, value, baseline, ratio) with the machine and versions.

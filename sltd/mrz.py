@@ -8,7 +8,10 @@ sltd keeps none.
 
 A failed check digit does not stop a search: a misread MRZ of a listed document must still
 find it. The result says which digits failed (:attr:`MRZ.failed_checks`), and the check
-reports the MRZ as inconsistent.
+reports the MRZ as inconsistent. A matching number digit is evidence too: it rules out
+the near misses a reader could not have produced (:func:`plausible_misreading`).
+
+:func:`mrz_fields` and :func:`check_digits` do the same work column-wise, for screening.
 
 Example:
     >>> m = parse_mrz(
@@ -309,3 +312,61 @@ def _date(yymmdd: str, *, future: bool, today: dt.date | None = None) -> dt.date
         return dt.date(year, mm, dd)
     except ValueError:
         return None
+
+
+#: Lengths of a whole MRZ (white space removed) -> (format, offset of the number field).
+_MRZ_SHAPES = {88: 44, 72: 36, 90: 5}
+
+
+def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
+    """Number, type code and issuing state of a column of MRZs, sliced column-wise (for
+    screening: no Python per value).
+
+    Returns the fields (as text, fillers kept for the number: canonicalization removes
+    them; ``number_check``: the number's check digit where it matches, else -1) and a
+    mask of the values that are not an MRZ of a known shape.
+
+    Example:
+        >>> f, bad = mrz_fields(pa.array([
+        ...     "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\\n"
+        ...     "L898902C36UTO7408122F1204159ZE184226B<<<<<10", "garbage"]))
+        >>> f["document_number"].to_pylist(), f["issuing_country"].to_pylist(), bad.to_pylist()
+        (['L898902C3', None], ['UTO', None], [False, True])
+        >>> f["number_check"].to_pylist()
+        [6, -1]
+    """
+    text = pc.utf8_upper(pc.replace_substring_regex(raw.cast(pa.string()), r"\s+", ""))
+    length = pc.utf8_length(text)
+    is_mrz = pc.and_(pc.is_in(length, pa.array(list(_MRZ_SHAPES), pa.int32())),
+                     pc.match_substring_regex(text, "^[A-Z0-9<]+$"))
+    is_mrz = pc.fill_null(is_mrz, False)
+    null = pa.nulls(len(text), pa.string())
+    number = digit = null
+    for total, offset in _MRZ_SHAPES.items():
+        shape = pc.and_(is_mrz, pc.equal(length, total))
+        number = pc.if_else(shape, pc.utf8_slice_codeunits(text, offset, offset + 9), number)
+        digit = pc.if_else(shape, pc.utf8_slice_codeunits(text, offset + 9, offset + 10),
+                           digit)
+    # TD1 numbers longer than 9: the rest and its check digit open the optional data
+    long_td1 = pc.extract_regex(
+        text, r"^.{5}(?P<head>[A-Z0-9<]{9})<(?P<tail>[A-Z0-9]+)(?P<digit>[0-9])<")
+    tail = pc.struct_field(long_td1, "tail")
+    td1 = pc.fill_null(pc.and_(pc.equal(length, 90), pc.is_valid(tail)), False)
+    number = pc.if_else(td1, pc.binary_join_element_wise(pc.struct_field(long_td1, "head"),
+                                                         tail, ""), number)
+    digit = pc.if_else(td1, pc.struct_field(long_td1, "digit"), digit)
+    # The number's check digit when it matches (-1 otherwise): near misses it rules out
+    # are dropped, as in single MRZ checks (sltd.mrz.plausible_misreading).
+    printed = pc.if_else(pc.match_substring_regex(pc.fill_null(digit, ""), "^[0-9]$"),
+                         digit, "-1").cast(pa.int8())
+    matches = pc.equal(printed, pa.array(check_digits(number), pa.int8()))
+    verified = pc.if_else(pc.fill_null(matches, False), printed, pa.scalar(-1, pa.int8()))
+    number = pc.replace_substring(number, "<", "")
+    code = pc.if_else(is_mrz, pc.replace_substring(pc.utf8_slice_codeunits(text, 0, 2), "<", ""),
+                      null)
+    enc = code.dictionary_encode()
+    types = pa.array([document_type(c) for c in enc.dictionary.to_pylist()], pa.string()
+                     ).take(enc.indices) if len(enc.dictionary) else null
+    country = pc.if_else(is_mrz, pc.utf8_slice_codeunits(text, 2, 5), null)
+    return ({"document_number": number, "document_type": types, "issuing_country": country,
+             "number_check": verified}, pc.invert(is_mrz))

@@ -175,8 +175,7 @@ def test_screening_an_mrz_column(tmp_path):
 
 
 def test_a_long_td1_number_is_joined_in_bulk():
-    from sltd.mrz import check_digit
-    from sltd.screen import mrz_fields
+    from sltd.mrz import check_digit, mrz_fields
 
     number = "D23145890AB12"
     l1 = ("I<UTO" + number[:9] + "<" + number[9:] + str(check_digit(number))).ljust(30, "<")

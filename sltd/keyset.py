@@ -233,8 +233,8 @@ class KeySet:
     Stored as a sorted, deduplicated int64 array of the hashes multiplied by an odd
     constant (mod 2**64): a bijection, so membership is unchanged, but the stored values
     are spread evenly, which lets :meth:`contains_any` put a one-bit-per-bucket filter on
-    their top bits (~16 bits a key; built in one pass on the first probe, because the
-    array is sorted; carried over by :meth:`union`). Most probed hashes fail the filter
+    their top bits (~16 bits a key; built in one pass, because the array is sorted, by
+    :meth:`prepare` or the first probe; carried over by :meth:`union`). Most probed hashes fail the filter
     with one memory read; only the few that pass are binary-searched. (Spreading costs
     the near-miss variants of one query their locality in the array, so without the
     filter their ~500 searches would each miss the cache.)

@@ -175,7 +175,9 @@ def _all_clean(raw: pa.Array) -> bool:
     letters and digits in one C pass; Arrow's per-value kernels take ~4x longer)."""
     import numpy as np
 
-    if raw.null_count or len(raw) == 0:
+    if len(raw) == 0:
+        return True
+    if raw.null_count:
         return False
     offsets = np.frombuffer(raw.buffers()[1], dtype=np.int32)[raw.offset: raw.offset + len(raw) + 1]
     lengths = np.diff(offsets)
@@ -201,13 +203,12 @@ def canonical_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
     raw = raw.cast(pa.string())
     if _all_clean(raw):
         return pc.ascii_upper(raw)  # the common case, decided on the whole buffer at once
+    # Some value is not clean (so not every one is): split clean rows from the rest.
     length = pc.utf8_length(raw)
     fast = pc.fill_null(pc.and_(
         pc.and_(pc.string_is_ascii(raw), pc.ascii_is_alnum(raw)),
         pc.and_(pc.greater_equal(length, MIN_LENGTH), pc.less_equal(length, MAX_LENGTH))),
         False)
-    if pc.all(fast).as_py() is not False or len(raw) == 0:
-        return pc.ascii_upper(raw)  # the common case: every value is already clean ASCII
     out = pc.if_else(fast, pc.ascii_upper(raw), pa.nulls(len(raw), pa.string()))
     dirty = pc.invert(fast)
     subset = pc.filter(raw, dirty)

@@ -53,8 +53,8 @@ def main() -> None:
         ix.load(path)
         hit_ids: list[str] = []
         check_t = latencies(lambda q: hit_ids.append(
-            ix.check(*q, exact_only=True, searcher="DEU")[0].hit_id), queries, warmup=0)
-        reveal_t = latencies(lambda h: ix.reveal(h, officer="bench", searching_ncb="DEU"),
+            ix.check(*q, exact_only=True, ncb="DEU")[0].hit_id), queries, warmup=0)
+        reveal_t = latencies(lambda h: ix.reveal(h, officer="bench", ncb="DEU"),
                              hit_ids, warmup=0)
         n_alerts = len(ix.alerts())
         results = []

@@ -29,21 +29,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 
-from sltd.errors import SltdError
+from sltd.errors import DeliveryError, SltdError
 from sltd.model import Alert
-from sltd.store import from_db, to_db, transaction
+from sltd.store import from_db, to_db
+
+if TYPE_CHECKING:
+    from sltd.audit import AuditLog
+    from sltd.database import Database
 
 #: Retry delays: 5 s, 10 s, 20 s ... capped at 5 minutes.
 BACKOFF_FIRST = dt.timedelta(seconds=5)
 BACKOFF_MAX = dt.timedelta(minutes=5)
-
-
-class DeliveryError(Exception):
-    """A sink could not deliver (the alert stays queued and is retried)."""
 
 
 class Sink(Protocol):
@@ -164,8 +164,8 @@ class DeliveryReport:
     unrouted: int
 
 
-def deliver(con: duckdb.DuckDBPyConnection, router: Router, now: dt.datetime, *,
-            limit: int = 1000, batch: int = 200, audit: Any = None) -> DeliveryReport:
+def deliver(db: Database, audit: AuditLog, router: Router, now: dt.datetime, *,
+            limit: int = 1000, batch: int = 200) -> DeliveryReport:
     """Send every alert that is due; mark each delivered only once its sink accepted it.
 
     Outcomes are recorded ``batch`` at a time in one transaction with their audit entries
@@ -173,7 +173,7 @@ def deliver(con: duckdb.DuckDBPyConnection, router: Router, now: dt.datetime, *,
     resends that alert later, with the same ``alert_id``: at least once, never lost. A
     failed alert is rescheduled with exponential backoff.
     """
-    rows = con.execute("""SELECT alert_id, recipient, payload, attempts FROM outbox
+    rows = db.cursor().execute("""SELECT alert_id, recipient, payload, attempts FROM outbox
                           WHERE delivered_at IS NULL AND next_attempt_at <= ?
                           ORDER BY created_at, alert_id LIMIT ?""",
                        [to_db(now), limit]).fetchall()
@@ -193,15 +193,15 @@ def deliver(con: duckdb.DuckDBPyConnection, router: Router, now: dt.datetime, *,
             failed += 1
         outcomes.append((alert_id, sink.name, error, attempts))
         if len(outcomes) >= batch:
-            _record(con, outcomes, now, audit)
+            _record(db, audit, outcomes, now)
             outcomes = []
     if outcomes:
-        _record(con, outcomes, now, audit)
+        _record(db, audit, outcomes, now)
     return DeliveryReport(delivered, failed, unrouted)
 
 
-def _record(con: duckdb.DuckDBPyConnection, outcomes: list[tuple[str, str, str | None, int]],
-            now: dt.datetime, audit: Any) -> None:
+def _record(db: Database, audit: AuditLog,
+            outcomes: list[tuple[str, str, str | None, int]], now: dt.datetime) -> None:
     import pyarrow as pa
 
     table = pa.table({
@@ -211,7 +211,7 @@ def _record(con: duckdb.DuckDBPyConnection, outcomes: list[tuple[str, str, str |
         "retry_at": pa.array([to_db(now + min(BACKOFF_FIRST * (2 ** o[3]), BACKOFF_MAX))
                               for o in outcomes], pa.timestamp("us")),
     })
-    with transaction(con, on_rollback=audit.invalidate if audit is not None else None):
+    with db.write(on_rollback=audit.invalidate) as con:
         con.register("_outcomes", table)
         con.execute("""UPDATE outbox SET
                 attempts = outbox.attempts + 1,
@@ -222,11 +222,10 @@ def _record(con: duckdb.DuckDBPyConnection, outcomes: list[tuple[str, str, str |
                                        ELSE o.retry_at END
             FROM _outcomes o WHERE outbox.alert_id = o.alert_id""", {"now": to_db(now)})
         con.unregister("_outcomes")
-        if audit is not None:
-            for alert_id, sink_name, error, _ in outcomes:
-                audit.record(now, "deliver", actor=sink_name, subject=alert_id,
-                             result="delivered" if error is None else f"failed: {error}")
-            audit.write_pending()
+        for alert_id, sink_name, error, _ in outcomes:
+            audit.record(now, "deliver", actor=sink_name, subject=alert_id,
+                         result="delivered" if error is None else f"failed: {error}")
+        audit.write_pending(con)
 
 
 def list_alerts(con: duckdb.DuckDBPyConnection, *, case_id: str | None = None,

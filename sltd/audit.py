@@ -11,27 +11,34 @@ Entries of a process that is killed before a flush are lost; reveals and decisio
 never buffered (they are written in the same transaction as the state they change).
 
 Example:
-    >>> import duckdb, datetime as dt
+    >>> import datetime as dt
     >>> from sltd import store
-    >>> con = duckdb.connect()
-    >>> store.create_schema(con, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    >>> log = AuditLog(con)
-    >>> log.record(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "check", actor="ana", ncb="FRA",
-    ...            subject="X1234567 P FRA", result="miss")
-    >>> log.flush(); verify(con).ok
+    >>> from sltd.database import Database
+    >>> db = Database.open(":memory:")
+    >>> with db.write() as con:
+    ...     store.create_schema(con, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    >>> log = AuditLog(db)
+    >>> log.record_check(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "ana", "FRA", "X1234567",
+    ...                  "P", "FRA", "miss")
+    >>> log.flush(); verify(db.cursor()).ok
     True
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import hashlib
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
-from sltd.store import one, transaction
+from sltd.store import one
+
+if TYPE_CHECKING:
+    from sltd.database import Database
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "logged_at", "actor", "ncb", "action", "subject", "result")
@@ -55,19 +62,26 @@ def entry_hash(prev_hash: str, seq: int, at: dt.datetime, actor: str | None,
 
 
 class AuditLog:
-    """Writes chained audit entries to the ``audit`` table of a connection."""
+    """Writes chained audit entries to the ``audit`` table of one :class:`Database`.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, buffer_size: int = 10_000,
-                 enabled: bool = True):
-        self.con = con
+    Thread-safe. Checks are appended to a lock-free buffer (``deque.append`` is atomic)
+    by any thread; entries are numbered and chained only inside a write transaction, so
+    the chain head has one writer at a time. A check that fills the buffer flushes it only
+    if no write is under way (it never waits behind a load); the next write or
+    :meth:`flush` takes what is left.
+    """
+
+    def __init__(self, db: Database, *, buffer_size: int = 10_000, enabled: bool = True):
+        self.db = db
         self.buffer_size = buffer_size
         self.enabled = enabled
+        self._checks: collections.deque[tuple[dt.datetime, str, str, str, str | None,
+                                              str | None, str]] = collections.deque()
         self._pending: list[tuple[dt.datetime, str | None, str | None, str, str | None,
                                   str | None]] = []
-        self._checks: list[tuple[dt.datetime, str, str, str, str | None, str | None,
-                                 str]] = []
         # Head of the chain (seq, hash), read once: this log is the only writer of its
-        # table in the process (one Index per file), so it stays true between writes.
+        # table (one per file per process, and the file has one process), and it is only
+        # read or moved under the database's write lock.
         self._head: tuple[int, str] | None = None
 
     def record_check(self, at: dt.datetime, officer: str, ncb: str, number: str,
@@ -76,49 +90,57 @@ class AuditLog:
         if self.enabled:
             self._checks.append((at, officer, ncb, number, doc_type, country, result))
             if len(self._checks) >= self.buffer_size:
-                self.flush()
+                self.flush(wait=False)
 
     def record(self, at: dt.datetime, action: str, *, actor: str | None = None,
                ncb: str | None = None, subject: str | None = None,
                result: str | None = None) -> None:
-        """Buffer an entry; it is written at the next flush (see module doc)."""
-        if not self.enabled:
-            return
-        self._pending.append((at, actor, ncb, action, subject, result))
-        if len(self._pending) >= self.buffer_size:
-            self.flush()
+        """Add an entry to the write transaction under way (written by its
+        :meth:`write_pending`)."""
+        if self.enabled:
+            self._pending.append((at, actor, ncb, action, subject, result))
 
-    def write(self, at: dt.datetime, action: str, *, actor: str | None = None,
-              ncb: str | None = None, subject: str | None = None,
+    def write(self, con: duckdb.DuckDBPyConnection, at: dt.datetime, action: str, *,
+              actor: str | None = None, ncb: str | None = None, subject: str | None = None,
               result: str | None = None) -> None:
-        """Write an entry now, inside the caller's transaction (with any buffered ones)."""
-        self._pending.append((at, actor, ncb, action, subject, result))
-        self.write_pending()
+        """Write an entry now, inside the caller's write transaction on ``con`` (with the
+        checks buffered so far, which happened before it)."""
+        self.record(at, action, actor=actor, ncb=ncb, subject=subject, result=result)
+        self.write_pending(con)
 
     def invalidate(self) -> None:
-        """Forget the cached chain head (call after a rollback that may have undone writes)."""
+        """Forget the cached chain head and the entries of a rolled-back transaction."""
         self._head = None
+        self._pending.clear()
 
-    def flush(self) -> None:
-        """Write buffered entries in their own transaction."""
-        if not self._pending and not self._checks:
+    def flush(self, *, wait: bool = True) -> None:
+        """Write buffered entries in their own transaction. With ``wait=False``, do
+        nothing if another write is under way."""
+        if not self.enabled or (not self._checks and not self._pending):
             return
-        with transaction(self.con, on_rollback=self.invalidate):
-            self.write_pending()
+        if not self.db.write_lock.acquire(blocking=wait):
+            return
+        try:
+            with self.db.write(on_rollback=self.invalidate) as con:
+                self.write_pending(con)
+        finally:
+            self.db.write_lock.release()
 
-    def write_pending(self) -> None:
-        """Write buffered entries inside the caller's transaction."""
-        if self._checks:
-            # Checks and other entries interleave only at flush points, so checks buffered
-            # so far go first: they happened before the write that triggers this flush.
+    def write_pending(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Write buffered entries inside the caller's write transaction on ``con``."""
+        if not self.enabled:
+            return
+        taken = [self._checks.popleft() for _ in range(len(self._checks))]
+        if taken:
+            # Checks buffered so far go first: they happened before the write that
+            # triggers this flush.
             self._pending[:0] = [
                 (at, officer or None, ncb or None, "check", f"{number} {doc_type} {country}",
-                 result) for at, officer, ncb, number, doc_type, country, result in self._checks]
-            self._checks.clear()
+                 result) for at, officer, ncb, number, doc_type, country, result in taken]
         if not self._pending:
             return
         if self._head is None:
-            last = one(self.con, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            last = one(con, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             self._head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
         seq, prev = self._head
         first = seq + 1
@@ -140,17 +162,17 @@ class AuditLog:
             "prev_hash": pa.array(prevs, pa.string()),
             "hash": pa.array(hashes, pa.string()),
         })
-        rows = table.column_names
-        self.con.register("_audit_new", table)
+        con.register("_audit_new", table)
         try:
-            self.con.execute(f"INSERT INTO audit SELECT {', '.join(rows)} FROM _audit_new")
+            con.execute(f"INSERT INTO audit SELECT {', '.join(table.column_names)} "
+                        "FROM _audit_new")
         except BaseException:
             self._head = None  # the caller rolls back: read the head again next time
             raise
         finally:
-            self.con.unregister("_audit_new")
+            con.unregister("_audit_new")
         self._head = (seq, prev)
-        self._pending.clear()
+        self._pending = []
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,14 +4,16 @@ Each command opens the index, makes one library call and renders the result. Lib
 errors become one line on stderr in one place (:class:`_Group`), never a traceback.
 
 Exit codes:
-    0  success; for ``check``: not listed
-    1  ``check`` found at least one hit
+    0  success; for ``check`` and ``screen``: not listed
+    1  ``check`` or ``screen`` found at least one hit (and nothing else means 1)
     2  usage error (bad option or argument)
-    3  sltd error (bad input, missing index, unreadable file ...)
+    3  any error (bad input, missing index, index busy, unreadable file, unexpected
+       failure), as one line on stderr
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,20 +32,39 @@ EXIT_ERROR = 3
 
 
 class _Group(click.Group):
-    """Turns every SltdError into one line on stderr and exit code 3."""
+    """The one place errors are rendered: an SltdError, or anything unexpected (a file
+    that cannot be written, a broken Parquet file, a database error), becomes one line on
+    stderr and exit code 3, never a traceback, and never exit 1 (which means "hit")."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
         except SltdError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(e)}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except Exception as e:  # noqa: BLE001 - the CLI boundary: nothing escapes as a trace
+            click.echo(f"error: {type(e).__name__}: {_one_line(e)}", err=True)
             ctx.exit(EXIT_ERROR)
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 500 else text[:500] + "..."
+
+
 def _open(ctx: click.Context, *, create: bool = False) -> Index:
-    index = open_index(ctx.find_root().obj["db"], create=create)
+    root = ctx.find_root().obj
+    index = open_index(root["db"], create=create, wait=root["wait"])
     ctx.call_on_close(index.close)
     return index
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A rejected value as the terminal shows it: quoted, and cut if long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value)):,} chars)"
 
 
 def _echo_json(obj: Any) -> None:
@@ -51,13 +72,19 @@ def _echo_json(obj: Any) -> None:
 
 
 def ncb_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--ncb", envvar="SLTD_NCB", default="", show_envvar=True,
-                        help="Your NCB (country code); hit ids are bound to it.")(f)
+    return click.option("--ncb", envvar="SLTD_NCB", default=None, show_envvar=True,
+                        help="Your NCB (country code); hit ids are bound to it "
+                             "(default: the index's home NCB, see init --ncb).")(f)
 
 
 def officer_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--officer", envvar="SLTD_OFFICER", default="", show_envvar=True,
                         help="Your name, for the audit trail.")(f)
+
+
+def required_officer_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--officer", envvar="SLTD_OFFICER", required=True,
+                        show_envvar=True, help="Who acts (audited).")(f)
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,31 +95,43 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", type=click.Path(dir_okay=False), default=None,
               help="Index file (default: $SLTD_DB, else ./sltd.duckdb).")
+@click.option("--wait", type=click.FloatRange(min=0), envvar="SLTD_WAIT", default=5.0,
+              show_default=True, show_envvar=True,
+              help="Seconds to wait while another process holds the index file.")
 @click.version_option(package_name="sltd")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, wait: float) -> None:
     """Check travel documents against a stolen and lost travel documents index.
 
-    Exit codes: 0 success (check: not listed), 1 check found a hit, 2 usage error,
-    3 error (bad input, missing index, unreadable file).
+    Exit codes: 0 success (check, screen: not listed), 1 check or screen found a hit,
+    2 usage error, 3 error (bad input, missing index, index busy, unreadable file).
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db or default_db_path()
+    ctx.obj["wait"] = wait
 
 
 @cli.command()
+@click.option("--ncb", help="The NCB this index belongs to (country code, or GS): the "
+              "searching NCB of checks that name none.")
 @click.option("--validation-minutes", type=float,
               help="Validation window for new hit cases, as national law sets it "
                    "(default 60).")
+@officer_option
 @click.pass_context
-def init(ctx: click.Context, validation_minutes: float | None) -> None:
-    """Create an empty index (an existing one keeps its records)."""
+def init(ctx: click.Context, ncb: str | None, validation_minutes: float | None,
+         officer: str) -> None:
+    """Create an empty index, or change an existing one's settings (records are kept)."""
     index = _open(ctx, create=True)
+    if ncb is not None:
+        index.set_home_ncb(ncb, officer=officer)
     if validation_minutes is not None:
-        index.set_validation_window(validation_minutes)
+        index.set_validation_window(validation_minutes, officer=officer)
     minutes = index.validation_window.total_seconds() / 60
-    click.echo(f"index ready: {index.path} ({len(index)} records, validation window "
-               f"{minutes:g} min)")
+    home = f"home NCB {index.home_ncb}" if index.home_ncb else \
+        "no home NCB: set one with `sltd init --ncb CODE`"
+    click.echo(f"index ready: {index.path} ({len(index)} records, {home}, validation "
+               f"window {minutes:g} min)")
 
 
 @cli.command()
@@ -102,13 +141,15 @@ def init(ctx: click.Context, validation_minutes: float | None) -> None:
 @click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
               help="Read FIELD from COLUMN, e.g. --map document_number=doc_no (repeatable).")
 @click.option("--rejects", type=click.Path(dir_okay=False),
-              help="Write rejected rows here (default: SOURCE.rejects.csv).")
+              help="Write the rejected rows here, even if none (default: "
+                   "SOURCE.rejects.csv, only when some rows are rejected).")
 @click.option("--create/--no-create", default=True, show_default=True,
               help="Create the index if it does not exist.")
+@officer_option
 @json_option
 @click.pass_context
 def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, ...],
-         rejects: str | None, create: bool, as_json: bool) -> None:
+         rejects: str | None, create: bool, officer: str, as_json: bool) -> None:
     """Load or update records from a CSV, Parquet, JSON Lines or Arrow file.
 
     Default columns: document_number, document_type, issuing_country, status, owner_ncb,
@@ -116,10 +157,16 @@ def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, .
     and written to the rejects file with row, field, value and reason; the load is one
     transaction and reloading the same file changes nothing.
     """
+    from sltd.sources import write_rejects
+
     fields = _parse_mapping(mapping)
     index = _open(ctx, create=create)
-    rejects = rejects or f"{source}.rejects.csv"
-    report = index.load(source, format=fmt, mapping=fields, rejects=rejects)
+    report = index.load(source, format=fmt, mapping=fields, rejects=rejects,
+                        officer=officer)
+    if rejects is None and report.problems:
+        rejects = f"{source}.rejects.csv"
+        write_rejects(rejects, report.problems, inputs=[source, index.path])
+        report = dataclasses.replace(report, rejects_path=rejects)
     if as_json:
         _echo_json(report.as_dict())
         return
@@ -129,7 +176,7 @@ def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, .
     if report.rejected:
         click.echo(f"rejected rows with reasons: {report.rejects_path}")
         for p in report.problems[:5]:
-            click.echo(f"  row {p.row}: {p.field}={p.value!r}: {p.reason}")
+            click.echo(f"  row {p.row}: {p.field}={_shown(p.value)}: {p.reason}")
         if len(report.problems) > 5:
             click.echo(f"  ... {len(report.problems) - 5} more")
 
@@ -156,7 +203,8 @@ def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 @json_option
 @click.pass_context
 def check(ctx: click.Context, number: str | None, doc_type: str | None, country: str | None,
-          mrz: str | None, exact_only: bool, ncb: str, officer: str, as_json: bool) -> None:
+          mrz: str | None, exact_only: bool, ncb: str | None, officer: str,
+          as_json: bool) -> None:
     """First-level check of one document, by NUMBER or --mrz. Exit 1 if listed, 0 if not."""
     if (number is None) == (mrz is None):
         raise click.UsageError("give either NUMBER or --mrz")
@@ -165,12 +213,16 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
     index = _open(ctx)
     read: MRZ | None = None
     if mrz is not None:
-        result = index.check_mrz(mrz, exact_only=exact_only, searcher=ncb, officer=officer)
+        result = index.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer)
         hits, read = result.hits, result.mrz
     else:
         assert number is not None
-        hits = index.check(number, doc_type, country, exact_only=exact_only, searcher=ncb,
+        hits = index.check(number, doc_type, country, exact_only=exact_only, ncb=ncb,
                            officer=officer)
+    if hits and not ncb and not index.home_ncb:
+        click.echo("note: no searching NCB (no --ncb, and the index has no home NCB), so "
+                   "no NCB can reveal these hit ids; set one with `sltd init --ncb CODE`",
+                   err=True)
     if as_json:
         out: dict[str, Any] = {"hits": [h.as_dict() for h in hits]}
         if read is not None:
@@ -202,12 +254,13 @@ def _hit_line(h: Hit) -> str:
 @click.option("--type", "doc_type", required=True, help="Document type of the record.")
 @click.option("--country", required=True, help="Issuing country of the record.")
 @click.option("--reason", help="Why (e.g. 'document recovered').")
+@officer_option
 @click.pass_context
 def withdraw(ctx: click.Context, number: str, doc_type: str, country: str,
-             reason: str | None) -> None:
+             reason: str | None, officer: str) -> None:
     """Withdraw a record (document recovered): kept in history, no longer hit."""
     index = _open(ctx)
-    index.withdraw(number, doc_type, country, reason=reason)
+    index.withdraw(number, doc_type, country, reason=reason, officer=officer)
     click.echo(f"withdrawn: {number} {doc_type} {country}")
 
 
@@ -220,7 +273,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _echo_json(s)
         return
-    click.echo(f"{s['path']}: {s['records']} active records, last change {s['last_change']}")
+    click.echo(f"{s['path']}: {s['records']} active records, last change {s['last_change']}, "
+               f"home NCB {s['home_ncb'] or '(none)'}")
     for name in ("by_status", "by_type", "top_countries", "history"):
         items = ", ".join(f"{k} {v}" for k, v in s[name].items()) or "none"
         click.echo(f"  {name.replace('_', ' ')}: {items}")
@@ -280,7 +334,8 @@ def demo(n: int, workdir: str) -> None:
               help="Manifest column carried into each result row, e.g. passenger_id "
                    "(repeatable).")
 @click.option("--rejects", type=click.Path(dir_okay=False),
-              help="Rows that could not be screened (default: OUT.rejects.csv).")
+              help="Rows that could not be screened, even if none (default: "
+                   "OUT.rejects.csv, only when some rows are rejected).")
 @click.option("--exact-only", is_flag=True, help="Skip near-miss matching.")
 @click.option("--mrz-column", metavar="COLUMN",
               help="Read number, type and country from this column of MRZs instead.")
@@ -292,8 +347,8 @@ def demo(n: int, workdir: str) -> None:
 @click.pass_context
 def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
            mapping: tuple[str, ...], keep: tuple[str, ...], rejects: str | None,
-           exact_only: bool, mrz_column: str | None, since: Any, quiet: bool, ncb: str,
-           as_json: bool) -> None:
+           exact_only: bool, mrz_column: str | None, since: Any, quiet: bool,
+           ncb: str | None, as_json: bool) -> None:
     """Screen a passenger manifest (API/PNR list) against the index; exit 1 if any hit."""
     import datetime as dt
     import sys
@@ -311,9 +366,14 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
 
         _, report = index.screen(
             manifest, out=out, format=fmt, mapping=_parse_mapping(mapping), keep=keep,
-            rejects=rejects or f"{out}.rejects.csv", exact_only=exact_only,
-            since=since.replace(tzinfo=dt.UTC) if since else None, searcher=ncb,
+            rejects=rejects, exact_only=exact_only,
+            since=since.replace(tzinfo=dt.UTC) if since else None, ncb=ncb,
             mrz_column=mrz_column, progress=progress)
+    if rejects is None and report.problems:
+        from sltd.sources import write_rejects
+
+        write_rejects(f"{out}.rejects.csv", report.problems, inputs=[manifest, out])
+        report = dataclasses.replace(report, rejects=f"{out}.rejects.csv")
     if as_json:
         _echo_json(report.as_dict())
     else:
@@ -342,12 +402,11 @@ def _manifest_rows(path: str) -> int | None:
 @ncb_option
 @json_option
 @click.pass_context
-def reveal(ctx: click.Context, hit_id: str, officer: str, ncb: str, as_json: bool) -> None:
+def reveal(ctx: click.Context, hit_id: str, officer: str, ncb: str | None,
+           as_json: bool) -> None:
     """Open the details of a hit; alerts the owner NCB, your NCB and the CCC, and starts
     the validation deadline."""
-    if not ncb:
-        raise click.UsageError("give --ncb (or set SLTD_NCB): the NCB the hit id was issued to")
-    d = _open(ctx).reveal(hit_id, officer=officer, searching_ncb=ncb)
+    d = _open(ctx).reveal(hit_id, officer=officer, ncb=ncb)
     if as_json:
         _echo_json(d.as_dict())
         return
@@ -364,28 +423,27 @@ def reveal(ctx: click.Context, hit_id: str, officer: str, ncb: str, as_json: boo
 
 @cli.command()
 @click.argument("case_id")
-@click.option("--by", envvar="SLTD_OFFICER", required=True, show_envvar=True,
-              help="Who records the owner NCB's answer.")
+@required_officer_option
 @click.option("--reason", help="Note to keep with the decision.")
 @json_option
 @click.pass_context
-def confirm(ctx: click.Context, case_id: str, by: str, reason: str | None,
+def confirm(ctx: click.Context, case_id: str, officer: str, reason: str | None,
             as_json: bool) -> None:
     """The owner NCB confirmed the record: act on the hit."""
-    _decided(_open(ctx).confirm(case_id, by=by, reason=reason), as_json)
+    _decided(_open(ctx).confirm(case_id, officer=officer, reason=reason), as_json)
 
 
 @cli.command()
 @click.argument("case_id")
 @click.option("--reason", required=True,
               help="Why: record no longer valid, not this document ...")
-@click.option("--by", envvar="SLTD_OFFICER", required=True, show_envvar=True,
-              help="Who records the owner NCB's answer.")
+@required_officer_option
 @json_option
 @click.pass_context
-def reject(ctx: click.Context, case_id: str, reason: str, by: str, as_json: bool) -> None:
+def reject(ctx: click.Context, case_id: str, reason: str, officer: str,
+           as_json: bool) -> None:
     """The hit is not confirmed: release the holder."""
-    _decided(_open(ctx).reject(case_id, by=by, reason=reason), as_json)
+    _decided(_open(ctx).reject(case_id, officer=officer, reason=reason), as_json)
 
 
 def _decided(case: HitCase, as_json: bool) -> None:
@@ -458,30 +516,28 @@ def watch(ctx: click.Context, sinks: tuple[str, ...], interval: float, timeout: 
     """Escalate overdue cases and deliver alerts until stopped (Ctrl-C or SIGTERM).
 
     Safe to kill at any moment: deadlines and alerts live in the index, so a restart
-    escalates each overdue case once and delivers every alert at least once."""
-    import signal
+    escalates each overdue case once and delivers every alert at least once. The index
+    file is held only during each round, so other commands can use it meanwhile."""
     import threading
 
-    index = _open(ctx)
+    from sltd import watch as watcher
+
+    root = ctx.find_root().obj
     router = _router(sinks, timeout)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while True:
-            escalated = index.escalate_overdue()
-            report = index.deliver_alerts(router)
-            for c in escalated:
-                click.echo(f"escalated {c.case_id} (deadline {c.deadline:%H:%M} UTC passed)",
-                           err=True)
-            if report.failed or report.unrouted:
-                click.echo(f"delivery: {report.delivered} delivered, {report.failed} failed "
-                           f"(will retry), {report.unrouted} without a route", err=True)
-            if once or stop.wait(interval):
-                break
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+    def report(r: watcher.Round) -> None:
+        for c in r.escalated:
+            click.echo(f"escalated {c.case_id} (deadline {c.deadline:%H:%M} UTC passed)",
+                       err=True)
+        if r.failed or r.unrouted:
+            click.echo(f"delivery: {r.delivered} delivered, {r.failed} failed (will retry), "
+                       f"{r.unrouted} without a route", err=True)
+        if r.busy:
+            click.echo(f"round skipped: {r.busy}", err=True)
+
+    with watcher.stop_on_signals(threading.Event()) as stop:
+        watcher.run(root["db"], router, interval=interval, once=once, stop=stop,
+                    wait=root["wait"], on_round=report)
     click.echo("watch stopped", err=True)
 
 

@@ -13,11 +13,15 @@ The tree::
     ├── SourceError                 an input file or table cannot be read as asked
     │                               (missing file, unknown format, mapped column absent)
     ├── IndexStateError             the index file is missing, of another schema version,
-    │                               or the operation does not fit its state
+    │   │                           or the operation does not fit its state
+    │   └── IndexBusy               another process holds the file (and kept it longer
+    │                               than the wait allowed)
     ├── RecordNotFound              no active record has that number, type and country
     ├── HitIdError                  a hit id that cannot be revealed (unknown, forged,
-    │                               issued to another searcher, stale, record withdrawn)
-    └── CaseError                   no such hit case, or it cannot take that decision
+    │                               issued to another NCB, stale, record withdrawn)
+    ├── CaseError                   no such hit case, or it cannot take that decision
+    └── DeliveryError               an alert sink could not deliver (the alert stays
+                                    queued and is retried)
 
 Every error carries the failing objects as keyword-only attributes so that a caller can
 act on them, and its message says what to do.
@@ -121,6 +125,19 @@ class IndexStateError(SltdError):
         super().__init__(message)
 
 
+class IndexBusy(IndexStateError):
+    """Another process holds the index file (DuckDB lets one process open it for writing),
+    and kept it for longer than the caller agreed to wait.
+
+    Attributes:
+        path: the database path; pid: the process holding it.
+    """
+
+    def __init__(self, message: str, *, path: Any = None, pid: int | None = None):
+        self.pid = pid
+        super().__init__(message, path=path)
+
+
 class RecordNotFound(SltdError, LookupError):
     """No active record with that number, type and country.
 
@@ -162,3 +179,7 @@ class CaseError(SltdError):
         self.case_id = case_id
         self.state = state
         super().__init__(message)
+
+
+class DeliveryError(SltdError):
+    """An alert sink could not deliver; the alert stays in the outbox and is retried."""

@@ -1,4 +1,16 @@
-"""The Index: one object that owns the DuckDB connection and the in-memory key set.
+"""The Index: the public face of one index file, a thin facade over the modules that do
+the work (like ``httpx.Client`` over its transports).
+
+- :mod:`sltd.database` owns the file: a cursor per thread, one writer at a time, one
+  shared state per file per process;
+- :mod:`sltd.keyset` holds the published key sets, :mod:`sltd.search` answers the first
+  level and mints hit ids, :mod:`sltd.workflow` reveals and decides, :mod:`sltd.alerts`
+  delivers, :mod:`sltd.audit` chains every entry, :mod:`sltd.screen` screens manifests.
+
+Every public method may be called from any number of threads at once. A check reads one
+published snapshot of the key sets and never waits for a write; a write (load, withdraw,
+reveal, decision, delivery) commits, then publishes, then returns, so a check that starts
+after it returned sees it.
 
 Example:
     >>> import tempfile, os
@@ -11,51 +23,33 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import duckdb
-import numpy as np
 import pyarrow as pa
 
 from sltd import alerts, codes, store, workflow
 from sltd.audit import AuditLog, AuditReport
 from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock
-from sltd.errors import (
-    HitIdError,
-    IndexStateError,
-    RecordNotFound,
-    SourceError,
-    ValidationError,
-)
-from sltd.keyset import (
-    KeySet,
-    country_key_hashes,
-    key_hash_bytes,
-    key_hashes_from_strings,
-)
-from sltd.model import Alert, DocType, Hit, HitCase, HitDetails, MatchKind, Record
+from sltd.database import Database
+from sltd.errors import RecordNotFound, SourceError, ValidationError
+from sltd.keyset import Keys
+from sltd.model import Alert, Hit, HitCase, HitDetails, Record
 from sltd.mrz import MRZCheck, parse_mrz
-from sltd.normalize import canonical_number, fold_bytes, fold_number
-from sltd.search import classify, edit1_variants, mint_hit_id, rank_key, verify_hit_id
-from sltd.sources import Problem, Source, arrow_from_rows, read_source
+from sltd.normalize import canonical_number, fold_number
+from sltd.search import HitIds, Search
+from sltd.sources import Problem, Source, arrow_from_rows, read_source, refuse_overwrite
+from sltd.sources import write_rejects as _write_rejects
+from sltd.store import LoadCounts
 
-# Type and country validation runs on every check (a bad value is an error, even on a
-# miss); the few distinct spellings a border system sends are cached.
-_doc_type = functools.lru_cache(maxsize=4096)(codes.doc_type_code)
-_country = functools.lru_cache(maxsize=4096)(codes.country_code)
 _ncb = functools.lru_cache(maxsize=1024)(workflow.ncb_code)
-
-#: Most hits one check returns (exact first, then partial, then near by score).
-MAX_HITS = 20
 
 
 def default_db_path() -> str:
@@ -64,27 +58,16 @@ def default_db_path() -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class LoadReport:
-    """What a load did.
-
-    Attributes:
-        rows_read: data rows in the source (including malformed lines).
-        inserted, updated, unchanged: valid records by effect.
-        rejected: rows left out (each listed in ``problems`` with field and reason).
-        problems: every problem found, one per field per row.
-        rejects_path: where the problems were written, if anywhere.
-        seconds: wall time of the load.
+class LoadReport(LoadCounts):
+    """What a load did: ``rows_read``, ``inserted``, ``updated``, ``unchanged``,
+    ``rejected`` (rows left out, each in ``problems`` with field and reason, one per field
+    per row), ``rejects_path`` (where the problems were written, if anywhere), ``seconds``.
     """
 
-    source: str
-    rows_read: int
-    inserted: int
-    updated: int
-    unchanged: int
-    rejected: int
-    problems: tuple[Problem, ...]
-    rejects_path: str | None
-    seconds: float
+    source: str = ""
+    problems: tuple[Problem, ...] = ()
+    rejects_path: str | None = None
+    seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -93,72 +76,79 @@ class LoadReport:
 
 
 def open_index(path: str | os.PathLike[str] | None = None, *, create: bool = False,
-               clock: Clock | None = None, read_only: bool = False) -> Index:
+               clock: Clock | None = None, read_only: bool = False,
+               wait: float | None = None) -> Index:
     """Open the index at ``path`` (default :func:`default_db_path`).
 
     Args:
         path: the DuckDB file; ``":memory:"`` for a throw-away index.
         create: create the file and schema if missing (otherwise a missing index is an error).
         clock: where time comes from (default: the system clock, UTC).
-        read_only: open without write access (several processes may read at once; DuckDB
-            lets no writer in meanwhile). For analysis: checks made through a read-only
-            index are not audited.
+        read_only: no writes through this object; its checks are not audited.
+        wait: seconds to wait while another process holds the file (default 5, or
+            ``$SLTD_WAIT``).
 
     Raises:
-        IndexStateError: no index there (and ``create`` is false), or another schema.
+        IndexStateError: no index there (and ``create`` is false), not an index, another
+            schema, or held by another process for longer than ``wait``.
     """
     return Index(path if path is not None else default_db_path(), create=create,
-                 clock=clock, read_only=read_only)
+                 clock=clock, read_only=read_only, wait=wait)
+
+
+class _Shared:
+    """What every Index on one file in this process shares: key sets, audit chain, hit-id
+    secret, home NCB."""
+
+    def __init__(self, db: Database):
+        self.keys = Keys(lambda: store.key_columns(db.cursor()))
+        self.audit = AuditLog(db, enabled=not db.read_only)
+        self.hit_ids = HitIds(bytes.fromhex(store.get_meta(db.cursor(), "hit_secret") or ""))
+        self.search = Search(self.keys, lambda folds: store.rows_by_folds(db.cursor(), folds),
+                             self.hit_ids)
+        self.home_ncb = store.get_meta(db.cursor(), "home_ncb") or ""
 
 
 class Index:
-    """A stolen and lost travel documents index: load, check, withdraw.
+    """A stolen and lost travel documents index: load, check, reveal, withdraw, screen.
 
-    Use :func:`open_index` to get one. One Index per database file per process: the key set
-    it holds is refreshed by its own writes.
+    Use :func:`open_index`. Safe to share between threads; opening the same file twice in
+    one process gives two facades over one shared state.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False,
-                 clock: Clock | None = None, read_only: bool = False):
+                 clock: Clock | None = None, read_only: bool = False,
+                 wait: float | None = None):
         self.path = os.fspath(path)
         self.clock: Clock = clock or SystemClock()
         self._read_only = read_only
-        memory = self.path == ":memory:"
-        if not memory and not create and not Path(self.path).exists():
-            raise IndexStateError(
-                f"no index at {self.path}; create one with `sltd init` (or create=True)",
-                path=self.path)
+        self._db = Database.open(self.path, create=create, read_only=read_only, wait=wait)
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
-            self.con.execute("SET enable_progress_bar = false")
-        except duckdb.Error as e:
-            raise IndexStateError(f"cannot open {self.path}: {str(e).splitlines()[0]}",
-                                  path=self.path) from None
-        try:
-            if create and not read_only:
-                store.create_schema(self.con, self.clock.now())
-            store.check_schema(self.con, self.path)
-            if not read_only:
-                store.migrate(self.con)
+            if self._db.read_only:
+                store.check_schema(self._db.cursor(), self.path)
+            else:
+                with self._db.write_lock:  # DDL in autocommit: an index build commits fast
+                    if create:
+                        store.create_schema(self._db.writer, self.clock.now())
+                    store.check_schema(self._db.writer, self.path)
+                    store.migrate(self._db.writer)
+            self._s = self._db.shared("index", lambda: _Shared(self._db))
         except BaseException:
-            self.con.close()
+            self._db.release()
             raise
-        secret = store.get_meta(self.con, "hit_secret")
-        self._secret = bytes.fromhex(secret or "")
-        self.audit = AuditLog(self.con, enabled=not read_only)
-        self._keys = KeySet(np.empty(0, np.int64))
-        self._country_keys = KeySet(np.empty(0, np.int64))
-        self._add_keys(store.key_columns(self.con))
+        self._closed = False
 
     # --- life cycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Write buffered audit entries and close the database connection."""
+        """Write buffered audit entries and let go of the file (the last user closes it)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            if not self._read_only:
-                self.audit.flush()
+            self._s.audit.flush()
         finally:
-            self.con.close()
+            self._db.release()
 
     def __enter__(self) -> Index:
         return self
@@ -168,50 +158,74 @@ class Index:
         self.close()
 
     def __len__(self) -> int:
-        row = store.one(self.con, "SELECT count(*) FROM records")
+        row = store.one(self._db.cursor(), "SELECT count(*) FROM records")
         return int(row[0]) if row else 0
 
     @property
     def key_set_bytes(self) -> int:
-        """Memory held by the in-memory key sets: 8 bytes per distinct folded key (exact and
-        partial checks) + 8 per distinct (country, folded key) (near-miss probing), plus
-        each set's probe filter (2-4 bytes a key, a power of two in all)."""
-        return self._keys.nbytes + self._country_keys.nbytes
+        """Memory held by the in-memory key sets and their probe filters."""
+        return self._s.keys.snapshot().nbytes
 
-    def _add_keys(self, keys: pa.Table) -> None:
-        fold_hashes = keys.column("fold_hash").to_numpy()
-        self._keys = self._keys.union(fold_hashes)
-        self._country_keys = self._country_keys.union(
-            country_key_hashes(fold_hashes, keys.column("country")))
-        # Probe filters are built now (0.2 s a set at 10M keys), not by the first
-        # near-miss check or screening that probes (~3.4 bytes a record in all).
-        self._keys.prepare()
-        self._country_keys.prepare()
+    # --- settings ---------------------------------------------------------------------
+
+    @property
+    def home_ncb(self) -> str | None:
+        """The NCB this index belongs to: the searching NCB of checks that name none."""
+        return self._s.home_ncb or None
+
+    def set_home_ncb(self, ncb: str, *, officer: str = "") -> None:
+        """Record the NCB this index belongs to (audited)."""
+        self._setting("home_ncb", _ncb(ncb, "ncb"), officer)
+        self._s.home_ncb = _ncb(ncb, "ncb")
+
+    @property
+    def validation_window(self) -> dt.timedelta:
+        """How long the owner NCB has to confirm a hit (default 60 minutes)."""
+        minutes = store.get_meta(self._db.cursor(), "validation_window_minutes")
+        return dt.timedelta(minutes=float(minutes or workflow.DEFAULT_WINDOW_MINUTES))
+
+    def set_validation_window(self, minutes: float, *, officer: str = "") -> None:
+        """Set the validation window, as national law requires (applies to new cases)."""
+        if not 0 < minutes <= 7 * 24 * 60:
+            raise ValidationError("must be more than 0 and at most one week (10080 minutes)",
+                                  field="validation_minutes", value=minutes)
+        self._setting("validation_window_minutes", f"{minutes:g}", officer)
+
+    def _setting(self, key: str, value: str, officer: str) -> None:
+        now = self.clock.now()
+        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
+            old = store.get_meta(con, key)
+            if old != value:
+                store.set_meta(con, key, value)
+                self._s.audit.write(con, now, "setting", actor=officer or None, subject=key,
+                                    result=f"{old or '(unset)'} -> {value}")
 
     # --- writes -----------------------------------------------------------------------
 
     def load(self, source: Source, *, format: str | None = None,
              mapping: Mapping[str, str] | None = None,
-             rejects: str | os.PathLike[str] | None = None) -> LoadReport:
+             rejects: str | os.PathLike[str] | None = None, officer: str = "") -> LoadReport:
         """Load records from CSV, Parquet, JSON Lines or an Arrow table, in one transaction.
 
         Valid rows are inserted or replace the record of the same key (the old version goes
         to history); identical rows change nothing, so reloading a file is idempotent.
         Invalid rows are left out and reported with row, field, value and reason, in the
-        report and, if ``rejects`` is given, in that CSV file. If anything fails, the index
-        is left exactly as it was.
+        report and, if ``rejects`` is given, in that CSV file. The load is audited. If
+        anything fails, the index is left exactly as it was. Checks go on meanwhile.
 
         Args:
             source: file path or Arrow table.
             format: csv, parquet, jsonl or arrow (default: from the file name).
             mapping: sltd column -> source column, e.g. ``{"document_number": "doc_no"}``.
-            rejects: path of a CSV file to write the problems to (written even when empty).
+            rejects: CSV file to write the problems to (even when there are none); never
+                the source itself.
+            officer: who loads, for the audit trail.
 
         Raises:
-            SourceError: the source cannot be read or lacks a mandatory column.
+            SourceError: the source cannot be read, lacks a mandatory column, or
+                ``rejects`` is the source.
 
         Example:
-            >>> import pyarrow as pa
             >>> ix = open_index(":memory:", create=True)
             >>> rep = ix.load(pa.table({"document_number": ["X1234567", "?"],
             ...     "document_type": ["P", "P"], "issuing_country": ["FRA", "FRA"],
@@ -219,55 +233,59 @@ class Index:
             >>> rep.inserted, rep.rejected, rep.problems[0].field
             (1, 1, 'document_number')
         """
-        import time
-
         start = time.perf_counter()
+        if rejects is not None:
+            refuse_overwrite(rejects, [source, self.path], what="rejects file")
         src = read_source(source, format=format, mapping=mapping, required=store.MANDATORY,
-                          optional=store.OPTIONAL, con=self.con)
-        with store.transaction(self.con):
-            checked = store.validate(self.con, src)
-            counts = store.upsert(self.con, checked.valid, self.clock.now())
-            problems = [*src.problems, *checked.problems]
-            if rejects is not None:
+                          optional=store.OPTIONAL)
+        now = self.clock.now()
+        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
+            checked = store.validate(con, src)
+            counts = store.upsert(con, checked.valid, now)
+            problems = (*src.problems, *checked.problems)
+            counts = dataclasses.replace(counts, rows_read=src.table.num_rows
+                                         + len(src.problems),
+                                         rejected=len({p.row for p in problems}))
+            self._s.audit.write(con, now, "load", actor=officer or None,
+                                ncb=self.home_ncb, subject=src.name, result=counts.summary())
+            if rejects is not None:  # inside the transaction: no load without its rejects
                 _write_rejects(rejects, problems)
-        store.ensure_index(self.con)
-        self._add_keys(checked.valid)
-        return LoadReport(
-            source=src.name,
-            rows_read=src.table.num_rows + len(src.problems),
-            inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged,
-            rejected=len({p.row for p in problems}),
-            problems=tuple(problems),
-            rejects_path=os.fspath(rejects) if rejects is not None else None,
-            seconds=time.perf_counter() - start,
-        )
+        with self._db.write_lock:
+            store.ensure_index(self._db.writer)
+        self._s.keys.add(checked.valid)  # published before we return
+        return LoadReport(**dataclasses.asdict(counts), source=src.name, problems=problems,
+                          rejects_path=os.fspath(rejects) if rejects is not None else None,
+                          seconds=time.perf_counter() - start)
 
-    def upsert(self, records: Iterable[Record]) -> LoadReport:
+    def upsert(self, records: Iterable[Record], *, officer: str = "") -> LoadReport:
         """Add or update records (already validated :class:`Record` values)."""
         rows = [r.as_dict() for r in records]
         if not rows:
             raise SourceError("no records given")
-        return self.load(arrow_from_rows(rows))
+        return self.load(arrow_from_rows(rows), officer=officer)
 
     def withdraw(self, number: str, doc_type: str, country: str, *,
-                 reason: str | None = None) -> None:
+                 reason: str | None = None, officer: str = "") -> None:
         """Withdraw a record (the document was recovered): kept in history, no longer hit.
+        Audited. The key sets keep its hash: a superset only costs a DuckDB lookup.
 
         Raises:
             RecordNotFound: no active record with that key.
         """
         key = (canonical_number(number), codes.doc_type_code(doc_type),
                codes.country_code(country))
-        with store.transaction(self.con):
-            if not store.withdraw(self.con, key, fold_number(key[0]), self.clock.now(),
-                                  reason):
+        now = self.clock.now()
+        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
+            if not store.withdraw(con, key, fold_number(key[0]), now, reason):
                 raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
-        # The key set keeps the hash: a superset only costs a DuckDB lookup, never a hit.
+            self._s.audit.write(con, now, "withdraw", actor=officer or None,
+                                ncb=self.home_ncb, subject=" ".join(key), result=reason)
 
     # --- first level ------------------------------------------------------------------
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,
-              *, exact_only: bool = False, searcher: str = "", officer: str = "") -> list[Hit]:
+              *, exact_only: bool = False, ncb: str | None = None, officer: str = ""
+              ) -> list[Hit]:
         """First-level check of one document: hits with number, type and country only.
 
         Args:
@@ -275,16 +293,16 @@ class Index:
             doc_type: type code or name, if known.
             country: issuing-country code, if known.
             exact_only: skip near-miss search (exact and partial hits only).
-            searcher: the searching NCB's code; hit ids are bound to it, and only that NCB
-                can reveal them.
+            ncb: the searching NCB (default: the index's home NCB); hit ids are bound to
+                it, and only that NCB can reveal them.
             officer: who searches, for the audit trail.
 
         Returns:
             Hits, exact first, then partial, then near misses by descending score; at most
-            :data:`MAX_HITS`. An empty list means not listed.
+            :data:`sltd.search.MAX_HITS`. An empty list means not listed.
 
         Raises:
-            ValidationError: the number, type or country is not acceptable.
+            ValidationError: the number, type, country or NCB is not acceptable.
 
         Example:
             >>> ix = open_index(":memory:", create=True)
@@ -292,35 +310,13 @@ class Index:
             >>> [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")]
             [('near', 'X1234567')]
         """
-        hits = self._check(number, doc_type, country, exact_only,
-                           _ncb(searcher) if searcher else "")
-        return self._audited(hits, number, doc_type, country, searcher, officer)
-
-    def _audited(self, hits: list[Hit], number: str, doc_type: str | None,
-                 country: str | None, searcher: str, officer: str) -> list[Hit]:
-        self.audit.record_check(self.clock.now(), officer, searcher, number, doc_type, country,
-                                _summary(hits) if hits else "miss")
-        return hits
-
-    def _check(self, number: str, doc_type: str | None, country: str | None,
-               exact_only: bool, searcher: str) -> list[Hit]:
-        canonical = canonical_number(number)
-        qtype = _doc_type(doc_type) if doc_type is not None else None
-        qcountry = _country(country) if country is not None else None
-        folded = fold_bytes(canonical)
-        listed = key_hash_bytes(folded) in self._keys
-        if exact_only and not listed:
-            return []  # the hot path: most checks end here, without touching DuckDB
-        folds = [folded.decode()] if listed else []
-        if not exact_only:
-            folds += self._near_folds(folded.decode(), qcountry)
-        if not folds:
-            return []
-        rows = store.rows_by_folds(self.con, folds)
-        return self._classify(canonical, qtype, qcountry, rows, exact_only, searcher)
+        who, now = self._searching(ncb), self.clock.now()
+        hits = self._s.search.check(number, doc_type, country, ncb=who, now=now,
+                                    exact_only=exact_only)
+        return self._audited(now, hits, number, doc_type, country, who, officer)
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
-                  searcher: str = "", officer: str = "") -> MRZCheck:
+                  ncb: str | None = None, officer: str = "") -> MRZCheck:
         """First-level check of a document by its machine-readable zone.
 
         The MRZ is parsed and its check digits verified; a failed digit does not stop the
@@ -341,57 +337,24 @@ class Index:
             (('document number', 'composite'), [('near', "'0' read as 'O' at position 6")])
         """
         read = parse_mrz(mrz)
-        hits = self._check(read.number, read.doc_type, read.country, exact_only,
-                           _ncb(searcher) if searcher else "")
-        # A near miss the number's check digit rules out is noise, not a lead.
-        hits = [h for h in hits if h.match is not MatchKind.NEAR
-                or read.could_be_misread(h.number)]
-        return MRZCheck(read, self._audited(hits, read.number, read.doc_type, read.country,
-                                            searcher, officer))
+        who, now = self._searching(ncb), self.clock.now()
+        hits = self._s.search.check_mrz(read, ncb=who, now=now, exact_only=exact_only)
+        return MRZCheck(read, self._audited(now, hits, read.number, read.doc_type,
+                                            read.country, who, officer))
 
-    def _near_folds(self, folded: str, country: str | None) -> list[str]:
-        """Folded keys one edit away from ``folded`` that are listed (in ``country``)."""
-        variants = edit1_variants(folded)
-        hashes = key_hashes_from_strings(variants)
-        if country is not None:
-            present = self._country_keys.contains_any(country_key_hashes(hashes, country))
-        else:
-            present = self._keys.contains_any(hashes)
-        return [variants[i] for i in np.flatnonzero(present)]
+    def _searching(self, ncb: str | None) -> str:
+        return _ncb(ncb, "ncb") if ncb else self._s.home_ncb
 
-    def _classify(self, canonical: str, qtype: str | None, qcountry: str | None,
-                  rows: list[tuple[int, str, str, str]], exact_only: bool,
-                  searcher: str) -> list[Hit]:
-        now = self.clock.now()
-        hits: list[tuple[tuple[int, float, str, str, str], Hit]] = []
-        for record_id, number, rtype, rcountry in rows:
-            match = classify(canonical, qtype, qcountry, number, rtype, rcountry,
-                             exact_only=exact_only)
-            if match is None:
-                continue
-            kind, score, why = match
-            hit = Hit(mint_hit_id(self._secret, record_id, now, searcher), number,
-                      DocType(rtype), rcountry, kind, score, why)
-            hits.append((rank_key(kind, score, number, rcountry, rtype), hit))
-        hits.sort(key=lambda t: t[0])
-        return [h for _, h in hits[:MAX_HITS]]
+    def _audited(self, now: dt.datetime, hits: list[Hit], number: str, doc_type: str | None,
+                 country: str | None, ncb: str, officer: str) -> list[Hit]:
+        if not self._read_only:
+            self._s.audit.record_check(now, officer, ncb, number, doc_type, country,
+                                       _summary(hits))
+        return hits
 
     # --- second level: reveal, cases, alerts, audit --------------------------------------
 
-    @property
-    def validation_window(self) -> dt.timedelta:
-        """How long the owner NCB has to confirm a hit (default 60 minutes)."""
-        minutes = store.get_meta(self.con, "validation_window_minutes")
-        return dt.timedelta(minutes=float(minutes or workflow.DEFAULT_WINDOW_MINUTES))
-
-    def set_validation_window(self, minutes: float) -> None:
-        """Set the validation window, as national law requires (applies to new cases)."""
-        if not 0 < minutes <= 7 * 24 * 60:
-            raise ValidationError("must be more than 0 and at most one week (10080 minutes)",
-                                  field="validation_minutes", value=minutes)
-        store.set_meta(self.con, "validation_window_minutes", str(minutes))
-
-    def reveal(self, hit_id: str, *, officer: str, searching_ncb: str) -> HitDetails:
+    def reveal(self, hit_id: str, *, officer: str, ncb: str | None = None) -> HitDetails:
         """Open the second-level details of a first-level hit, and the hit case.
 
         Revealing notifies, in the same transaction, the owner NCB (or the General
@@ -400,131 +363,96 @@ class Index:
         same hit id again returns the same case and sends nothing new.
 
         Args:
-            hit_id: from a :meth:`check` made by ``searching_ncb``.
+            hit_id: from a :meth:`check` made by ``ncb``.
             officer: who reveals (audited).
-            searching_ncb: the NCB the hit id was issued to.
+            ncb: the NCB the hit id was issued to (default: the home NCB).
 
         Raises:
             HitIdError: forged, mistyped, issued to another NCB, older than the hit-id
-                lifetime, or its record was withdrawn since.
+                lifetime or in the future, or its record was withdrawn since.
             ValidationError: unknown NCB or no officer.
 
         Example:
             >>> ix = open_index(":memory:", create=True)
             >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
-            >>> hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
-            >>> d = ix.reveal(hit.hit_id, officer="K. Weber", searching_ncb="DEU")
+            >>> hit = ix.check("X1234567", "P", "FRA", ncb="DEU")[0]
+            >>> d = ix.reveal(hit.hit_id, officer="K. Weber", ncb="DEU")
             >>> d.status.value, d.owner, d.deadline - d.revealed_at
             ('stolen', 'FRA', datetime.timedelta(seconds=3600))
             >>> sorted(a.recipient for a in ix.alerts())
             ['CCC', 'owner:FRA', 'searching:DEU']
         """
-        ncb = workflow.ncb_code(searching_ncb, "searching_ncb")
-        if not str(officer or "").strip():
-            raise ValidationError("the revealing officer must be named", field="officer",
-                                  value=officer)
-        token = verify_hit_id(self._secret, str(hit_id), ncb)
-        if token is None:
-            raise HitIdError(f"hit id {hit_id!r} was not issued to NCB {ncb} by this index "
-                             "(mistyped, forged, or from another searcher): check again",
-                             hit_id=str(hit_id))
-        now = self.clock.now()
-        lifetime = dt.timedelta(minutes=workflow.DEFAULT_HIT_ID_MINUTES)
-        if now - token.issued_at > lifetime:
-            raise HitIdError(f"hit id {hit_id!r} is older than {lifetime} and can no longer "
-                             "be revealed: check the document again", hit_id=str(hit_id))
-        with self._transaction():
-            record = store.record_by_id(self.con, token.record_id)
-            if record is None:
-                raise HitIdError(f"the record of hit id {hit_id!r} was withdrawn or changed "
-                                 "since the check: check the document again",
-                                 hit_id=str(hit_id))
-            case, created = workflow.open_case(
-                self.con, hit_id=str(hit_id), record=record, searching_ncb=ncb,
-                officer=str(officer).strip(), now=now, window=self.validation_window)
-            self.audit.write(now, "reveal", actor=str(officer).strip(), ncb=ncb,
-                             subject=str(hit_id),
-                             result=case.case_id + ("" if created else " (revealed again)"))
-        return workflow.details(case, record)
+        who = self._searching(ncb)
+        if not who:
+            raise ValidationError("say which NCB reveals (the one the hit id was issued "
+                                  "to), or set the index's home NCB", field="ncb", value=ncb)
+        return workflow.reveal(self._db, self._s.audit, self._s.hit_ids, hit_id,
+                               officer=officer, ncb=who, now=self.clock.now(),
+                               window=self.validation_window)
 
-    def confirm(self, case_id: str, *, by: str, reason: str | None = None) -> HitCase:
+    def confirm(self, case_id: str, *, officer: str, reason: str | None = None) -> HitCase:
         """The owner NCB confirms the record is valid (also after the deadline, then late).
 
         Raises:
             CaseError: no such case, or it is already closed.
         """
-        return self._decide(case_id, True, by, reason)
+        return workflow.decide(self._db, self._s.audit, case_id, confirmed=True,
+                               officer=officer, reason=reason, now=self.clock.now())
 
-    def reject(self, case_id: str, *, by: str, reason: str) -> HitCase:
+    def reject(self, case_id: str, *, officer: str, reason: str) -> HitCase:
         """Not confirmed: the record is no longer valid, or it is not this document.
 
         Raises:
             CaseError: no such case, or it is already closed.
             ValidationError: no reason given.
         """
-        if not str(reason or "").strip():
-            raise ValidationError("a rejection needs a reason", field="reason", value=reason)
-        return self._decide(case_id, False, by, reason)
-
-    def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        """A transaction whose rollback also forgets the audit log's cached chain head."""
-        return store.transaction(self.con, on_rollback=self.audit.invalidate)
-
-    def _decide(self, case_id: str, confirmed: bool, by: str, reason: str | None) -> HitCase:
-        if not str(by or "").strip():
-            raise ValidationError("say who decides", field="by", value=by)
-        now = self.clock.now()
-        with self._transaction():
-            case = workflow.decide(self.con, case_id, confirmed=confirmed, by=by,
-                                   reason=reason, now=now)
-            self.audit.write(now, "confirm" if confirmed else "reject", actor=by,
-                             subject=case.case_id, result=f"{case.state}"
-                             + (f", late by {case.late_by(now)}" if case.late_by(now) else ""))
-        return case
+        return workflow.decide(self._db, self._s.audit, case_id, confirmed=False,
+                               officer=officer, reason=reason, now=self.clock.now())
 
     def cases(self, states: Sequence[str] | None = None) -> list[HitCase]:
         """Hit cases in the given states (all by default), earliest deadline first."""
-        return workflow.list_cases(self.con, [str(s) for s in states] if states else None)
+        return workflow.list_cases(self._db.cursor(),
+                                   [str(s) for s in states] if states else None)
 
     def case(self, case_id: str) -> HitCase:
         """One hit case. Raises CaseError if there is none."""
-        return workflow.get_case(self.con, case_id)
+        return workflow.get_case(self._db.cursor(), case_id)
 
     def escalate_overdue(self) -> list[HitCase]:
         """Escalate every pending case whose deadline has passed (each exactly once)."""
-        now = self.clock.now()
-        with self._transaction():
-            cases = workflow.escalate_overdue(self.con, now)
-            for c in cases:
-                self.audit.write(now, "escalate", subject=c.case_id,
-                                 result=f"overdue by {now - c.deadline}")
-        return cases
+        return workflow.escalate(self._db, self._s.audit, self.clock.now())
 
     def deliver_alerts(self, router: alerts.Router, *, limit: int = 1000
                        ) -> alerts.DeliveryReport:
         """Deliver due alerts through ``router`` (at least once; failures retried later)."""
-        self.audit.flush()
-        return alerts.deliver(self.con, router, self.clock.now(), limit=limit,
-                              audit=self.audit)
+        return alerts.deliver(self._db, self._s.audit, router, self.clock.now(), limit=limit)
 
     def alerts(self, *, case_id: str | None = None, undelivered: bool = False
                ) -> list[Alert]:
         """The outbox: every alert with its recipient, kind, case and delivery state."""
-        return alerts.list_alerts(self.con, case_id=case_id, undelivered=undelivered)
+        return alerts.list_alerts(self._db.cursor(), case_id=case_id, undelivered=undelivered)
 
-    def redeliver(self, alert_ids: Sequence[str] = (), *, failed: bool = False) -> int:
-        """Queue the given alerts (or every failing one) for delivery now."""
-        return alerts.redeliver(self.con, self.clock.now(), alert_ids=alert_ids,
-                                failed=failed)
+    def redeliver(self, alert_ids: Sequence[str] = (), *, failed: bool = False,
+                  officer: str = "") -> int:
+        """Queue the given alerts (or every failing one) for delivery now (audited)."""
+        now = self.clock.now()
+        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
+            n = alerts.redeliver(con, now, alert_ids=alert_ids, failed=failed)
+            if n:
+                self._s.audit.write(con, now, "redeliver", actor=officer or None,
+                                    subject=", ".join(alert_ids) or "failed alerts",
+                                    result=f"{n} queued")
+        return n
 
     def verify_audit(self) -> AuditReport:
         """Recompute the audit chain; the report names the first broken entry."""
-        self.audit.flush()
-        return verify_audit(self.con)
+        self._s.audit.flush()
+        return verify_audit(self._db.cursor())
 
-    # --- bulk --------------------------------------------------------------------------
+    # --- bulk and reporting -----------------------------------------------------------
 
-    def screen(self, source: Source, **options: Any) -> tuple[pa.Table, Any]:
+    def screen(self, source: Source, *, ncb: str | None = None, **options: Any
+               ) -> tuple[pa.Table, Any]:
         """Screen a whole manifest: see :func:`sltd.screen.screen` for the options.
 
         Example:
@@ -537,15 +465,16 @@ class Index:
         """
         from sltd.screen import screen
 
-        return screen(self, source, **options)
-
-    # --- reporting --------------------------------------------------------------------
+        return screen(source, keys=self._s.keys.snapshot(), hit_ids=self._s.hit_ids,
+                      con=self._db.cursor(), now=self.clock.now(), ncb=self._searching(ncb),
+                      **options)
 
     def stats(self) -> dict[str, Any]:
         """Counts by status, type and country, history, key-set memory."""
-        s = store.stats(self.con)
+        s = store.stats(self._db.cursor())
         s["key_set_bytes"] = self.key_set_bytes
         s["path"] = self.path
+        s["home_ncb"] = self.home_ncb
         return s
 
 
@@ -556,15 +485,4 @@ def _summary(hits: list[Hit]) -> str:
     for h in hits:
         kinds[h.match.value] = kinds.get(h.match.value, 0) + 1
     return ", ".join(f"{k} {n}" for k, n in kinds.items())
-
-
-def _write_rejects(path: str | os.PathLike[str], problems: list[Problem]) -> None:
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "field", "value", "reason"])
-        for p in problems:
-            w.writerow([p.row, p.field, p.value, p.reason])
-
 

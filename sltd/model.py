@@ -87,13 +87,48 @@ def _date(value: Any, field: str) -> dt.date | None:
     raise InvalidDate(DATE_REASON, field=field, value=value)
 
 
+#: Control characters refused in every text field (NUL, escapes, C1 codes); tab and line
+#: breaks are white space and folded to one space. The loader's SQL uses the same class.
+CONTROL_CHARACTERS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_CONTROL = re.compile(CONTROL_CHARACTERS)
+#: Longest free text kept (a name, a reason): a 10 MB value is refused, not stored.
+TEXT_LIMIT = 1000
+
+
 def _text(value: Any, field: str, limit: int = PLACE_LIMIT) -> str | None:
+    """Free text with white space folded; None when blank.
+
+    Raises:
+        ValidationError: a control character, or longer than ``limit`` characters.
+    """
     if value is None:
         return None
-    text = " ".join(str(value).split())
+    raw = str(value)
+    bad = _CONTROL.search(raw)
+    if bad:
+        raise ValidationError(f"control character U+{ord(bad.group()):04X} at position "
+                              f"{bad.start() + 1} is not allowed in text", field=field,
+                              value=value)
+    text = " ".join(raw.split())
     if len(text) > limit:
         raise ValidationError(f"longer than {limit} characters", field=field, value=value)
     return text or None
+
+
+def person(value: Any, field: str) -> str:
+    """A required free-text field such as the acting officer or a reason.
+
+    Example:
+        >>> person("  K.  Weber ", "officer")
+        'K. Weber'
+
+    Raises:
+        ValidationError: blank, too long, or holding a control character.
+    """
+    text = _text(value, field, TEXT_LIMIT)
+    if text is None:
+        raise ValidationError("must be given (who acts, or why)", field=field, value=value)
+    return text
 
 
 @dataclass(frozen=True, slots=True)

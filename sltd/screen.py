@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,17 +38,21 @@ import pyarrow.parquet as pq
 
 from sltd import codes
 from sltd.errors import SltdError, SourceError, ValidationError, reason_of
-from sltd.keyset import (
-    country_codes,
-    country_key_hashes,
-    fold_matrix,
-    matrix_hashes,
-)
+from sltd.keyset import KeySnapshot, country_codes, fold_matrix, matrix_hashes
 from sltd.mrz import mrz_fields, parse_mrz, plausible_misreading
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
-from sltd.search import FOLDED_ALPHABET, classify_table, mint_hit_ids
-from sltd.sources import Problem, Source, detect_format, read_file
-from sltd.store import to_db
+from sltd.search import FOLDED_ALPHABET, HitIds, classify_table
+from sltd.sources import (
+    Problem,
+    Source,
+    csv_header,
+    detect_format,
+    iter_batches,
+    read_file,
+    refuse_overwrite,
+    write_rejects,
+)
+from sltd.store import candidate_pairs
 
 #: Manifest columns sltd reads (by default name; map others with ``mapping``).
 FIELDS = ("document_number", "document_type", "issuing_country")
@@ -67,6 +72,7 @@ class ScreenReport:
         rows_with_hits: manifest rows with at least one hit.
         seconds, rows_per_second: wall time, end to end.
         out, rejects: the files written.
+        problems: every problem of the rejected rows (row, field, value, reason).
     """
 
     rows_read: int
@@ -76,6 +82,7 @@ class ScreenReport:
     seconds: float
     out: str | None
     rejects: str | None
+    problems: tuple[Problem, ...] = ()
 
     @property
     def rows_per_second(self) -> float:
@@ -84,55 +91,8 @@ class ScreenReport:
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["rows_per_second"] = round(self.rows_per_second)
+        d["problems"] = len(self.problems)
         return d
-
-
-Batches = Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]
-
-
-def iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
-                 batch_rows: int, dictionary: Sequence[str] = ()) -> Batches:
-    """Stream a manifest as Arrow batches of the source's own columns, each with the
-    problems met reading it and the 1-based data-row position of each of its rows (a CSV
-    line that cannot be parsed keeps its number: later rows are not renumbered).
-
-    ``columns`` must exist (see :func:`_present_columns`); ``dictionary`` columns of a
-    Parquet file are read dictionary-encoded (their distinct values are mapped once).
-    """
-    done = 0
-    for batch, problems, rows in _iter_batches(source, format=format, columns=columns,
-                                               batch_rows=batch_rows, dictionary=dictionary):
-        if rows is None:
-            rows = np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64)
-        if len(rows):
-            done = int(rows[-1])
-        yield batch, problems, rows
-
-
-def _iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
-                  batch_rows: int, dictionary: Sequence[str]
-                  ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
-    if isinstance(source, (pa.Table, pa.RecordBatch)):
-        table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
-        for b in table.select(list(columns)).to_batches(max_chunksize=batch_rows):
-            yield b, [], None
-        return
-    path = Path(os.fspath(source))
-    fmt = format or detect_format(path)
-    try:
-        if fmt == "parquet":
-            # pre_buffer caches every row group's column chunks for the reader's lifetime:
-            # memory grew ~16 bytes per manifest row (0.8 GiB at 50M rows) without it off.
-            pf = pq.ParquetFile(path, read_dictionary=list(dictionary), pre_buffer=False)
-            yield from ((b, [], None) for b in pf.iter_batches(batch_size=batch_rows,
-                                                              columns=list(columns)))
-        elif fmt == "csv":
-            yield from _csv_batches(path, columns, batch_rows)
-        else:  # JSON Lines and Arrow files were read whole by _resolve
-            raise SourceError(f"unknown format {fmt!r}", source=str(path))
-    except (pa.ArrowException, OSError) as e:
-        raise SourceError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0]}",
-                          source=str(path)) from None
 
 
 def _require(columns: Sequence[str], names: Sequence[str], source: Source) -> None:
@@ -142,43 +102,6 @@ def _require(columns: Sequence[str], names: Sequence[str], source: Source) -> No
         raise SourceError(f"{where}missing column(s) {', '.join(missing)}; present: "
                           f"{', '.join(names)}; map other names with --map FIELD=COLUMN",
                           source=str(source) if where else None)
-
-
-def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
-                 ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]:
-    import pyarrow.csv as pacsv
-
-    bad: list[Problem] = []
-
-    def on_invalid(row: Any) -> str:
-        # row.number is the physical line (header = 1): data row = line - 1
-        bad.append(Problem(int(row.number or 1) - 1, "(line)", row.text,
-                           f"expected {row.expected_columns} fields, found "
-                           f"{row.actual_columns}"))
-        return "skip"
-
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=1 << 24, use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=list(columns),
-            column_types={c: pa.string() for c in columns}, strings_can_be_null=True))
-    skipped: list[int] = []  # data rows of bad lines so far, in order
-    next_row = 1
-    for batch in reader:
-        problems, bad[:] = list(bad), []
-        skipped += [p.row for p in problems]
-        # the data-row numbers of this batch's good rows: the next ones not skipped
-        span = np.arange(next_row, next_row + batch.num_rows + len(skipped) + 1)
-        good = span[~np.isin(span, skipped)][: batch.num_rows]
-        next_row = int(good[-1]) + 1 if len(good) else next_row
-        for start in range(0, batch.num_rows, batch_rows):
-            yield (batch.slice(start, batch_rows), problems if start == 0 else [],
-                   good[start: start + batch_rows])
-    if bad:
-        yield pa.RecordBatch.from_pylist([], schema=reader.schema), list(bad), \
-            np.zeros(0, np.int64)
 
 
 def _map_distinct(col: pa.Array, convert: Callable[[str], str]) -> tuple[pa.Array, pa.Array]:
@@ -214,17 +137,23 @@ def _map_distinct(col: pa.Array, convert: Callable[[str], str]) -> tuple[pa.Arra
     return out, invalid
 
 
-def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = None,
+def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
+           con: duckdb.DuckDBPyConnection, now: dt.datetime, ncb: str,
+           out: str | os.PathLike[str] | None = None,
            format: str | None = None, mapping: Mapping[str, str] | None = None,
            keep: Sequence[str] = (), rejects: str | os.PathLike[str] | None = None,
            exact_only: bool = False, since: dt.datetime | None = None,
-           batch_rows: int = 1_000_000, searcher: str = "", mrz_column: str | None = None,
+           batch_rows: int = 1_000_000, mrz_column: str | None = None,
            progress: Callable[[int], None] | None = None) -> tuple[pa.Table, ScreenReport]:
     """Screen every document of a manifest; one result row per first-level hit.
 
     Args:
-        index: an open :class:`sltd.Index`.
         source: CSV, Parquet, JSON Lines, Arrow IPC file or an Arrow table.
+        keys: the index's key sets (one snapshot for the whole run).
+        hit_ids: mints the hit ids of the result.
+        con: a DuckDB cursor of the index (this thread's), for the final join.
+        now: issue time of the hit ids.
+        ncb: the searching NCB the hit ids are issued to.
         out: write the hits here (Parquet, or CSV by the file name) when given.
         mapping: sltd field -> manifest column (``document_number`` is required;
             ``document_type`` and ``issuing_country`` are used when present).
@@ -234,7 +163,6 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
         exact_only: skip near-miss matching.
         since: screen only against records added or changed since this UTC time.
         batch_rows: rows per batch (bounds memory).
-        searcher: NCB code the hit ids are issued to.
         mrz_column: read number, type and country from this column of machine-readable
             zones instead (TD1, TD2, TD3, MRV; lines joined or separated by white space).
             Fields are sliced column-wise; the number's check digit is verified and, as in
@@ -253,7 +181,12 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
     bad_fields = [c for c in keep if c in src_cols.values()]
     if bad_fields:
         raise SourceError(f"--keep {', '.join(bad_fields)}: already read as a document field")
-    source, format = _resolve(source, format)
+    for target, what in ((out, "result file"), (rejects, "rejects file")):
+        if target is not None:
+            refuse_overwrite(target, [source], what=what)
+    if out is not None and rejects is not None:
+        refuse_overwrite(rejects, [out], what="rejects file")
+    source, format, problems = _resolve(source, format)
     columns_present = _present_columns(source, format)
     if mrz_column is not None:
         wanted = [mrz_column]
@@ -266,9 +199,8 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
     wanted += [c for c in keep if c not in wanted]
     _require(wanted, columns_present, source)
     dictionary = [src_cols[f] for f in FIELDS[1:] if f in src_cols and src_cols[f] in wanted]
-    problems: list[Problem] = []
     cand_parts: list[pa.Table] = []
-    rows_read = 0
+    rows_read = len(problems)
     # Batches are screened on both cores (NumPy and Arrow release the GIL); at most a few
     # are in flight, so memory stays bounded whatever the manifest's size.
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -287,7 +219,7 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
             rows_read += batch.num_rows + len(bad)
             if batch.num_rows == 0:
                 continue
-            in_flight.append(pool.submit(_screen_batch, index, batch, rows, src_cols,
+            in_flight.append(pool.submit(_screen_batch, keys, batch, rows, src_cols,
                                          keep, exact_only))
             while len(in_flight) >= 3:
                 collect(in_flight.pop(0))
@@ -297,12 +229,12 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
             collect(fut)
     if progress:
         progress(rows_read)
-    hits = _classify(index, cand_parts, keep, since, searcher, exact_only)
+    hits = _classify(con, hit_ids, now, ncb, cand_parts, keep, since, exact_only)
     if out is not None:
         _write(hits, out)
+    problems.sort(key=lambda p: (p.row, p.field))
     if rejects is not None:
-        from sltd.index import _write_rejects
-        _write_rejects(rejects, sorted(problems, key=lambda p: (p.row, p.field)))
+        write_rejects(rejects, problems)
     kinds = pc.value_counts(hits.column("match")).to_pylist() if hits.num_rows else []
     report = ScreenReport(
         rows_read=rows_read, rejected=len({p.row for p in problems}),
@@ -310,11 +242,12 @@ def screen(index: Any, source: Source, *, out: str | os.PathLike[str] | None = N
         rows_with_hits=len(pc.unique(hits.column("row"))) if hits.num_rows else 0,
         seconds=time.perf_counter() - start,
         out=os.fspath(out) if out is not None else None,
-        rejects=os.fspath(rejects) if rejects is not None else None)
+        rejects=os.fspath(rejects) if rejects is not None else None,
+        problems=tuple(problems))
     return hits, report
 
 
-def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
+def _screen_batch(keys: KeySnapshot, batch: pa.RecordBatch, rows: np.ndarray,
                   src_cols: dict[str, str],
                   keep: Sequence[str], exact_only: bool
                   ) -> tuple[list[Problem], list[pa.Table]]:
@@ -370,12 +303,11 @@ def _screen_batch(index: Any, batch: pa.RecordBatch, rows: np.ndarray,
     if "mrz" in src_cols:
         extra[_MRZ_CHECK] = sel(fields["number_check"])
     folded = fold_matrix(vnum)
-    hit_rows = np.flatnonzero(index._keys.contains_any(matrix_hashes(folded)))
+    hit_rows = np.flatnonzero(keys.present(matrix_hashes(folded)))
     if len(hit_rows):
         parts.append(_candidates(hit_rows, vrow, vnum, vtype, vcountry, folded, extra))
     if not exact_only:
-        parts += _near_candidates(folded, vrow, vnum, vtype, vcountry, extra,
-                                  index._keys, index._country_keys)
+        parts += _near_candidates(folded, vrow, vnum, vtype, vcountry, extra, keys)
     return problems, parts
 
 
@@ -384,32 +316,36 @@ def _not_an_mrz(value: Any) -> None:
     raise ValidationError("not an MRZ", field="mrz", value=value)  # pragma: no cover
 
 
-def _resolve(source: Source, format: str | None) -> tuple[Source, str | None]:
-    """A source as it will be streamed: JSON Lines and Arrow files are read whole (their
-    readers have no streaming mode here) and become a table; others stay paths."""
+def _resolve(source: Source, format: str | None
+             ) -> tuple[Source, str | None, list[Problem]]:
+    """A source as it will be streamed, and the problems met reading it so far: JSON Lines
+    and Arrow files are read whole (their readers have no streaming mode here) and become
+    a table (with ``__line``, the data row of each good row); others stay paths."""
     if isinstance(source, (pa.Table, pa.RecordBatch)):
-        return source, None
+        return source, None, []
     path = Path(os.fspath(source))
     if not path.is_file():
         raise SourceError(f"no such file: {path}", source=str(path))
     fmt = format or detect_format(path)
-    if fmt == "csv" and path.stat().st_size == 0:
-        raise SourceError(f"{path}: empty file (no header row)", source=str(path))
     if fmt in ("jsonl", "arrow"):
-        return read_file(path, fmt)[0], None
-    return path, fmt
+        table, problems = read_file(path, fmt)
+        return table, None, problems
+    return path, fmt, []
 
 
 def _present_columns(source: Source, format: str | None) -> list[str]:
     """Column names of a resolved source (read from the Parquet footer or CSV header)."""
     if isinstance(source, pa.Table):
-        return source.column_names
+        return [c for c in source.column_names if c != "__line"]
     if isinstance(source, pa.RecordBatch):
         return source.schema.names
-    if format == "parquet":
-        return pq.ParquetFile(source).schema_arrow.names
-    with open(source, encoding="utf-8", errors="replace") as f:  # CSV
-        return [h.strip().strip('"') for h in f.readline().strip().split(",")]
+    try:
+        if format == "parquet":
+            return pq.ParquetFile(source).schema_arrow.names
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(f"{source}: cannot read as parquet: {str(e).splitlines()[0]}",
+                          source=str(source)) from None
+    return csv_header(Path(os.fspath(source)))
 
 
 def _problems(row: pa.Array, values: pa.Array, mask: pa.Array, field: str,
@@ -434,8 +370,8 @@ def _candidates(sel: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: pa.Array
 
 
 def _near_candidates(folded: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: pa.Array,
-                     vcountry: pa.Array, extra: dict[str, pa.Array], keys: Any,
-                     country_keys: Any) -> list[pa.Table]:
+                     vcountry: pa.Array, extra: dict[str, pa.Array], keys: KeySnapshot
+                     ) -> list[pa.Table]:
     """Rows with a listed folded key one edit away, one candidate per (row, variant)."""
     lengths = (folded != 0).sum(axis=1)
     has_country = pc.is_valid(vcountry).to_numpy(zero_copy_only=False)
@@ -455,10 +391,9 @@ def _near_candidates(folded: np.ndarray, vrow: pa.Array, vnum: pa.Array, vtype: 
             found = np.zeros(len(v), dtype=bool)
             with_c = has_country[keep_rows]
             if with_c.any():
-                found[with_c] = country_keys.contains_any(
-                    country_key_hashes(h[with_c], cc[keep_rows[with_c]]))
+                found[with_c] = keys.present(h[with_c], cc[keep_rows[with_c]])
             if (~with_c).any():
-                found[~with_c] = keys.contains_any(h[~with_c])
+                found[~with_c] = keys.present(h[~with_c])
             hit = np.flatnonzero(found)
             if len(hit):
                 parts.append(_candidates(keep_rows[hit], vrow, vnum, vtype, vcountry, folded,
@@ -487,8 +422,9 @@ def _edits(block: np.ndarray, n: int) -> Iterator[tuple[np.ndarray, np.ndarray |
                 yield np.insert(block, i, c, axis=1), None
 
 
-def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
-              since: dt.datetime | None, searcher: str, exact_only: bool) -> pa.Table:
+def _classify(con: duckdb.DuckDBPyConnection, hit_ids: HitIds, now: dt.datetime, ncb: str,
+              parts: list[pa.Table], keep: Sequence[str], since: dt.datetime | None,
+              exact_only: bool) -> pa.Table:
     schema = pa.schema([("row", pa.int64()), *((c, pa.string()) for c in keep),
                         ("record_number", pa.string()), ("record_type", pa.string()),
                         ("record_country", pa.string()), ("hit_id", pa.string()),
@@ -498,34 +434,17 @@ def _classify(index: Any, parts: list[pa.Table], keep: Sequence[str],
         return schema.empty_table()
     cands = pa.concat_tables(parts, promote_options="permissive")
     carried = [*keep, *([_MRZ_CHECK] if _MRZ_CHECK in cands.column_names else [])]
-    con = index.con
-    con.register("_cand", cands)
-    try:
-        where = "WHERE r.updated_at >= $since" if since is not None else ""
-        params = {"since": to_db(since)} if since is not None else {}
-        # Joined on the integer fold_hash: DuckDB pushes a Bloom filter of the few
-        # candidates' hashes into the scan of records (10M records: 0.05 s, against 0.24 s
-        # on the fold string). Hashes can collide, so the folds are compared too.
-        pairs = con.sql(f"""
-            SELECT DISTINCT c.row, c.number, c.type, c.country,
-                   {''.join(f'c."{k}", ' for k in carried)}
-                   r.record_id, r.number AS record_number, r.doc_type AS record_type,
-                   r.country AS record_country, c.fold = r.fold AS same_fold
-            FROM _cand c JOIN records r ON r.fold_hash = c.fold_hash {where}
-            """, params=params).to_arrow_table()
-    finally:
-        con.unregister("_cand")
-    pairs = pairs.filter(pairs["same_fold"])
+    pairs = candidate_pairs(con, cands, carried, since)
     hits = classify_table(pairs, exact_only=exact_only)
     if _MRZ_CHECK in carried:
         hits = _plausible_misreadings(hits)
-    hit_ids = mint_hit_ids(index._secret, hits["record_id"].to_pylist(), index.clock.now(),
-                           searcher)
     return pa.table({
         "row": hits["row"], **{k: hits[k].cast(pa.string()) for k in keep},
         "record_number": hits["record_number"], "record_type": hits["record_type"],
-        "record_country": hits["record_country"], "hit_id": hit_ids, "match": hits["match"],
-        "score": hits["score"], "explanation": hits["explanation"]}, schema=schema)
+        "record_country": hits["record_country"],
+        "hit_id": hit_ids.mint_many(hits["record_id"].to_pylist(), now, ncb),
+        "match": hits["match"], "score": hits["score"],
+        "explanation": hits["explanation"]}, schema=schema)
 
 
 #: Candidate column of MRZ screening: the number's check digit where it matched, else -1.

@@ -16,9 +16,9 @@ column) and each is classified:
 Near-miss search probes the key set with every edit-1 variant of the folded query (a few
 hundred hashes, one vectorized ``searchsorted``) instead of scanning records.
 
-A hit id is an HMAC-signed token (record id, issue time, searcher) under a per-index
-secret: minting one costs no write on the hot path, and it cannot be forged to fish for a
-record by number or reused by another searcher.
+A hit id is an HMAC-signed token (record id, issue time, searching NCB) under a per-index
+secret (:class:`HitIds`): minting one costs no write on the hot path, and it cannot be
+forged to fish for a record by number or reused by another NCB.
 """
 
 from __future__ import annotations
@@ -26,18 +26,25 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import hashlib
+import functools
 import hmac
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz.distance import OSA, Levenshtein
 
-from sltd.model import MatchKind
-from sltd.normalize import CONFUSIONS, MAX_LENGTH
+from sltd import codes
+from sltd.errors import HitIdError
+from sltd.keyset import Keys, key_hash_bytes, key_hashes_from_strings
+from sltd.model import DocType, Hit, MatchKind
+from sltd.normalize import CONFUSIONS, MAX_LENGTH, canonical_number, fold_bytes
+
+if TYPE_CHECKING:
+    from sltd.mrz import MRZ
 
 #: Alphabet of folded keys: what a variant character may be.
 FOLDED_ALPHABET = "".join(sorted(set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") - set(CONFUSIONS)))
@@ -218,59 +225,114 @@ def classify_table(pairs: pa.Table, *, exact_only: bool = False) -> pa.Table:
 
 _TOKEN = struct.Struct(">QI")
 _MAC_BYTES = 10
+#: How long a hit id from a check can be revealed.
+HIT_ID_LIFETIME = dt.timedelta(minutes=30)
 
 
 @dataclasses.dataclass(frozen=True)
 class HitToken:
-    """What a verified hit id says: which record, when it was issued, what match."""
+    """What a verified hit id says: which record, and when it was issued."""
 
     record_id: int
     issued_at: dt.datetime
 
 
-def mint_hit_id(secret: bytes, record_id: int, issued_at: dt.datetime, searcher: str) -> str:
-    """A hit id for ``record_id``, bound to ``searcher`` and its issue time.
+class HitIds:
+    """Mints and verifies the hit ids of one index: HMAC-signed tokens (record id, issue
+    time) bound to the searching NCB, under the index's secret. Minting costs no write;
+    an id cannot be forged to fish for a record, nor revealed by another NCB.
 
     Example:
+        >>> ids = HitIds(b"k")
         >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        >>> h = mint_hit_id(b"k", 42, t, "FRA")
-        >>> verify_hit_id(b"k", h, "FRA").record_id, verify_hit_id(b"k", h, "DEU")
-        (42, None)
-    """
-    payload = _TOKEN.pack(record_id, int(issued_at.timestamp()))
-    mac = hmac.new(secret, payload + searcher.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
-    return "h" + base64.b32encode(payload + mac).decode().rstrip("=").lower()
-
-
-def mint_hit_ids(secret: bytes, record_ids: Sequence[int], issued_at: dt.datetime,
-                 searcher: str) -> pa.Array:
-    """:func:`mint_hit_id` for many records at once (screening), as an Arrow string array.
-
-    Each 22-byte token is padded to 25 bytes (a whole number of 5-byte base32 groups) and
-    all are base32-encoded at once in NumPy (the stdlib encoder is pure Python: 65 ms for
-    16k ids); the first 36 characters of each 40 are exactly the unpadded base32 of the
-    token. A test pins this to :func:`base64.b32encode`.
-
-    Example:
-        >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        >>> mint_hit_ids(b"k", [42, 7], t, "FRA").to_pylist() == [
-        ...     mint_hit_id(b"k", 42, t, "FRA"), mint_hit_id(b"k", 7, t, "FRA")]
+        >>> h = ids.mint(42, t, "FRA")
+        >>> ids.verify(h, "FRA", now=t).record_id
+        42
+        >>> ids.mint_many([42, 7], t, "FRA").to_pylist() == [h, ids.mint(7, t, "FRA")]
         True
     """
-    ts, who = int(issued_at.timestamp()), searcher.encode()
-    tokens = bytearray()
-    for record_id in record_ids:
-        payload = _TOKEN.pack(record_id, ts)
-        tokens += payload
-        tokens += hmac.digest(secret, payload + who, "sha256")[:_MAC_BYTES]
-        tokens += b"\0\0\0"
-    n = len(tokens) // 25
-    text = b32_lower(np.frombuffer(bytes(tokens), np.uint8)).reshape(n, 40)
-    out = np.empty((n, 37), np.uint8)
-    out[:, 0] = ord("h")
-    out[:, 1:] = text[:, :36]
-    return pa.StringArray.from_buffers(
-        n, pa.py_buffer(np.arange(0, 37 * n + 1, 37, dtype=np.int32)), pa.py_buffer(out))
+
+    def __init__(self, secret: bytes, *, lifetime: dt.timedelta = HIT_ID_LIFETIME):
+        self._secret = secret
+        self.lifetime = lifetime
+
+    def _mac(self, payload: bytes, ncb: str) -> bytes:
+        return hmac.digest(self._secret, payload + ncb.encode(), "sha256")[:_MAC_BYTES]
+
+    def mint(self, record_id: int, issued_at: dt.datetime, ncb: str) -> str:
+        """A hit id for ``record_id``, bound to ``ncb`` and its issue time."""
+        payload = _TOKEN.pack(record_id, int(issued_at.timestamp()))
+        return "h" + base64.b32encode(payload + self._mac(payload, ncb)).decode() \
+            .rstrip("=").lower()
+
+    def mint_many(self, record_ids: Sequence[int], issued_at: dt.datetime, ncb: str
+                  ) -> pa.Array:
+        """:meth:`mint` for many records at once (screening), as an Arrow string array.
+
+        Each 22-byte token is padded to 25 bytes (a whole number of 5-byte base32 groups)
+        and all are base32-encoded at once in NumPy (the stdlib encoder is pure Python:
+        65 ms for 16k ids); the first 36 characters of each 40 are exactly the unpadded
+        base32 of the token. A test pins this to :meth:`mint`.
+        """
+        ts = int(issued_at.timestamp())
+        tokens = bytearray()
+        for record_id in record_ids:
+            payload = _TOKEN.pack(record_id, ts)
+            tokens += payload
+            tokens += self._mac(payload, ncb)
+            tokens += b"\0\0\0"
+        n = len(tokens) // 25
+        text = b32_lower(np.frombuffer(bytes(tokens), np.uint8)).reshape(n, 40)
+        out = np.empty((n, 37), np.uint8)
+        out[:, 0] = ord("h")
+        out[:, 1:] = text[:, :36]
+        return pa.StringArray.from_buffers(
+            n, pa.py_buffer(np.arange(0, 37 * n + 1, 37, dtype=np.int32)), pa.py_buffer(out))
+
+    def verify(self, hit_id: str, ncb: str, *, now: dt.datetime) -> HitToken:
+        """The token of ``hit_id`` if it was minted here for ``ncb``, less than
+        :attr:`lifetime` ago and not in the future.
+
+        Raises:
+            HitIdError: saying which of those it is not, and what to do.
+        """
+        text = str(hit_id).strip().lower()
+        token = self._open(text, ncb)
+        if token is None:
+            if ncb and self._open(text, "") is not None:
+                raise HitIdError(
+                    f"hit id {hit_id!r} was issued to a check made without a searching NCB "
+                    "(no --ncb and no home NCB), so no NCB can reveal it: check again with "
+                    f"--ncb {ncb}, or set the index's home NCB with `sltd init --ncb CODE`",
+                    hit_id=str(hit_id))
+            raise HitIdError(f"hit id {hit_id!r} was not issued to NCB {ncb or '(none)'} by "
+                             "this index (mistyped, forged, or from another NCB's check): "
+                             "check the document again", hit_id=str(hit_id))
+        if token.issued_at > now:
+            raise HitIdError(f"hit id {hit_id!r} was issued in the future "
+                             f"({token.issued_at:%Y-%m-%d %H:%M:%S} UTC): refused; check "
+                             "the document again", hit_id=str(hit_id))
+        if now - token.issued_at > self.lifetime:
+            raise HitIdError(f"hit id {hit_id!r} is older than {self.lifetime} and can no "
+                             "longer be revealed: check the document again",
+                             hit_id=str(hit_id))
+        return token
+
+    def _open(self, text: str, ncb: str) -> HitToken | None:
+        if not text.startswith("h"):
+            return None
+        body = text[1:].upper()
+        try:
+            raw = base64.b32decode(body + "=" * (-len(body) % 8))
+        except (ValueError, TypeError):
+            return None
+        if len(raw) != _TOKEN.size + _MAC_BYTES:
+            return None
+        payload, mac = raw[: _TOKEN.size], raw[_TOKEN.size :]
+        if not hmac.compare_digest(mac, self._mac(payload, ncb)):
+            return None
+        record_id, ts = _TOKEN.unpack(payload)
+        return HitToken(record_id, dt.datetime.fromtimestamp(ts, dt.UTC))
 
 
 _B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", np.uint8)
@@ -290,21 +352,86 @@ def b32_lower(data: np.ndarray) -> np.ndarray:
     return _B32[(groups[:, None] >> _B32_SHIFTS) & np.uint64(31)].reshape(-1)
 
 
-def verify_hit_id(secret: bytes, hit_id: str, searcher: str) -> HitToken | None:
-    """The token's content if ``hit_id`` was minted with ``secret`` for ``searcher``."""
-    text = hit_id.strip().lower()
-    if not text.startswith("h"):
-        return None
-    body = text[1:].upper()
-    try:
-        raw = base64.b32decode(body + "=" * (-len(body) % 8))
-    except (ValueError, TypeError):
-        return None
-    if len(raw) != _TOKEN.size + _MAC_BYTES:
-        return None
-    payload, mac = raw[: _TOKEN.size], raw[_TOKEN.size :]
-    good = hmac.new(secret, payload + searcher.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
-    if not hmac.compare_digest(mac, good):
-        return None
-    record_id, ts = _TOKEN.unpack(payload)
-    return HitToken(record_id, dt.datetime.fromtimestamp(ts, dt.UTC))
+# --- first-level search -------------------------------------------------------------------
+
+#: Most hits one check returns (exact first, then partial, then near by score).
+MAX_HITS = 20
+
+# Type and country validation runs on every check (a bad value is an error, even on a
+# miss); the few distinct spellings a border system sends are cached.
+_doc_type = functools.lru_cache(maxsize=4096)(codes.doc_type_code)
+_country = functools.lru_cache(maxsize=4096)(codes.country_code)
+
+#: (record_id, number, doc_type, country) of the active records with any of these folds.
+RowsByFolds = Callable[[list[str]], list[tuple[int, str, str, str]]]
+
+
+class Search:
+    """First-level search of one document over an index's published key sets.
+
+    A miss is answered from the key sets alone; candidates (the folded key, or listed
+    folded keys one edit away in the queried country) are read by ``rows_by_folds``
+    (DuckDB, through the calling thread's cursor) and classified by :func:`classify`.
+
+    Example:
+        >>> keys = Keys(lambda: pa.table({"fold_hash": key_hashes_from_strings(["X1234567"]),
+        ...                               "country": ["FRA"]}))
+        >>> s = Search(keys, lambda folds: [(1, "X1234567", "P", "FRA")], HitIds(b"k"))
+        >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        >>> [h.match.value for h in s.check("X1234567", "P", "FRA", ncb="DEU", now=t)]
+        ['exact']
+        >>> s.check("Y0000000", "P", "FRA", ncb="DEU", now=t)
+        []
+    """
+
+    def __init__(self, keys: Keys, rows_by_folds: RowsByFolds, hit_ids: HitIds):
+        self.keys = keys
+        self._rows = rows_by_folds
+        self.hit_ids = hit_ids
+
+    def check(self, number: str, doc_type: str | None, country: str | None, *,
+              ncb: str, now: dt.datetime, exact_only: bool = False) -> list[Hit]:
+        """Hits for one document: exact, then partial, then near by score; at most
+        :data:`MAX_HITS`. See :meth:`sltd.Index.check`."""
+        canonical = canonical_number(number)
+        qtype = _doc_type(doc_type) if doc_type is not None else None
+        qcountry = _country(country) if country is not None else None
+        folded = fold_bytes(canonical)
+        keys = self.keys.snapshot()  # one snapshot for the whole check
+        listed = key_hash_bytes(folded) in keys
+        if exact_only and not listed:
+            return []  # the hot path: most checks end here, without touching DuckDB
+        folds = [folded.decode()] if listed else []
+        if not exact_only:
+            variants = edit1_variants(folded.decode())
+            present = keys.present(key_hashes_from_strings(variants), qcountry)
+            folds += [variants[i] for i in np.flatnonzero(present)]
+        if not folds:
+            return []
+        return self._hits(canonical, qtype, qcountry, self._rows(folds), exact_only, ncb,
+                          now)
+
+    def check_mrz(self, read: MRZ, *, ncb: str, now: dt.datetime,
+                  exact_only: bool = False) -> list[Hit]:
+        """Hits for a parsed MRZ: as :meth:`check`, less the near misses the number's check
+        digit rules out (:meth:`sltd.mrz.MRZ.could_be_misread`)."""
+        hits = self.check(read.number, read.doc_type, read.country, ncb=ncb, now=now,
+                          exact_only=exact_only)
+        return [h for h in hits if h.match is not MatchKind.NEAR
+                or read.could_be_misread(h.number)]
+
+    def _hits(self, canonical: str, qtype: str | None, qcountry: str | None,
+              rows: list[tuple[int, str, str, str]], exact_only: bool, ncb: str,
+              now: dt.datetime) -> list[Hit]:
+        ranked: list[tuple[tuple[int, float, str, str, str], Hit]] = []
+        for record_id, number, rtype, rcountry in rows:
+            match = classify(canonical, qtype, qcountry, number, rtype, rcountry,
+                             exact_only=exact_only)
+            if match is None:
+                continue
+            kind, score, why = match
+            hit = Hit(self.hit_ids.mint(record_id, now, ncb), number, DocType(rtype),
+                      rcountry, kind, score, why)
+            ranked.append((rank_key(kind, score, number, rcountry, rtype), hit))
+        ranked.sort(key=lambda t: t[0])
+        return [h for _, h in ranked[:MAX_HITS]]

@@ -1,10 +1,10 @@
 """Reading tabular input (CSV, Parquet, JSON Lines, Arrow) into Arrow, with a column mapping.
 
-Loading records and screening manifests both start here. CSV and JSON Lines are read by
-DuckDB with every column as text, so that type problems are reported by sltd's validation
-(field, value, reason) rather than failing the whole file; structurally malformed CSV lines
-(wrong number of fields, bad quoting) are skipped by DuckDB and returned as problems with
-their line number.
+Loading records and screening manifests both start here, through one reader per format.
+CSV and JSON Lines are read with every column as text, so that type problems are reported
+by sltd's validation (field, value, reason) rather than failing the whole file; a
+malformed CSV line (wrong number of fields) or JSON Lines line (not valid JSON) is skipped
+and returned as a problem of its own row, and the rest is read.
 
 Example:
     >>> import pyarrow as pa
@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,7 +39,10 @@ class Problem:
     """A row or line of the source that could not be used.
 
     Attributes:
-        row: 1-based data row (CSV: the physical line number, header is line 1).
+        row: 1-based data row, the same for every format and for loads and screening: a
+            CSV's header is not counted (its first data line is row 1); a JSON Lines row
+            is its line number; a malformed row keeps its number and later rows are not
+            renumbered.
         field: the field at fault, or ``"(line)"`` for a malformed line.
         value: the offending value as read (text).
         reason: what is wrong.
@@ -87,7 +90,6 @@ def read_source(
     required: tuple[str, ...] = (),
     optional: tuple[str, ...] = (),
     keep: tuple[str, ...] = (),
-    con: duckdb.DuckDBPyConnection | None = None,
 ) -> SourceTable:
     """Read a source into Arrow with sltd's column names.
 
@@ -98,7 +100,6 @@ def read_source(
         required: sltd columns that must be present (an absent one raises SourceError).
         optional: sltd columns taken when present.
         keep: further source columns carried through unchanged (by their source names).
-        con: DuckDB connection to read CSV/JSON with (a private one by default).
 
     Returns:
         A :class:`SourceTable`; every sltd column is a string column.
@@ -122,7 +123,7 @@ def read_source(
         if fmt not in FORMATS:
             raise SourceError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}",
                               source=name)
-        table, problems = read_file(path, fmt, con)
+        table, problems = read_file(path, fmt)
     wanted = {col: mapping.get(col, col) for col in (*required, *optional)}
     missing = [f"{col} (looked for column {src!r})" for col, src in wanted.items()
                if col in required and src not in table.column_names]
@@ -157,60 +158,222 @@ def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return col.cast(pa.string())
 
 
-def read_file(path: Path, fmt: str, con: duckdb.DuckDBPyConnection | None = None
-              ) -> tuple[pa.Table, list[Problem]]:
-    """Read a whole file of a known format into Arrow, as it is (every column kept), with
-    the lines the reader had to skip."""
+def read_file(path: Path, fmt: str) -> tuple[pa.Table, list[Problem]]:
+    """Read a whole file of a known format into Arrow, as it is (every column kept; CSV
+    and JSON Lines as text), with the rows the reader had to skip. CSV and JSON Lines
+    tables carry ``__line``, the data row of each good row (see :class:`Problem`)."""
     try:
         if fmt == "parquet":
             return pq.read_table(path), []
         if fmt == "arrow":
             import pyarrow.feather as feather
             return feather.read_table(path), []
-        own = con is None
-        con = con or duckdb.connect()
-        try:
-            if fmt == "csv":
-                return _read_csv(con, path)
-            rel = con.sql(
-                "SELECT * FROM read_json(?, format='newline_delimited', ignore_errors=true)",
-                params=[str(path)])
-            return rel.to_arrow_table(), []
-        finally:
-            if own:
-                con.close()
+        if fmt == "jsonl":
+            return _read_jsonl(path)
+        if fmt == "csv":
+            batches, problems, rows = [], [], []
+            columns = csv_header(path)
+            for batch, bad, numbers in _csv_batches(path, columns, 1 << 20):
+                batches.append(batch)
+                problems += bad
+                rows.append(numbers)
+            table = pa.Table.from_batches(batches, schema=batches[0].schema)
+            return table.append_column("__line", pa.array(np.concatenate(rows))), problems
+        raise SourceError(f"unknown format {fmt!r}", source=str(path))
     except SourceError:
         raise
-    except (duckdb.Error, pa.ArrowException, OSError, ValueError) as e:
+    except (pa.ArrowException, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SourceError(f"{path}: cannot read as {fmt}: {first}", source=str(path)) from None
 
 
-def _read_csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[pa.Table, list[Problem]]:
-    if path.stat().st_size == 0:
+def _read_jsonl(path: Path) -> tuple[pa.Table, list[Problem]]:
+    """JSON Lines, one object per line, every value as text. A line that is not valid
+    JSON, or not an object, is a problem of its own row (the line number); the others
+    load. Blank lines are skipped (and counted, so rows keep their line numbers)."""
+    rows: list[dict[str, str | None]] = []
+    lines: list[int] = []
+    problems: list[Problem] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as e:
+                problems.append(Problem(number, "(line)", _clip(text.rstrip("\n")),
+                                        f"not valid JSON: {e}"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(Problem(number, "(line)", _clip(text.rstrip("\n")),
+                                        "not a JSON object (one object per line)"))
+                continue
+            rows.append({k: None if v is None else v if isinstance(v, str) else
+                         json.dumps(v) for k, v in obj.items()})
+            lines.append(number)
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
+    return table.append_column("__line", pa.array(lines, pa.int64())), problems
+
+
+def _clip(text: str, limit: int = 1000) -> str:
+    """A value as a rejects file keeps it: whole up to ``limit`` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def csv_header(path: Path) -> list[str]:
+    """Column names from a CSV file's header row (quoted names read as CSV does)."""
+    import csv
+
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        header = next(csv.reader(f), None)
+    if not header:
         raise SourceError(f"{path}: empty file (no header row)", source=str(path))
-    # Every column as text; malformed lines are skipped by DuckDB and kept in its rejects
-    # tables, from which we report them. The physical line of each good row is not exposed
-    # by read_csv, so rows are numbered by position (header excluded).
-    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
-    rel = con.sql(
-        "SELECT * FROM read_csv(?, all_varchar=true, header=true, store_rejects=true, "
-        "parallel=false)", params=[str(path)])
-    table = rel.to_arrow_table()
-    # DuckDB reports one error per missing column; an operator wants one per line.
-    bad = con.sql("""
-        SELECT line, any_value(csv_line), string_agg(DISTINCT split_part(error_message,
-               chr(10), 1), '; ') FROM reject_errors GROUP BY line ORDER BY line""").fetchall()
-    problems = [Problem(int(line), "(line)", csv_line, msg) for line, csv_line, msg in bad]
-    if bad:
-        # number good rows by their physical line: data rows start at line 2, skipping bad ones
-        bad_lines = sorted({int(b[0]) for b in bad})
-        lines = np.arange(2, table.num_rows + len(bad_lines) + 2, dtype=np.int64)
-        lines = lines[~np.isin(lines, bad_lines)][: table.num_rows]
-    else:
-        lines = np.arange(2, table.num_rows + 2, dtype=np.int64)
-    table = table.append_column("__line", pa.array(lines))
-    return table, problems
+    return [h.strip() for h in header]
+
+
+#: Bytes per CSV block: one row must fit in a block, so a 10 MB value still reads (and is
+#: then refused by validation, that row only).
+CSV_BLOCK = 1 << 25
+
+Batches = Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]
+
+
+def iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
+                 batch_rows: int, dictionary: Sequence[str] = ()) -> Batches:
+    """Stream a source as Arrow batches of its own ``columns``, each with the problems
+    met reading it and the 1-based data row of each of its rows (a CSV line that cannot be
+    parsed keeps its number: later rows are not renumbered).
+
+    ``dictionary`` columns of a Parquet file are read dictionary-encoded (their distinct
+    values are mapped once). JSON Lines and Arrow files are read whole (their readers have
+    no streaming mode here).
+    """
+    done = 0
+    for batch, problems, rows in _iter_batches(source, format=format, columns=columns,
+                                               batch_rows=batch_rows, dictionary=dictionary):
+        if rows is None:
+            rows = np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64)
+        if len(rows):
+            done = int(rows[-1])
+        yield batch, problems, rows
+
+
+def _iter_batches(source: Source, *, format: str | None, columns: Sequence[str],
+                  batch_rows: int, dictionary: Sequence[str]
+                  ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        table = source if isinstance(source, pa.Table) else pa.Table.from_batches([source])
+        yield from _table_batches(table, columns, batch_rows)
+        return
+    path = Path(os.fspath(source))
+    fmt = format or detect_format(path)
+    try:
+        if fmt == "parquet":
+            # pre_buffer caches every row group's column chunks for the reader's lifetime:
+            # memory grew ~16 bytes per manifest row (0.8 GiB at 50M rows) without it off.
+            pf = pq.ParquetFile(path, read_dictionary=list(dictionary), pre_buffer=False)
+            yield from ((b, [], None) for b in pf.iter_batches(batch_size=batch_rows,
+                                                              columns=list(columns)))
+        elif fmt == "csv":
+            yield from _csv_batches(path, columns, batch_rows)
+        else:
+            table, problems = read_file(path, fmt)
+            yield pa.RecordBatch.from_pylist([], schema=table.select(
+                list(columns)).schema), problems, np.zeros(0, np.int64)
+            yield from _table_batches(table, columns, batch_rows)
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0]}",
+                          source=str(path)) from None
+
+
+def _table_batches(table: pa.Table, columns: Sequence[str], batch_rows: int
+                   ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
+    """Batches of a table; its ``__line`` column, if any, gives each row's data row."""
+    lines = table.column("__line").to_numpy() if "__line" in table.column_names else None
+    done = 0
+    for b in table.select(list(columns)).to_batches(max_chunksize=batch_rows):
+        yield b, [], None if lines is None else lines[done: done + b.num_rows]
+        done += b.num_rows
+
+
+def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
+                 ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]:
+    """The one CSV reader (loads and screening): every column as text, malformed lines
+    reported by data row, and the data row of each good row."""
+    import pyarrow.csv as pacsv
+
+    bad: list[Problem] = []
+
+    def on_invalid(row: Any) -> str:
+        # row.number is the physical line (header = 1): data row = line - 1
+        bad.append(Problem(int(row.number or 1) - 1, "(line)", _clip(row.text),
+                           f"expected {row.expected_columns} fields, found "
+                           f"{row.actual_columns}"))
+        return "skip"
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK, use_threads=False),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=list(columns),
+            column_types={c: pa.string() for c in columns}, strings_can_be_null=True))
+    skipped: list[int] = []  # data rows of bad lines so far, in order
+    next_row = 1
+    for batch in reader:
+        problems, bad[:] = list(bad), []
+        skipped += [p.row for p in problems]
+        # the data-row numbers of this batch's good rows: the next ones not skipped
+        span = np.arange(next_row, next_row + batch.num_rows + len(skipped) + 1)
+        good = span[~np.isin(span, skipped)][: batch.num_rows]
+        next_row = int(good[-1]) + 1 if len(good) else next_row
+        for start in range(0, batch.num_rows, batch_rows):
+            yield (batch.slice(start, batch_rows), problems if start == 0 else [],
+                   good[start: start + batch_rows])
+    yield pa.RecordBatch.from_pylist([], schema=reader.schema), list(bad), \
+        np.zeros(0, np.int64)
+
+
+def write_rejects(path: str | os.PathLike[str], problems: Sequence[Problem], *,
+                  inputs: Sequence[Any] = ()) -> None:
+    """Write ``problems`` as CSV (row, field, value, reason).
+
+    Raises:
+        SourceError: ``path`` is one of the ``inputs`` (an operator's own file is never
+            overwritten), or cannot be written.
+    """
+    refuse_overwrite(path, inputs, what="rejects file")
+    import csv
+
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "field", "value", "reason"])
+            for p in problems:
+                w.writerow([p.row, p.field, p.value, p.reason])
+    except OSError as e:
+        raise SourceError(f"cannot write the rejects file {os.fspath(path)}: "
+                          f"{e.strerror or e}", source=os.fspath(path)) from None
+
+
+def refuse_overwrite(out: str | os.PathLike[str], inputs: Sequence[Any], *,
+                     what: str) -> None:
+    """Raise SourceError if ``out`` names the same file as one of ``inputs`` (paths;
+    tables and None are ignored): sltd never writes over what it reads.
+
+    Example:
+        >>> refuse_overwrite("a.csv", ["./a.csv"], what="rejects file")
+        Traceback (most recent call last):
+        ...
+        sltd.errors.SourceError: refusing to write the rejects file a.csv: it is the input ...
+    """
+    target = os.path.realpath(os.fspath(out))
+    for src in inputs:
+        if isinstance(src, (str, os.PathLike)) and os.path.realpath(os.fspath(src)) == target:
+            raise SourceError(f"refusing to write the {what} {os.fspath(out)}: it is the "
+                              f"input {os.fspath(src)}; name another file",
+                              source=os.fspath(out))
 
 
 def arrow_from_rows(rows: list[dict[str, Any]]) -> pa.Table:

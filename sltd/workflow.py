@@ -17,15 +17,77 @@ from typing import Any
 
 import duckdb
 
-from sltd import codes
-from sltd.errors import CaseError, ValidationError
-from sltd.model import CCC, GENERAL_SECRETARIAT, CaseState, HitCase, HitDetails, Status
+from sltd import codes, store
+from sltd.audit import AuditLog
+from sltd.database import Database
+from sltd.errors import CaseError, HitIdError, ValidationError
+from sltd.model import (
+    CCC,
+    GENERAL_SECRETARIAT,
+    CaseState,
+    HitCase,
+    HitDetails,
+    Status,
+    person,
+)
+from sltd.search import HitIds
 from sltd.store import from_db, one, to_db
 
 #: Default validation window (ICAO/INTERPOL recommendation: one hour, day or night).
 DEFAULT_WINDOW_MINUTES = 60
-#: How long a hit id from a check can be revealed.
-DEFAULT_HIT_ID_MINUTES = 30
+
+
+def reveal(db: Database, audit: AuditLog, hit_ids: HitIds, hit_id: str, *, officer: str,
+           ncb: str, now: dt.datetime, window: dt.timedelta) -> HitDetails:
+    """Open the second level of a verified hit: the case, its three alerts and the audit
+    entry in one transaction (see :meth:`sltd.Index.reveal`)."""
+    ncb = ncb_code(ncb)
+    officer = person(officer, "officer")
+    token = hit_ids.verify(str(hit_id), ncb, now=now)
+    with db.write(on_rollback=audit.invalidate) as con:
+        record = store.record_by_id(con, token.record_id)
+        if record is None:
+            raise HitIdError(f"the record of hit id {hit_id!r} was withdrawn or changed "
+                             "since the check: check the document again",
+                             hit_id=str(hit_id))
+        case, created = open_case(con, hit_id=str(hit_id), record=record, searching_ncb=ncb,
+                                  officer=officer, now=now, window=window)
+        audit.write(con, now, "reveal", actor=officer, ncb=ncb, subject=str(hit_id),
+                    result=case.case_id + ("" if created else " (revealed again)"))
+    return details(case, record)
+
+
+def decide(db: Database, audit: AuditLog, case_id: str, *, confirmed: bool, officer: str,
+           reason: str | None, now: dt.datetime) -> HitCase:
+    """Record the owner NCB's answer with its closing alerts and audit entry.
+
+    Raises:
+        CaseError: no such case, or it is already closed.
+        ValidationError: no officer, or a rejection without a reason.
+    """
+    officer = person(officer, "officer")
+    if not confirmed and not str(reason or "").strip():
+        raise ValidationError("a rejection needs a reason", field="reason", value=reason)
+    reason = person(reason, "reason") if reason is not None and str(reason).strip() else None
+    with db.write(on_rollback=audit.invalidate) as con:
+        case = _decide(con, case_id, confirmed=confirmed, officer=officer, reason=reason,
+                       now=now)
+        late = case.late_by(now)
+        audit.write(con, now, "confirm" if confirmed else "reject", actor=officer,
+                    subject=case.case_id,
+                    result=f"{case.state}" + (f", late by {late}" if late else ""))
+    return case
+
+
+def escalate(db: Database, audit: AuditLog, now: dt.datetime) -> list[HitCase]:
+    """Escalate every pending case whose deadline has passed, each exactly once, with its
+    alerts and audit entries."""
+    with db.write(on_rollback=audit.invalidate) as con:
+        cases = escalate_overdue(con, now)
+        for c in cases:
+            audit.write(con, now, "escalate", subject=c.case_id,
+                        result=f"overdue by {now - c.deadline}")
+    return cases
 
 
 def ncb_code(value: str, field: str = "ncb") -> str:
@@ -106,24 +168,21 @@ def escalate_overdue(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[H
     return cases
 
 
-def decide(con: duckdb.DuckDBPyConnection, case_id: str, *, confirmed: bool, by: str,
-           reason: str | None, now: dt.datetime) -> HitCase:
-    """Record the owner NCB's answer (even late) and queue the closing alerts.
-
-    Raises:
-        CaseError: no such case, or it is already closed.
-    """
+def _decide(con: duckdb.DuckDBPyConnection, case_id: str, *, confirmed: bool, officer: str,
+            reason: str | None, now: dt.datetime) -> HitCase:
+    """Record the owner NCB's answer (even late) and queue the closing alerts (inside the
+    caller's transaction)."""
     case = get_case(con, case_id)
     if case.state.closed:
         raise CaseError(f"case {case_id} is already closed ({case.state}); a decision is "
                         "final", case_id=case_id, state=str(case.state))
     state = CaseState.CONFIRMED if confirmed else CaseState.NOT_CONFIRMED
     con.execute("""UPDATE hit_cases SET state = ?, decided_at = ?, decided_by = ?, reason = ?
-                   WHERE case_id = ?""", [str(state), to_db(now), by, reason, case_id])
+                   WHERE case_id = ?""", [str(state), to_db(now), officer, reason, case_id])
     case = get_case(con, case_id)
     late = case.late_by(now)
     _queue(con, case, "closing", now, {
-        "decision": str(state), "reason": reason, "decided_by": by,
+        "decision": str(state), "reason": reason, "decided_by": officer,
         "late_by_seconds": int(late.total_seconds()) if late else 0,
     })
     return case

@@ -19,8 +19,8 @@ def with_cases(n=2, clock=None):
     ix = open_index(":memory:", create=True, clock=clock)
     ix.upsert([Record(f"X{i:07d}", "P", "FRA", "stolen") for i in range(n)])
     for i in range(n):
-        hit = ix.check(f"X{i:07d}", "P", "FRA", searcher="DEU")[0]
-        ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+        hit = ix.check(f"X{i:07d}", "P", "FRA", ncb="DEU")[0]
+        ix.reveal(hit.hit_id, officer="A", ncb="DEU")
     return ix, clock
 
 

@@ -11,33 +11,42 @@ from sltd.alerts import MemorySink, Router
 def busy_index(path):
     ix = open_index(path, create=True)
     ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
-    ix.check("Q0000001", "P", "FRA", searcher="DEU", officer="A")
-    hit = ix.check("X1234567", "P", "FRA", searcher="DEU", officer="A")[0]
-    case = ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU").case_id
+    ix.check("Q0000001", "P", "FRA", ncb="DEU", officer="A")
+    hit = ix.check("X1234567", "P", "FRA", ncb="DEU", officer="A")[0]
+    case = ix.reveal(hit.hit_id, officer="A", ncb="DEU").case_id
     ix.deliver_alerts(Router({"*": MemorySink()}))
-    ix.confirm(case, by="B")
+    ix.confirm(case, officer="B")
     return ix
 
 
-def test_every_check_reveal_decision_and_delivery_is_recorded(tmp_path):
+def test_every_change_check_reveal_decision_and_delivery_is_recorded(tmp_path):
     ix = busy_index(str(tmp_path / "a.duckdb"))
+    ix.set_validation_window(30, officer="C")
+    ix.set_home_ncb("DEU", officer="C")
+    ix.withdraw("X1234567", "P", "FRA", reason="recovered", officer="D")
     report = ix.verify_audit()
-    rows = ix.con.execute("SELECT action, actor, ncb, result FROM audit ORDER BY seq").fetchall()
+    rows = ix._db.cursor().execute(
+        "SELECT action, actor, ncb, subject, result FROM audit ORDER BY seq").fetchall()
     actions = [r[0] for r in rows]
-    assert actions == ["check", "check", "reveal", "deliver", "deliver", "deliver", "confirm"]
-    assert rows[0][1:] == ("A", "DEU", "miss")
-    assert rows[1][3] == "exact 1"
+    assert actions == ["load", "check", "check", "reveal", "deliver", "deliver", "deliver",
+                       "confirm", "setting", "setting", "withdraw"]
+    assert rows[0][4] == "1 rows read, 1 inserted, 0 updated, 0 unchanged, 0 rejected"
+    assert rows[1][1:] == ("A", "DEU", "Q0000001 P FRA", "miss")
+    assert rows[2][4] == "exact 1"
+    assert rows[8][1:] == ("C", None, "validation_window_minutes", "(unset) -> 30")
+    assert rows[9][3:] == ("home_ncb", "(unset) -> DEU")
+    assert rows[10][1:] == ("D", "DEU", "X1234567 P FRA", "recovered")
     assert report.ok
-    assert report.entries == 7
+    assert report.entries == 11
     ix.close()
 
 
-@given(st.integers(1, 7), st.sampled_from(["actor", "result", "subject", "logged_at"]))
+@given(st.integers(1, 8), st.sampled_from(["actor", "result", "subject", "logged_at"]))
 def test_tampering_with_any_entry_is_detected_at_that_entry(k, column):
     ix = busy_index(":memory:")
     ix.verify_audit()
     value = "TIMESTAMP '2020-01-01'" if column == "logged_at" else "'forged'"
-    ix.con.execute(f"UPDATE audit SET {column} = {value} WHERE seq = ?", [k])
+    ix._db.cursor().execute(f"UPDATE audit SET {column} = {value} WHERE seq = ?", [k])
     report = ix.verify_audit()
     assert (report.ok, report.first_broken) == (False, k)
 
@@ -58,18 +67,18 @@ def test_a_rolled_back_write_does_not_break_the_chain(monkeypatch):
     from sltd import workflow
 
     ix = busy_index(":memory:")
-    hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
+    hit = ix.check("X1234567", "P", "FRA", ncb="DEU")[0]
 
     def fail(*a, **k):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(workflow, "_queue", fail)
     ix.upsert([Record("Y1234567", "P", "FRA", "stolen")])
-    hit = ix.check("Y1234567", "P", "FRA", searcher="DEU")[0]
+    hit = ix.check("Y1234567", "P", "FRA", ncb="DEU")[0]
     import pytest
 
     with pytest.raises(RuntimeError):
-        ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+        ix.reveal(hit.hit_id, officer="A", ncb="DEU")
     monkeypatch.undo()
-    ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+    ix.reveal(hit.hit_id, officer="A", ncb="DEU")
     assert ix.verify_audit().ok

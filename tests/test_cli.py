@@ -22,8 +22,8 @@ def loaded(run, tmp_path):
     src.write_text("document_number,document_type,issuing_country,status\n"
                    "X1234567,P,FRA,stolen\nBAD#,P,FRA,lost\n")
     res = run("load", str(src), "--json")
-    assert res.exit_code == 0, res.output
-    return json.loads(res.output), src
+    assert res.exit_code == 0, res.stdout
+    return json.loads(res.stdout), src
 
 
 def test_load_json_reports_counts_and_rejects(loaded, tmp_path):
@@ -35,17 +35,17 @@ def test_load_json_reports_counts_and_rejects(loaded, tmp_path):
 def test_check_hit_and_miss_by_exit_status(run, loaded):
     hit = run("check", "x123 4567", "--type", "passport", "--country", "FRA", "--json")
     assert hit.exit_code == 1
-    body = json.loads(hit.output)
+    body = json.loads(hit.stdout)
     assert [(h["number"], h["type"], h["country"], h["match"]) for h in body["hits"]] == [
         ("X1234567", "P", "FRA", "exact")]
     assert set(body["hits"][0]) == {"hit_id", "number", "type", "country", "match"}
     miss = run("check", "Q7654321", "--json")
-    assert (miss.exit_code, json.loads(miss.output)) == (0, {"hits": []})
+    assert (miss.exit_code, json.loads(miss.stdout)) == (0, {"hits": []})
 
 
 def test_check_near_miss_json_has_score_and_explanation(run, loaded):
     res = run("check", "X1Z34567", "--country", "FRA", "--json")
-    h = json.loads(res.output)["hits"][0]
+    h = json.loads(res.stdout)["hits"][0]
     assert h["match"] == "near"
     assert "read as" in h["explanation"]
     assert h["score"] < 100
@@ -62,7 +62,7 @@ def test_errors_are_one_line_on_stderr_without_traceback(run, loaded, args, mess
     res = run(*args)
     assert res.exit_code == 3
     assert message in res.stderr
-    assert "Traceback" not in res.output + res.stderr
+    assert "Traceback" not in res.output
     assert len(res.stderr.strip().splitlines()) == 1
 
 
@@ -82,30 +82,30 @@ def test_db_from_environment(tmp_path):
 def test_bad_mapping_is_a_usage_error(run, tmp_path):
     res = run("load", str(tmp_path / "x.csv"), "--map", "nonsense")
     assert res.exit_code == 2
-    assert "FIELD=COLUMN" in res.output
+    assert "FIELD=COLUMN" in res.stderr
 
 
 def test_withdraw_and_stats(run, loaded):
     assert run("withdraw", "X1234567", "--type", "P", "--country", "FRA").exit_code == 0
-    stats = json.loads(run("stats", "--json").output)
+    stats = json.loads(run("stats", "--json").stdout)
     assert stats["records"] == 0
     assert stats["history"] == {"withdrawn": 1}
-    assert "active records" in run("stats").output
+    assert "active records" in run("stats").stdout
 
 
 def test_synth_then_load(run, tmp_path):
     out = tmp_path / "s.parquet"
     assert run("synth", str(out), "--records", "500").exit_code == 0
-    rep = json.loads(run("load", str(out), "--json").output)
+    rep = json.loads(run("load", str(out), "--json").stdout)
     assert rep["inserted"] == 500
 
 
 def test_demo_shows_every_kind_of_answer(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "--records", "2000", "--dir", str(tmp_path)])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0, res.stdout
     for kind in ("HIT exact", "HIT partial", "HIT near", "read as", "transposed",
                  "no hit: not listed"):
-        assert kind in res.output
+        assert kind in res.stdout
 
 
 def test_check_by_mrz_fixture_reports_inconsistency_and_near_hit(run):
@@ -113,11 +113,11 @@ def test_check_by_mrz_fixture_reports_inconsistency_and_near_hit(run):
     assert run("load", str(root / "records.csv"), "--rejects", "/dev/null").exit_code == 0
     res = run("check", "--mrz", (root / "mrz" / "td3_ocr_error.txt").read_text())
     assert res.exit_code == 1
-    assert "INCONSISTENT: check digit fails for document number, composite" in res.output
-    assert "HIT near    L898902C3" in res.output
-    assert "'0' read as 'O' at position 6" in res.output
+    assert "INCONSISTENT: check digit fails for document number, composite" in res.stdout
+    assert "HIT near    L898902C3" in res.stdout
+    assert "'0' read as 'O' at position 6" in res.stdout
     body = json.loads(run("check", "--mrz", (root / "mrz" / "td1_specimen.txt").read_text(),
-                          "--json").output)
+                          "--json").stdout)
     assert body["mrz"]["format"] == "TD1"
     assert body["hits"][0]["match"] == "exact"
 
@@ -133,18 +133,18 @@ def test_workflow_end_to_end_through_the_cli(run, tmp_path, monkeypatch):
     monkeypatch.setenv("SLTD_OFFICER", "K. Weber")
     run("load", str(root / "records.csv"), "--rejects", str(tmp_path / "rej.csv"))
     hit = json.loads(run("check", "X1234567", "--type", "P", "--country", "FRA",
-                         "--json").output)["hits"][0]
+                         "--json").stdout)["hits"][0]
     shown = run("reveal", hit["hit_id"])
     assert shown.exit_code == 0
-    assert "STOLEN" in shown.output
-    assert "Paris CDG" in shown.output
-    case = json.loads(run("hits", "--json").output)["cases"][0]
+    assert "STOLEN" in shown.stdout
+    assert "Paris CDG" in shown.stdout
+    case = json.loads(run("hits", "--json").stdout)["cases"][0]
     assert case["state"] == "pending"
     assert case["time_left_seconds"] > 3500
     sink = tmp_path / "alerts.jsonl"
     assert run("watch", "--once", "--sink", str(sink)).exit_code == 0
     assert len(sink.read_text().splitlines()) == 3
-    alerts = json.loads(run("alerts", "--json").output)["alerts"]
+    alerts = json.loads(run("alerts", "--json").stdout)["alerts"]
     assert {(a["recipient"], a["kind"], a["state"]) for a in alerts} == {
         ("owner:FRA", "hit", "delivered"), ("searching:DEU", "hit", "delivered"),
         ("CCC", "hit", "delivered")}
@@ -153,6 +153,6 @@ def test_workflow_end_to_end_through_the_cli(run, tmp_path, monkeypatch):
     assert again.exit_code == 3
     assert "already closed" in again.stderr
     assert run("reject", "c123", "--reason", "x").exit_code == 3
-    assert "intact" in run("audit", "verify").output
+    assert "intact" in run("audit", "verify").stdout
     assert run("reveal", "hbogus", "--ncb", "DEU").exit_code == 3
     assert run("reveal", hit["hit_id"], "--ncb", "XYZ").exit_code == 3

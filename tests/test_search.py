@@ -9,16 +9,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from sltd import InvalidNumber, MatchKind, Record, UnknownCountry, open_index
+from sltd import HitIdError, InvalidNumber, MatchKind, Record, UnknownCountry, open_index
 from sltd.search import (
+    HitIds,
     b32_lower,
     classify,
     classify_table,
     edit1_variants,
     explain,
-    mint_hit_id,
-    mint_hit_ids,
-    verify_hit_id,
 )
 from sltd.synth import ERROR_KINDS, inject_error, synth_records
 
@@ -93,14 +91,33 @@ def test_hit_is_first_level_only(listed):
     assert "Paris" not in repr(hit)
 
 
-def test_hit_ids_are_bound_to_searcher_and_unforgeable():
+def test_hit_ids_are_bound_to_the_searching_ncb_and_unforgeable():
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    h = mint_hit_id(b"secret", 7, t, "FRA")
-    assert verify_hit_id(b"secret", h, "FRA").record_id == 7
-    assert verify_hit_id(b"secret", h, "DEU") is None
-    assert verify_hit_id(b"other", h, "FRA") is None
-    assert verify_hit_id(b"secret", h[:-2] + "aa", "FRA") is None
-    assert verify_hit_id(b"secret", "garbage!", "FRA") is None
+    ids = HitIds(b"secret")
+    h = ids.mint(7, t, "FRA")
+    assert ids.verify(h, "FRA", now=t).record_id == 7
+    for other, hit_id, ncb in ((ids, h, "DEU"), (HitIds(b"other"), h, "FRA"),
+                               (ids, h[:-2] + "aa", "FRA"), (ids, "garbage!", "FRA")):
+        with pytest.raises(HitIdError, match="not issued"):
+            other.verify(hit_id, ncb, now=t)
+
+
+@pytest.mark.parametrize(("later", "message"), [
+    (dt.timedelta(seconds=-1), "issued in the future"),
+    (dt.timedelta(minutes=31), "older than"),
+])
+def test_hit_ids_from_the_future_or_too_old_are_refused(later, message):
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    ids = HitIds(b"secret")
+    with pytest.raises(HitIdError, match=message):
+        ids.verify(ids.mint(7, t, "FRA"), "FRA", now=t + later)
+
+
+def test_a_hit_id_minted_without_an_ncb_says_how_to_get_a_revealable_one():
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    ids = HitIds(b"secret")
+    with pytest.raises(HitIdError, match="without a searching NCB.*init --ncb"):
+        ids.verify(ids.mint(7, t, ""), "DEU", now=t)
 
 
 @given(st.binary(max_size=60).map(lambda b: b + bytes(-len(b) % 5)))
@@ -110,11 +127,12 @@ def test_vectorized_base32_equals_the_stdlib(data):
 
 
 @given(st.lists(st.integers(0, 2**63 - 1), max_size=20), st.sampled_from(["FRA", "GS", ""]))
-def test_batch_hit_ids_equal_single_ones_and_verify(record_ids, searcher):
+def test_batch_hit_ids_equal_single_ones_and_verify(record_ids, ncb):
     t = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
-    ids = mint_hit_ids(b"secret", record_ids, t, searcher).to_pylist()
-    assert ids == [mint_hit_id(b"secret", r, t, searcher) for r in record_ids]
-    assert [verify_hit_id(b"secret", h, searcher).record_id for h in ids] == record_ids
+    minter = HitIds(b"secret")
+    ids = minter.mint_many(record_ids, t, ncb).to_pylist()
+    assert ids == [minter.mint(r, t, ncb) for r in record_ids]
+    assert [minter.verify(h, ncb, now=t).record_id for h in ids] == record_ids
 
 
 _codes = st.sampled_from(["AB1234", "AB1243", "A81234", "AB12345", "XB1234"])

@@ -37,11 +37,11 @@ def test_valid_rows_go_in_and_each_problem_is_reported(index, tmp_path):
     assert (rep.rows_read, rep.inserted, rep.rejected) == (5, 1, 4)
     got = {(r["row"], r["field"], r["value"]) for r in rejects_of(rej)}
     assert got == {
-        ("3", "issuing_country", "ZZZ"),
-        ("4", "document_number", "bad#no"),
-        ("5", "status", "misplaced"),
-        ("5", "date_of_loss", "2025-13-01"),
-        ("6", "date_of_expiry", "2020-01-01"),
+        ("2", "issuing_country", "ZZZ"),
+        ("3", "document_number", "bad#no"),
+        ("4", "status", "misplaced"),
+        ("4", "date_of_loss", "2025-13-01"),
+        ("5", "date_of_expiry", "2020-01-01"),
     }
     reasons = {r["field"]: r["reason"] for r in rejects_of(rej)}
     assert "'#'" in reasons["document_number"]
@@ -67,8 +67,8 @@ def test_duplicate_keys_in_one_file_keep_the_last_and_report_the_others(index, t
     src = write(tmp_path, HEADER + "X1234567,P,FRA,lost,,,,,\nx123-4567,passport,fra,stolen,,,,,\n")
     rep = index.load(src)
     assert (rep.inserted, rep.rejected) == (1, 1)
-    assert rep.problems[0].row == 2
-    assert "row 3" in rep.problems[0].reason
+    assert rep.problems[0].row == 1
+    assert "row 2" in rep.problems[0].reason
     assert index.stats()["by_status"] == {"stolen": 1}
 
 
@@ -78,7 +78,7 @@ def test_malformed_csv_lines_are_rejected_with_their_line(index, tmp_path):
                 "Z1234567,P,FRA,lost,,,,,\n")
     rep = index.load(src)
     assert rep.inserted == 2
-    assert [(p.row, p.field) for p in rep.problems] == [(3, "(line)")]
+    assert [(p.row, p.field) for p in rep.problems] == [(2, "(line)")]
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -26,8 +26,8 @@ def make_cases(db, n):
         ix.set_validation_window(0.02)                       # 1.2 s: overdue while we kill
         ix.upsert([Record(f"X{i:07d}", "P", "FRA", "stolen") for i in range(n)])
         for i in range(n):
-            hit = ix.check(f"X{i:07d}", "P", "FRA", searcher="DEU")[0]
-            ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+            hit = ix.check(f"X{i:07d}", "P", "FRA", ncb="DEU")[0]
+            ix.reveal(hit.hit_id, officer="A", ncb="DEU")
         return [c.case_id for c in ix.cases()]
 
 
@@ -49,7 +49,7 @@ def test_killing_watch_at_any_moment_loses_no_alert_and_escalates_once(tmp_path)
         for case_id in cases:
             kinds = [a.kind for a in outbox if a.case_id == case_id]
             assert sorted(kinds) == ["escalation"] * 3 + ["hit"] * 3
-            n = ix.con.execute("SELECT count(*) FROM audit WHERE action = 'escalate' "
+            n = ix._db.cursor().execute("SELECT count(*) FROM audit WHERE action = 'escalate' "
                                "AND subject = ?", [case_id]).fetchall()[0][0]
             assert n == 1
         assert ix.verify_audit().ok

@@ -22,8 +22,8 @@ def listed_index(path=":memory:", clock=None):
 
 
 def reveal_one(ix, number="X1234567", country="FRA", ncb="DEU"):
-    hit = ix.check(number, "P", country, searcher=ncb)[0]
-    return ix.reveal(hit.hit_id, officer="K. Weber", searching_ncb=ncb)
+    hit = ix.check(number, "P", country, ncb=ncb)[0]
+    return ix.reveal(hit.hit_id, officer="K. Weber", ncb=ncb)
 
 
 def test_reveal_shows_second_level_and_opens_a_case_with_a_one_hour_deadline():
@@ -55,9 +55,9 @@ def test_an_organisations_record_alerts_the_general_secretariat():
 
 def test_revealing_the_same_hit_again_opens_nothing_new():
     ix = listed_index()
-    hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
-    a = ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
-    b = ix.reveal(hit.hit_id, officer="A", searching_ncb="deu")
+    hit = ix.check("X1234567", "P", "FRA", ncb="DEU")[0]
+    a = ix.reveal(hit.hit_id, officer="A", ncb="DEU")
+    b = ix.reveal(hit.hit_id, officer="A", ncb="deu")
     assert a.case_id == b.case_id
     assert len(ix.alerts()) == 3
     assert len(ix.cases()) == 1
@@ -83,15 +83,15 @@ def test_the_validation_window_is_configurable_per_index():
 
 
 @pytest.mark.parametrize(("make_id", "ncb", "message"), [
-    (lambda h: h, "FRA", "not issued to NCB FRA"),        # another searcher
+    (lambda h: h, "FRA", "not issued to NCB FRA"),        # another NCB
     (lambda h: h[:-3] + "abc", "DEU", "not issued"),       # forged / mistyped
     (lambda h: "hello", "DEU", "not issued"),
 ])
-def test_only_the_searcher_can_reveal_a_genuine_hit_id(make_id, ncb, message):
+def test_only_the_searching_ncb_can_reveal_a_genuine_hit_id(make_id, ncb, message):
     ix = listed_index()
-    hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
+    hit = ix.check("X1234567", "P", "FRA", ncb="DEU")[0]
     with pytest.raises(HitIdError, match=message):
-        ix.reveal(make_id(hit.hit_id), officer="A", searching_ncb=ncb)
+        ix.reveal(make_id(hit.hit_id), officer="A", ncb=ncb)
     assert ix.cases() == []
     assert ix.alerts() == []
 
@@ -99,27 +99,27 @@ def test_only_the_searcher_can_reveal_a_genuine_hit_id(make_id, ncb, message):
 def test_a_stale_hit_id_cannot_be_revealed():
     clock = ManualClock(T0)
     ix = listed_index(clock=clock)
-    hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
+    hit = ix.check("X1234567", "P", "FRA", ncb="DEU")[0]
     clock.advance(minutes=31)
     with pytest.raises(HitIdError, match="check the document again"):
-        ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+        ix.reveal(hit.hit_id, officer="A", ncb="DEU")
 
 
 def test_a_withdrawn_record_cannot_be_revealed():
     ix = listed_index()
-    hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
+    hit = ix.check("X1234567", "P", "FRA", ncb="DEU")[0]
     ix.withdraw("X1234567", "P", "FRA", reason="recovered")
     with pytest.raises(HitIdError, match="withdrawn"):
-        ix.reveal(hit.hit_id, officer="A", searching_ncb="DEU")
+        ix.reveal(hit.hit_id, officer="A", ncb="DEU")
 
 
-@pytest.mark.parametrize(("ncb", "officer", "field"), [("XYZ", "A", "searching_ncb"),
+@pytest.mark.parametrize(("ncb", "officer", "field"), [("XYZ", "A", "ncb"),
                                                          ("DEU", "  ", "officer")])
 def test_unknown_ncb_or_missing_officer(ncb, officer, field):
     ix = listed_index()
-    hit = ix.check("X1234567", "P", "FRA", searcher="DEU")[0]
+    hit = ix.check("X1234567", "P", "FRA", ncb="DEU")[0]
     with pytest.raises(ValidationError) as e:
-        ix.reveal(hit.hit_id, officer=officer, searching_ncb=ncb)
+        ix.reveal(hit.hit_id, officer=officer, ncb=ncb)
     assert e.value.field == field
 
 
@@ -148,7 +148,7 @@ def test_a_late_answer_is_recorded_with_its_lateness():
     case_id = reveal_one(ix).case_id
     clock.advance(minutes=75)
     ix.escalate_overdue()
-    case = ix.confirm(case_id, by="NCB Paris duty officer")
+    case = ix.confirm(case_id, officer="NCB Paris duty officer")
     assert case.state is CaseState.CONFIRMED
     assert case.late_by(clock.now()) == dt.timedelta(minutes=15)
     assert case.escalated_at == T0 + dt.timedelta(minutes=75)
@@ -160,10 +160,10 @@ def test_a_late_answer_is_recorded_with_its_lateness():
 def test_a_closed_case_takes_no_second_decision():
     ix = listed_index()
     case_id = reveal_one(ix).case_id
-    ix.reject(case_id, by="A", reason="not this document")
+    ix.reject(case_id, officer="A", reason="not this document")
     with pytest.raises(CaseError, match="already closed"):
-        ix.confirm(case_id, by="A")
+        ix.confirm(case_id, officer="A")
     with pytest.raises(CaseError, match="no hit case"):
-        ix.confirm("c000000000000", by="A")
+        ix.confirm("c000000000000", officer="A")
     with pytest.raises(ValidationError):
-        ix.reject(reveal_one(ix, "UN0042771", "UNO").case_id, by="A", reason="")
+        ix.reject(reveal_one(ix, "UN0042771", "UNO").case_id, officer="A", reason="")

@@ -28,11 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,7 +82,9 @@ class Database:
         self._writer = con.cursor()
         self._shared: dict[str, Any] = {}
         self._shared_lock = threading.Lock()
+        self._on_close: list[Callable[[], None]] = []
         self._closed = False
+        _OPEN.add(self)
 
     # --- opening and closing ------------------------------------------------------------
 
@@ -131,11 +135,23 @@ class Database:
             self._closed = True
             if self._key is not None:
                 Database._registry.pop(self._key, None)
+        self._close()
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` before the file is closed (by the last release, or at exit for a
+        database nobody closed): e.g. write the audit entries still buffered."""
+        self._on_close.append(fn)
+
+    def _close(self) -> None:
+        for fn in self._on_close:
+            with contextlib.suppress(Exception):
+                fn()
         with self._cursors_lock:
             cursors, self._cursors = self._cursors, []
         for cur in [*cursors, self._writer, self._con]:
             with contextlib.suppress(duckdb.Error):
                 cur.close()
+        _OPEN.discard(self)
 
     @property
     def closed(self) -> bool:
@@ -194,6 +210,19 @@ class Database:
             if name not in self._shared:
                 self._shared[name] = make()
             return self._shared[name]  # type: ignore[no-any-return]
+
+
+_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    """Close what nobody closed, after its ``on_close`` hooks (buffered audit entries are
+    written, not lost with the process)."""
+    for db in list(_OPEN):
+        if not db._closed:
+            db._closed = True
+            db._close()
 
 
 def _check_file(path: str, *, create: bool) -> None:

@@ -1,11 +1,8 @@
 """The Index: the public face of one index file, a thin facade over the modules that do
-the work (like ``httpx.Client`` over its transports).
-
-- :mod:`sltd.database` owns the file: a cursor per thread, one writer at a time, one
-  shared state per file per process;
-- :mod:`sltd.keyset` holds the published key sets, :mod:`sltd.search` answers the first
-  level and mints hit ids, :mod:`sltd.workflow` reveals and decides, :mod:`sltd.alerts`
-  delivers, :mod:`sltd.audit` chains every entry, :mod:`sltd.screen` screens manifests.
+the work (like ``httpx.Client`` over its transports): :mod:`~sltd.database` owns the file,
+:mod:`~sltd.keyset` holds the published key sets, :mod:`~sltd.search` answers the first
+level, :mod:`~sltd.loader` loads, :mod:`~sltd.workflow` reveals and decides,
+:mod:`~sltd.alerts` delivers, :mod:`~sltd.audit` chains, :mod:`~sltd.screen` screens.
 
 Every public method may be called from any number of threads at once. A check reads one
 published snapshot of the key sets and never waits for a write; a write (load, withdraw,
@@ -23,31 +20,28 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
 
-from sltd import alerts, codes, store, workflow
+from sltd import alerts, codes, loader, store, workflow
 from sltd.audit import AuditLog, AuditReport
 from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock
 from sltd.database import Database
-from sltd.errors import RecordNotFound, SourceError, ValidationError
+from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
 from sltd.keyset import Keys
+from sltd.loader import LoadReport
 from sltd.model import Alert, Hit, HitCase, HitDetails, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
 from sltd.search import HitIds, Search
-from sltd.sources import Problem, Source, arrow_from_rows, read_source, refuse_overwrite
-from sltd.sources import write_rejects as _write_rejects
-from sltd.store import LoadCounts
+from sltd.sources import Source, arrow_from_rows
 
 _ncb = functools.lru_cache(maxsize=1024)(workflow.ncb_code)
 
@@ -57,40 +51,17 @@ def default_db_path() -> str:
     return os.environ.get("SLTD_DB") or "sltd.duckdb"
 
 
-@dataclasses.dataclass(frozen=True)
-class LoadReport(LoadCounts):
-    """What a load did: ``rows_read``, ``inserted``, ``updated``, ``unchanged``,
-    ``rejected`` (rows left out, each in ``problems`` with field and reason, one per field
-    per row), ``rejects_path`` (where the problems were written, if anywhere), ``seconds``.
-    """
-
-    source: str = ""
-    problems: tuple[Problem, ...] = ()
-    rejects_path: str | None = None
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["problems"] = len(self.problems)
-        return d
-
-
 def open_index(path: str | os.PathLike[str] | None = None, *, create: bool = False,
                clock: Clock | None = None, read_only: bool = False,
                wait: float | None = None) -> Index:
-    """Open the index at ``path`` (default :func:`default_db_path`).
-
-    Args:
-        path: the DuckDB file; ``":memory:"`` for a throw-away index.
-        create: create the file and schema if missing (otherwise a missing index is an error).
-        clock: where time comes from (default: the system clock, UTC).
-        read_only: no writes through this object; its checks are not audited.
-        wait: seconds to wait while another process holds the file (default 5, or
-            ``$SLTD_WAIT``).
+    """Open the index at ``path`` (default :func:`default_db_path`; ``":memory:"`` for a
+    throw-away one). ``create`` makes it if missing; ``clock`` injects time (default UTC
+    system clock); ``read_only`` allows no writes and audits no checks; ``wait`` is how
+    long to wait while another process holds the file (default 5 s, ``$SLTD_WAIT``).
 
     Raises:
-        IndexStateError: no index there (and ``create`` is false), not an index, another
-            schema, or held by another process for longer than ``wait``.
+        IndexStateError: missing (without ``create``), not an index, another schema;
+            IndexBusy: held by another process for longer than ``wait``.
     """
     return Index(path if path is not None else default_db_path(), create=create,
                  clock=clock, read_only=read_only, wait=wait)
@@ -107,6 +78,7 @@ class _Shared:
         self.search = Search(self.keys, lambda folds: store.rows_by_folds(db.cursor(), folds),
                              self.hit_ids)
         self.home_ncb = store.get_meta(db.cursor(), "home_ncb") or ""
+        db.on_close(self.audit.flush)
 
 
 class Index:
@@ -138,17 +110,15 @@ class Index:
             raise
         self._closed = False
 
-    # --- life cycle -------------------------------------------------------------------
 
     def close(self) -> None:
         """Write buffered audit entries and let go of the file (the last user closes it)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._s.audit.flush()
-        finally:
-            self._db.release()
+        if not self._closed:
+            self._closed = True
+            try:
+                self._s.audit.flush()
+            finally:
+                self._db.release()
 
     def __enter__(self) -> Index:
         return self
@@ -156,6 +126,12 @@ class Index:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    def _writable(self) -> Database:
+        if self._read_only:
+            raise IndexStateError(f"{self.path} was opened read-only: no writes through it",
+                                  path=self.path)
+        return self._db
 
     def __len__(self) -> int:
         row = store.one(self._db.cursor(), "SELECT count(*) FROM records")
@@ -166,7 +142,6 @@ class Index:
         """Memory held by the in-memory key sets and their probe filters."""
         return self._s.keys.snapshot().nbytes
 
-    # --- settings ---------------------------------------------------------------------
 
     @property
     def home_ncb(self) -> str | None:
@@ -193,14 +168,13 @@ class Index:
 
     def _setting(self, key: str, value: str, officer: str) -> None:
         now = self.clock.now()
-        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
+        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
             old = store.get_meta(con, key)
             if old != value:
                 store.set_meta(con, key, value)
                 self._s.audit.write(con, now, "setting", actor=officer or None, subject=key,
                                     result=f"{old or '(unset)'} -> {value}")
 
-    # --- writes -----------------------------------------------------------------------
 
     def load(self, source: Source, *, format: str | None = None,
              mapping: Mapping[str, str] | None = None,
@@ -208,54 +182,18 @@ class Index:
         """Load records from CSV, Parquet, JSON Lines or an Arrow table, in one transaction.
 
         Valid rows are inserted or replace the record of the same key (the old version goes
-        to history); identical rows change nothing, so reloading a file is idempotent.
-        Invalid rows are left out and reported with row, field, value and reason, in the
-        report and, if ``rejects`` is given, in that CSV file. The load is audited. If
-        anything fails, the index is left exactly as it was. Checks go on meanwhile.
-
-        Args:
-            source: file path or Arrow table.
-            format: csv, parquet, jsonl or arrow (default: from the file name).
-            mapping: sltd column -> source column, e.g. ``{"document_number": "doc_no"}``.
-            rejects: CSV file to write the problems to (even when there are none); never
-                the source itself.
-            officer: who loads, for the audit trail.
+        to history); identical rows change nothing, so reloading is idempotent. Invalid
+        rows are left out and reported (row, field, value, reason) in the report and in
+        ``rejects`` if given (written even when empty; never the source). Audited as
+        ``officer``'s. If anything fails, the index is as it was. Checks go on meanwhile.
+        ``mapping``: sltd column -> source column; ``format``: by default from the name.
 
         Raises:
-            SourceError: the source cannot be read, lacks a mandatory column, or
-                ``rejects`` is the source.
-
-        Example:
-            >>> ix = open_index(":memory:", create=True)
-            >>> rep = ix.load(pa.table({"document_number": ["X1234567", "?"],
-            ...     "document_type": ["P", "P"], "issuing_country": ["FRA", "FRA"],
-            ...     "status": ["lost", "lost"]}))
-            >>> rep.inserted, rep.rejected, rep.problems[0].field
-            (1, 1, 'document_number')
+            SourceError: unreadable source, a mandatory column missing, ``rejects`` = source.
         """
-        start = time.perf_counter()
-        if rejects is not None:
-            refuse_overwrite(rejects, [source, self.path], what="rejects file")
-        src = read_source(source, format=format, mapping=mapping, required=store.MANDATORY,
-                          optional=store.OPTIONAL)
-        now = self.clock.now()
-        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
-            checked = store.validate(con, src)
-            counts = store.upsert(con, checked.valid, now)
-            problems = (*src.problems, *checked.problems)
-            counts = dataclasses.replace(counts, rows_read=src.table.num_rows
-                                         + len(src.problems),
-                                         rejected=len({p.row for p in problems}))
-            self._s.audit.write(con, now, "load", actor=officer or None,
-                                ncb=self.home_ncb, subject=src.name, result=counts.summary())
-            if rejects is not None:  # inside the transaction: no load without its rejects
-                _write_rejects(rejects, problems)
-        with self._db.write_lock:
-            store.ensure_index(self._db.writer)
-        self._s.keys.add(checked.valid)  # published before we return
-        return LoadReport(**dataclasses.asdict(counts), source=src.name, problems=problems,
-                          rejects_path=os.fspath(rejects) if rejects is not None else None,
-                          seconds=time.perf_counter() - start)
+        return loader.load(self._writable(), self._s.audit, self._s.keys, source, format=format,
+                           mapping=mapping, rejects=rejects, officer=officer,
+                           now=self.clock.now(), ncb=self.home_ncb)
 
     def upsert(self, records: Iterable[Record], *, officer: str = "") -> LoadReport:
         """Add or update records (already validated :class:`Record` values)."""
@@ -266,40 +204,29 @@ class Index:
 
     def withdraw(self, number: str, doc_type: str, country: str, *,
                  reason: str | None = None, officer: str = "") -> None:
-        """Withdraw a record (the document was recovered): kept in history, no longer hit.
-        Audited. The key sets keep its hash: a superset only costs a DuckDB lookup.
-
-        Raises:
-            RecordNotFound: no active record with that key.
-        """
+        """Withdraw a record (document recovered): kept in history, no longer hit; audited.
+        The key sets keep its hash (a superset costs a lookup, never a hit). Raises
+        RecordNotFound if no active record has that key."""
         key = (canonical_number(number), codes.doc_type_code(doc_type),
                codes.country_code(country))
         now = self.clock.now()
-        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
+        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
             if not store.withdraw(con, key, fold_number(key[0]), now, reason):
                 raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
             self._s.audit.write(con, now, "withdraw", actor=officer or None,
                                 ncb=self.home_ncb, subject=" ".join(key), result=reason)
 
-    # --- first level ------------------------------------------------------------------
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,
               *, exact_only: bool = False, ncb: str | None = None, officer: str = ""
               ) -> list[Hit]:
         """First-level check of one document: hits with number, type and country only.
 
-        Args:
-            number: the document number as typed or read (separators and case ignored).
-            doc_type: type code or name, if known.
-            country: issuing-country code, if known.
-            exact_only: skip near-miss search (exact and partial hits only).
-            ncb: the searching NCB (default: the index's home NCB); hit ids are bound to
-                it, and only that NCB can reveal them.
-            officer: who searches, for the audit trail.
-
-        Returns:
-            Hits, exact first, then partial, then near misses by descending score; at most
-            :data:`sltd.search.MAX_HITS`. An empty list means not listed.
+        ``number`` as typed or read (separators and case ignored); ``doc_type`` and
+        ``country`` when known; ``exact_only`` skips near misses; ``ncb`` (default: the
+        home NCB) is the searching NCB, the only one that can reveal the hit ids;
+        ``officer`` is audited. Returns exact, then partial, then near hits by score (at
+        most :data:`sltd.search.MAX_HITS`); an empty list means not listed.
 
         Raises:
             ValidationError: the number, type, country or NCB is not acceptable.
@@ -317,13 +244,9 @@ class Index:
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
                   ncb: str | None = None, officer: str = "") -> MRZCheck:
-        """First-level check of a document by its machine-readable zone.
-
-        The MRZ is parsed and its check digits verified; a failed digit does not stop the
-        search (a misread MRZ of a listed document must still find it) and is reported in
-        ``result.mrz.failed_checks``. When the number's digit matches, near misses are
-        kept only if the reader could have misread them without the digit noticing
-        (:meth:`sltd.mrz.MRZ.could_be_misread`).
+        """First-level check by machine-readable zone. Check digits are verified; a failed
+        one is reported in ``result.mrz.failed_checks`` and does not stop the search. When
+        the number's digit matches, only near misses it cannot rule out are kept.
 
         Raises:
             MRZError: the text is not an MRZ.
@@ -352,24 +275,16 @@ class Index:
                                        _summary(hits))
         return hits
 
-    # --- second level: reveal, cases, alerts, audit --------------------------------------
 
     def reveal(self, hit_id: str, *, officer: str, ncb: str | None = None) -> HitDetails:
-        """Open the second-level details of a first-level hit, and the hit case.
-
-        Revealing notifies, in the same transaction, the owner NCB (or the General
-        Secretariat for an international organisation's record), the searching NCB and the
-        Command and Coordination Centre, and starts the validation deadline. Revealing the
-        same hit id again returns the same case and sends nothing new.
-
-        Args:
-            hit_id: from a :meth:`check` made by ``ncb``.
-            officer: who reveals (audited).
-            ncb: the NCB the hit id was issued to (default: the home NCB).
+        """Open the second-level details of a hit, and its case: in one transaction, alerts
+        to the owner NCB (or General Secretariat), the searching NCB and the CCC, and the
+        validation deadline. ``ncb`` (default: home NCB) must be the one the hit id was
+        issued to. Revealing a hit id again returns the same case and sends nothing new.
 
         Raises:
-            HitIdError: forged, mistyped, issued to another NCB, older than the hit-id
-                lifetime or in the future, or its record was withdrawn since.
+            HitIdError: forged, mistyped, another NCB's, stale or from the future, or its
+                record was withdrawn since.
             ValidationError: unknown NCB or no officer.
 
         Example:
@@ -386,27 +301,20 @@ class Index:
         if not who:
             raise ValidationError("say which NCB reveals (the one the hit id was issued "
                                   "to), or set the index's home NCB", field="ncb", value=ncb)
-        return workflow.reveal(self._db, self._s.audit, self._s.hit_ids, hit_id,
+        return workflow.reveal(self._writable(), self._s.audit, self._s.hit_ids, hit_id,
                                officer=officer, ncb=who, now=self.clock.now(),
                                window=self.validation_window)
 
     def confirm(self, case_id: str, *, officer: str, reason: str | None = None) -> HitCase:
-        """The owner NCB confirms the record is valid (also after the deadline, then late).
-
-        Raises:
-            CaseError: no such case, or it is already closed.
-        """
-        return workflow.decide(self._db, self._s.audit, case_id, confirmed=True,
+        """The owner NCB confirms the record (after the deadline: recorded as late).
+        Raises CaseError if there is no such open case."""
+        return workflow.decide(self._writable(), self._s.audit, case_id, confirmed=True,
                                officer=officer, reason=reason, now=self.clock.now())
 
     def reject(self, case_id: str, *, officer: str, reason: str) -> HitCase:
-        """Not confirmed: the record is no longer valid, or it is not this document.
-
-        Raises:
-            CaseError: no such case, or it is already closed.
-            ValidationError: no reason given.
-        """
-        return workflow.decide(self._db, self._s.audit, case_id, confirmed=False,
+        """Not confirmed (record no longer valid, or not this document). Raises CaseError
+        if there is no such open case, ValidationError without a reason."""
+        return workflow.decide(self._writable(), self._s.audit, case_id, confirmed=False,
                                officer=officer, reason=reason, now=self.clock.now())
 
     def cases(self, states: Sequence[str] | None = None) -> list[HitCase]:
@@ -420,12 +328,13 @@ class Index:
 
     def escalate_overdue(self) -> list[HitCase]:
         """Escalate every pending case whose deadline has passed (each exactly once)."""
-        return workflow.escalate(self._db, self._s.audit, self.clock.now())
+        return workflow.escalate(self._writable(), self._s.audit, self.clock.now())
 
     def deliver_alerts(self, router: alerts.Router, *, limit: int = 1000
                        ) -> alerts.DeliveryReport:
         """Deliver due alerts through ``router`` (at least once; failures retried later)."""
-        return alerts.deliver(self._db, self._s.audit, router, self.clock.now(), limit=limit)
+        return alerts.deliver(self._writable(), self._s.audit, router, self.clock.now(),
+                              limit=limit)
 
     def alerts(self, *, case_id: str | None = None, undelivered: bool = False
                ) -> list[Alert]:
@@ -436,7 +345,7 @@ class Index:
                   officer: str = "") -> int:
         """Queue the given alerts (or every failing one) for delivery now (audited)."""
         now = self.clock.now()
-        with self._db.write(on_rollback=self._s.audit.invalidate) as con:
+        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
             n = alerts.redeliver(con, now, alert_ids=alert_ids, failed=failed)
             if n:
                 self._s.audit.write(con, now, "redeliver", actor=officer or None,
@@ -449,7 +358,6 @@ class Index:
         self._s.audit.flush()
         return verify_audit(self._db.cursor())
 
-    # --- bulk and reporting -----------------------------------------------------------
 
     def screen(self, source: Source, *, ncb: str | None = None, **options: Any
                ) -> tuple[pa.Table, Any]:

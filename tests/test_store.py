@@ -127,7 +127,7 @@ def test_a_failed_load_leaves_the_index_exactly_as_it_was(db_path, tmp_path, mon
         def boom(*a, **k):
             raise RuntimeError("disk full")
 
-        monkeypatch.setattr("sltd.index._write_rejects", boom)
+        monkeypatch.setattr("sltd.loader.write_rejects", boom)
         with pytest.raises(RuntimeError):
             ix.load(synth_records(80, seed=2), rejects=tmp_path / "r.csv")
         assert ix.stats() == before

@@ -231,9 +231,8 @@ def _check_file(path: str, *, create: bool) -> None:
     p = Path(path)
     if not p.exists():
         if not create:
-            raise IndexStateError(
-                f"no index at {path}; create one with `sltd init` (or create=True)",
-                path=path)
+            raise IndexStateError(f"no index at {path}; create one with `sltd init`",
+                                  path=path)
         return
     if p.is_dir():
         raise IndexStateError(f"{path} is a directory, not an index file", path=path)

@@ -299,8 +299,9 @@ class Index:
         """
         who = self._searching(ncb)
         if not who:
-            raise ValidationError("say which NCB reveals (the one the hit id was issued "
-                                  "to), or set the index's home NCB", field="ncb", value=ncb)
+            raise ValidationError("no NCB given and the index has no home NCB: give the NCB "
+                                  "the hit id was issued to (--ncb), or set a home NCB with "
+                                  "`sltd init --ncb CODE`", field="ncb", value="")
         return workflow.reveal(self._writable(), self._s.audit, self._s.hit_ids, hit_id,
                                officer=officer, ncb=who, now=self.clock.now(),
                                window=self.validation_window)

@@ -1,7 +1,7 @@
 """The whole benchmark suite, one entry point.
 
-    python bench/run.py            # 1M and 10M records, 10M-row manifest (~7 min here)
-    python bench/run.py --quick    # 100k records, 200k-row manifest (~40 s)
+    python bench/run.py            # 1M and 10M records, 10M-row manifest (~11 min here)
+    python bench/run.py --quick    # 100k records, 200k-row manifest, 1M for threads (~1.5 min)
 
 Runs every benchmark script with its data generated on first use (bench/data/) and prints
 each one's table (figure, value, baseline, ratio) with the machine and versions.
@@ -30,6 +30,7 @@ def main() -> None:
             ["workflow.py", "--records", "100000", "--reveals", "100"],
             ["screening.py", "--records", "100000", "--manifest", "200000",
              "--loop-rows", "20000", "--near-rows", "5000"],
+            ["threads.py", "--quick"],
         ]
     else:
         runs = [
@@ -37,6 +38,7 @@ def main() -> None:
             ["near_miss.py", "--queries", "5000"],
             ["workflow.py", "--records", "1000000", "--reveals", "500"],
             ["screening.py"],
+            ["threads.py"],
         ]
     print(f"sltd benchmark suite, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
           f"{'quick' if args.quick else 'full'}")

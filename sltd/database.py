@@ -74,7 +74,7 @@ class Database:
         self._key = key
         self._refs = 1
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors: dict[threading.Thread, duckdb.DuckDBPyConnection] = {}
         self._cursors_lock = threading.Lock()
         #: Held for the whole of every write transaction (and by whoever must see no
         #: write between two statements). Re-entrant: a write may call another.
@@ -147,7 +147,7 @@ class Database:
             with contextlib.suppress(Exception):
                 fn()
         with self._cursors_lock:
-            cursors, self._cursors = self._cursors, []
+            cursors, self._cursors = list(self._cursors.values()), {}
         for cur in [*cursors, self._writer, self._con]:
             with contextlib.suppress(duckdb.Error):
                 cur.close()
@@ -160,7 +160,9 @@ class Database:
     # --- reading and writing ------------------------------------------------------------
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor (made on first use; closed with the database)."""
+        """This thread's cursor (made on first use; closed with the database, or once its
+        thread has ended: a server that starts a thread per request does not pile up one
+        cursor per request)."""
         cur = getattr(self._local, "cursor", None)
         if cur is None:
             if self._closed:
@@ -168,7 +170,10 @@ class Database:
             cur = self._con.cursor()
             self._local.cursor = cur
             with self._cursors_lock:
-                self._cursors.append(cur)
+                for dead in [t for t in self._cursors if not t.is_alive()]:
+                    with contextlib.suppress(duckdb.Error):
+                        self._cursors.pop(dead).close()
+                self._cursors[threading.current_thread()] = cur
         return cur
 
     @contextlib.contextmanager

@@ -362,6 +362,12 @@ MAX_HITS = 20
 _doc_type = functools.lru_cache(maxsize=4096)(codes.doc_type_code)
 _country = functools.lru_cache(maxsize=4096)(codes.country_code)
 
+#: Variants probed per NumPy call. NumPy releases the GIL for loops over 500 elements;
+#: a 9-character query has ~510 variants, so with several threads checking, each of the
+#: probe's NumPy calls handed the GIL over (28-33 context switches a check at 4 threads,
+#: which made 4 threads slower than 1). At most 500 keeps a check's probe in one slice.
+_PROBE_CHUNK = 500
+
 #: (record_id, number, doc_type, country) of the active records with any of these folds.
 RowsByFolds = Callable[[list[str]], list[tuple[int, str, str, str]]]
 
@@ -404,8 +410,10 @@ class Search:
         folds = [folded.decode()] if listed else []
         if not exact_only:
             variants = edit1_variants(folded.decode())
-            present = keys.present(key_hashes_from_strings(variants), qcountry)
-            folds += [variants[i] for i in np.flatnonzero(present)]
+            for start in range(0, len(variants), _PROBE_CHUNK):
+                chunk = variants[start:start + _PROBE_CHUNK]
+                present = keys.present(key_hashes_from_strings(chunk), qcountry)
+                folds += [chunk[i] for i in np.flatnonzero(present)]
         if not folds:
             return []
         return self._hits(canonical, qtype, qcountry, self._rows(folds), exact_only, ncb,

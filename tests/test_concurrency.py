@@ -142,7 +142,8 @@ def test_eight_checkers_and_a_writer_never_get_a_wrong_answer(tmp_path):
     assert len(checks) == CHECKERS * per_thread
     assert {e for *_, e in checks} == {True, False}
     assert wrong == []
-    assert len(timeline.withdraw_returned) > 0 and len(timeline.load_returned) == len(fresh_keys)
+    assert len(timeline.withdraw_returned) > 0
+    assert len(timeline.load_returned) == len(fresh_keys)
 
     with open_index(path) as ix:
         report = ix.verify_audit()
@@ -247,7 +248,8 @@ def test_a_held_file_is_named_with_its_process_and_what_to_do(listed_file):
          "print('held', flush=True); time.sleep(60)", listed_file],
         stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         p = _sltd("check", "X1234567", db=listed_file, wait=0.5)
         out, err = p.communicate(timeout=60)
     finally:
@@ -256,5 +258,18 @@ def test_a_held_file_is_named_with_its_process_and_what_to_do(listed_file):
     assert p.returncode == 3
     assert err.count("\n") == 1
     assert f"in use by process {holder.pid}" in err
-    assert "stop that process" in err and "--wait" in err
-    assert "readonly" not in err.lower() and "Traceback" not in err
+    assert "stop that process" in err
+    assert "--wait" in err
+    assert "readonly" not in err.lower()
+    assert "Traceback" not in err
+
+
+def test_cursors_of_ended_threads_are_closed_not_piled_up(index):
+    def one_check():
+        index.check("X1234567", "P", "FRA")
+
+    for _ in range(50):
+        t = threading.Thread(target=one_check)
+        t.start()
+        t.join()
+    assert len(index._db._cursors) <= 2  # the last thread's, and at most one not yet pruned

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -53,18 +53,21 @@ def default_db_path() -> str:
 
 def open_index(path: str | os.PathLike[str] | None = None, *, create: bool = False,
                clock: Clock | None = None, read_only: bool = False,
-               wait: float | None = None) -> Index:
+               wait: float | None = None, progress: Callable[[str], None] | None = None
+               ) -> Index:
     """Open the index at ``path`` (default :func:`default_db_path`; ``":memory:"`` for a
     throw-away one). ``create`` makes it if missing; ``clock`` injects time (default UTC
     system clock); ``read_only`` allows no writes and audits no checks; ``wait`` is how
     long to wait while another process holds the file (default 5 s, ``$SLTD_WAIT``).
+    A file made by an older sltd is migrated by a writable open, atomically (``progress``
+    is told each step); a read-only open refuses it.
 
     Raises:
         IndexStateError: missing (without ``create``), not an index, another schema;
             IndexBusy: held by another process for longer than ``wait``.
     """
     return Index(path if path is not None else default_db_path(), create=create,
-                 clock=clock, read_only=read_only, wait=wait)
+                 clock=clock, read_only=read_only, wait=wait, progress=progress)
 
 
 class _Shared:
@@ -90,8 +93,10 @@ class Index:
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False,
                  clock: Clock | None = None, read_only: bool = False,
-                 wait: float | None = None):
+                 wait: float | None = None, progress: Callable[[str], None] | None = None):
         self.path = os.fspath(path)
+        #: The schema version this open migrated the file from (None: it was current).
+        self.migrated_from: int | None = None
         self.clock: Clock = clock or SystemClock()
         self._read_only = read_only
         self._db = Database.open(self.path, create=create, read_only=read_only, wait=wait)
@@ -102,8 +107,7 @@ class Index:
                 with self._db.write_lock:  # DDL in autocommit: an index build commits fast
                     if create:
                         store.create_schema(self._db.writer, self.clock.now())
-                    store.check_schema(self._db.writer, self.path)
-                    store.migrate(self._db.writer)
+                    self.migrated_from = store.migrate(self._db.writer, self.path, progress)
             self._s = self._db.shared("index", lambda: _Shared(self._db))
         except BaseException:
             self._db.release()

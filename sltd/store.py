@@ -55,7 +55,9 @@ from sltd.normalize import (
 )
 from sltd.sources import Problem, SourceTable
 
-SCHEMA_VERSION = 1
+#: 2: the folded-key hash is fmix64-mixed (:mod:`sltd.keyset`); version 1 files (a linear
+#: hash) are migrated on a writable open (:func:`migrate`).
+SCHEMA_VERSION = 2
 
 #: Columns of a record, in loader (default source) names.
 MANDATORY = ("document_number", "document_type", "issuing_country", "status")
@@ -163,8 +165,12 @@ def create_schema(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
         con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT DO NOTHING", [key, value])
 
 
-def check_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
-    """Raise IndexStateError unless ``con`` holds an sltd index of this schema version."""
+def schema_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """The schema version of the index in ``con``.
+
+    Raises:
+        IndexStateError: not an sltd index, or made by a newer sltd.
+    """
     try:
         row = one(con, "SELECT value FROM meta WHERE key = 'schema_version'")
     except duckdb.CatalogException:
@@ -172,9 +178,21 @@ def check_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
     if row is None:
         raise IndexStateError(f"{path} is not an sltd index; create one with `sltd init`",
                               path=path)
-    if int(row[0]) != SCHEMA_VERSION:
+    if int(row[0]) > SCHEMA_VERSION:
+        raise IndexStateError(f"{path} has schema version {row[0]}, made by a newer sltd; "
+                              f"this one reads up to {SCHEMA_VERSION}: upgrade sltd", path=path)
+    return int(row[0])
+
+
+def check_schema(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Raise IndexStateError unless ``con`` holds an index of this schema version (an older
+    one must be migrated by a writable open first: it is never read as if it were new)."""
+    version = schema_version(con, path)
+    if version < SCHEMA_VERSION:
         raise IndexStateError(
-            f"{path} has schema version {row[0]}, this sltd reads {SCHEMA_VERSION}", path=path)
+            f"{path} has schema version {version}, made by an older sltd: run `sltd migrate` "
+            f"(or open it once for writing) to bring it to version {SCHEMA_VERSION}",
+            path=path)
 
 
 def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
@@ -430,11 +448,41 @@ def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime) ->
                         unchanged=n_present - n_upd)
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Bring an index of this schema version up to date: create tables added since it was
-    made (every statement of the schema is idempotent) and the folded-key index."""
+def migrate(con: duckdb.DuckDBPyConnection, path: str,
+            progress: Callable[[str], None] | None = None) -> int | None:
+    """Bring the index in ``con`` up to date; returns the version it had if it was older.
+
+    Creates tables added since it was made (every statement of the schema is idempotent)
+    and the ART indexes. A version-1 index (linear key hash) gets every stored
+    ``fold_hash`` recomputed with today's hash, in one transaction with the new version
+    number: a crash leaves it wholly old (migrated again next time) or wholly new.
+    ``con`` must not be inside a transaction.
+    """
+    version = schema_version(con, path)
     con.execute(SCHEMA)
     ensure_index(con)
+    if version == SCHEMA_VERSION:
+        return None
+    say = progress or (lambda _: None)
+    con.execute("BEGIN")
+    try:
+        folds = con.sql("SELECT DISTINCT fold FROM records UNION "
+                        "SELECT DISTINCT fold FROM record_history").to_arrow_table()
+        say(f"rehashing {folds.num_rows:,} folded keys")
+        con.register("_rehash", pa.table({"fold": folds.column("fold"),
+                                          "fold_hash": key_hashes(folds.column("fold"))}))
+        for table in ("records", "record_history"):
+            say(f"updating {table}")
+            con.execute(f"UPDATE {table} SET fold_hash = m.fold_hash FROM _rehash m "
+                        f"WHERE {table}.fold = m.fold")
+        con.unregister("_rehash")
+        set_meta(con, "schema_version", str(SCHEMA_VERSION))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    say(f"schema version {version} -> {SCHEMA_VERSION}")
+    return version
 
 
 def ensure_index(con: duckdb.DuckDBPyConnection) -> None:

@@ -78,8 +78,7 @@ class _Shared:
         self.keys = Keys(lambda: store.key_columns(db.cursor()))
         self.audit = AuditLog(db, enabled=not db.read_only)
         self.hit_ids = HitIds(bytes.fromhex(store.get_meta(db.cursor(), "hit_secret") or ""))
-        self.search = Search(self.keys, lambda folds: store.rows_by_folds(db.cursor(), folds),
-                             self.hit_ids)
+        self.search = Search(self.keys, self.hit_ids)
         self.home_ncb = store.get_meta(db.cursor(), "home_ncb") or ""
         db.on_close(self.audit.flush)
 
@@ -209,16 +208,17 @@ class Index:
     def withdraw(self, number: str, doc_type: str, country: str, *,
                  reason: str | None = None, officer: str = "") -> None:
         """Withdraw a record (document recovered): kept in history, no longer hit; audited.
-        The key sets keep its hash (a superset costs a lookup, never a hit). Raises
-        RecordNotFound if no active record has that key."""
+        Raises RecordNotFound if no active record has that key."""
         key = (canonical_number(number), codes.doc_type_code(doc_type),
                codes.country_code(country))
         now = self.clock.now()
         with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
-            if not store.withdraw(con, key, fold_number(key[0]), now, reason):
+            record_id = store.withdraw(con, key, fold_number(key[0]), now, reason)
+            if record_id is None:
                 raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
             self._s.audit.write(con, now, "withdraw", actor=officer or None,
                                 ncb=self.home_ncb, subject=" ".join(key), result=reason)
+        self._s.keys.withdraw([record_id])  # published before we return
 
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,

@@ -29,7 +29,7 @@ import datetime as dt
 import functools
 import hmac
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -368,21 +368,19 @@ _country = functools.lru_cache(maxsize=4096)(codes.country_code)
 #: which made 4 threads slower than 1). At most 500 keeps a check's probe in one slice.
 _PROBE_CHUNK = 500
 
-#: (record_id, number, doc_type, country) of the active records with any of these folds.
-RowsByFolds = Callable[[list[str]], list[tuple[int, str, str, str]]]
-
-
 class Search:
     """First-level search of one document over an index's published key sets.
 
-    A miss is answered from the key sets alone; candidates (the folded key, or listed
-    folded keys one edit away in the queried country) are read by ``rows_by_folds``
-    (DuckDB, through the calling thread's cursor) and classified by :func:`classify`.
+    Everything is answered from memory: a miss from the key sets, a hit from the
+    first-level table (:class:`sltd.keyset.FirstLevel`) of the same snapshot; candidates
+    (the folded key, or listed folded keys one edit away in the queried country) are
+    classified by :func:`classify`. DuckDB is not touched.
 
     Example:
-        >>> keys = Keys(lambda: pa.table({"fold_hash": key_hashes_from_strings(["X1234567"]),
-        ...                               "country": ["FRA"]}))
-        >>> s = Search(keys, lambda folds: [(1, "X1234567", "P", "FRA")], HitIds(b"k"))
+        >>> keys = Keys(lambda: pa.table({"record_id": [1], "number": ["X1234567"],
+        ...     "doc_type": ["P"], "country": ["FRA"],
+        ...     "fold_hash": key_hashes_from_strings(["X1234567"])}))
+        >>> s = Search(keys, HitIds(b"k"))
         >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         >>> [h.match.value for h in s.check("X1234567", "P", "FRA", ncb="DEU", now=t)]
         ['exact']
@@ -390,9 +388,8 @@ class Search:
         []
     """
 
-    def __init__(self, keys: Keys, rows_by_folds: RowsByFolds, hit_ids: HitIds):
+    def __init__(self, keys: Keys, hit_ids: HitIds):
         self.keys = keys
-        self._rows = rows_by_folds
         self.hit_ids = hit_ids
 
     def check(self, number: str, doc_type: str | None, country: str | None, *,
@@ -416,8 +413,8 @@ class Search:
                 folds += [chunk[i] for i in np.flatnonzero(present)]
         if not folds:
             return []
-        return self._hits(canonical, qtype, qcountry, self._rows(folds), exact_only, ncb,
-                          now)
+        return self._hits(canonical, qtype, qcountry, keys.records.rows(folds), exact_only,
+                          ncb, now)
 
     def check_mrz(self, read: MRZ, *, ncb: str, now: dt.datetime,
                   exact_only: bool = False) -> list[Hit]:

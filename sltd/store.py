@@ -394,10 +394,13 @@ class LoadCounts:
                 f"updated, {self.unchanged} unchanged, {self.rejected} rejected")
 
 
-def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime) -> LoadCounts:
+def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime
+           ) -> tuple[LoadCounts, pa.Table]:
     """Insert new keys, replace changed records (old version to history), skip unchanged.
 
-    Runs inside the caller's transaction. ``valid`` comes from :func:`validate`.
+    Runs inside the caller's transaction. ``valid`` comes from :func:`validate`. Returns
+    the counts and the inserted records' :data:`KEY_COLUMNS` (an updated record keeps its
+    id, number, type and country).
     """
     # Ids are assigned in Arrow (one arange, no SQL cost) to every valid row; only new keys
     # use theirs. Gaps are harmless; reuse is not (hit ids name records by id), so the
@@ -429,10 +432,10 @@ def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime) ->
         # Record ids come from a counter in meta rather than a sequence: nextval() is
         # evaluated row by row, the counter is one window function; ids are never reused
         # (hit ids name records by id, so a withdrawn id must not come back).
-        inserted = one(con, f"""
+        new = con.sql(f"""
             INSERT INTO records SELECT __id, {cols}, $now, $now
-            FROM _valid ANTI JOIN records USING (number, doc_type, country)""",
-            {"now": to_db(now)})
+            FROM _valid ANTI JOIN records USING (number, doc_type, country)
+            RETURNING {KEY_COLUMNS}""", params={"now": to_db(now)}).to_arrow_table()
         con.execute("""INSERT INTO record_history
             SELECT r.*, 'updated', $now, NULL FROM records r
             WHERE r.record_id IN (SELECT record_id FROM _changed)""", {"now": to_db(now)})
@@ -444,8 +447,8 @@ def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime) ->
         con.unregister("_valid")
     n_present = present[0] if present else 0
     n_upd = n_changed[0] if n_changed else 0
-    return LoadCounts(inserted=inserted[0] if inserted else 0, updated=n_upd,
-                        unchanged=n_present - n_upd)
+    return LoadCounts(inserted=new.num_rows, updated=n_upd,
+                      unchanged=n_present - n_upd), new
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str,
@@ -492,8 +495,9 @@ def ensure_index(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str], fold: str,
-             now: dt.datetime, reason: str | None) -> bool:
-    """Move the active record ``key`` to history as withdrawn. False if there is none.
+             now: dt.datetime, reason: str | None) -> int | None:
+    """Move the active record ``key`` to history as withdrawn; its record id, or None if
+    there is none.
 
     Runs inside the caller's transaction.
     """
@@ -503,15 +507,19 @@ def withdraw(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str], fold: st
     params = [fold, number, doc_type, country]
     con.execute(f"""INSERT INTO record_history
         SELECT *, 'withdrawn', ?, ? FROM records WHERE {where}""", [to_db(now), reason, *params])
-    deleted = one(con, f"DELETE FROM records WHERE {where}", params)
-    return bool(deleted and deleted[0])
+    deleted = one(con, f"DELETE FROM records WHERE {where} RETURNING record_id", params)
+    return int(deleted[0]) if deleted else None
 
 
 # --- reads --------------------------------------------------------------------------------
 
+#: What the in-memory key sets and first-level table hold of each record.
+KEY_COLUMNS = "record_id, number, doc_type, country, fold_hash"
+
+
 def key_columns(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """``fold_hash`` and ``country`` of all active records (to build the key sets)."""
-    return con.sql("SELECT fold_hash, country FROM records").to_arrow_table()
+    """:data:`KEY_COLUMNS` of all active records (to build the key sets)."""
+    return con.sql(f"SELECT {KEY_COLUMNS} FROM records").to_arrow_table()
 
 
 def quote_ident(name: str) -> str:
@@ -550,16 +558,6 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection, candidates: pa.Table,
     finally:
         con.unregister("_cand")
     return pairs.filter(pairs["same_fold"]).drop_columns(["same_fold"])
-
-
-def rows_by_folds(con: duckdb.DuckDBPyConnection, folds: Sequence[str]
-                  ) -> list[tuple[int, str, str, str]]:
-    """(record_id, number, doc_type, country) of active records with those folds."""
-    # An explicit IN list of parameters: DuckDB serves it from the ART index (an IN over a
-    # subquery or unnest() is a join, which scans).
-    marks = ", ".join("?" * len(folds))
-    return con.execute("SELECT record_id, number, doc_type, country FROM records "
-                       f"WHERE fold IN ({marks})", list(folds)).fetchall()
 
 
 def record_by_id(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, Any] | None:

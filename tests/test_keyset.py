@@ -101,3 +101,38 @@ def test_structured_keys_get_distinct_hashes():
         rng.integers(0, 10**7, 300_000), strict=True)]
     keys = sorted({*nine, *letters, "A05386474", "905386475"})
     assert len(np.unique(key_hashes(pa.array(keys)))) == len(keys)
+
+
+_numbers = st.text(alphabet="AB0O18", min_size=3, max_size=5)
+
+
+@given(st.lists(st.lists(st.tuples(_numbers, st.sampled_from(["P", "I"]),
+                                   st.sampled_from(["FRA", "DEU", "UTO"])), max_size=8),
+                min_size=1, max_size=5),
+       st.lists(st.integers(0, 40), max_size=10), st.lists(_numbers, min_size=1, max_size=6))
+def test_first_level_table_answers_like_a_plain_dict(loads, withdraw_picks, queries):
+    from sltd.keyset import FirstLevel
+    from sltd.normalize import fold_number
+
+    reference: dict[int, tuple[str, str, str]] = {}
+    table = FirstLevel.from_table(pa.table({
+        "record_id": pa.array([], pa.int64()), "number": pa.array([], pa.string()),
+        "doc_type": pa.array([], pa.string()), "country": pa.array([], pa.string()),
+        "fold_hash": pa.array([], pa.int64())}))
+    next_id = 1
+    for batch in loads:
+        ids = list(range(next_id, next_id + len(batch)))
+        next_id += len(batch)
+        reference.update(zip(ids, batch, strict=True))
+        table = table.merged(pa.table({
+            "record_id": pa.array(ids, pa.int64()), "number": [b[0] for b in batch],
+            "doc_type": [b[1] for b in batch], "country": [b[2] for b in batch],
+            "fold_hash": key_hashes(pa.array([fold_number(b[0]) for b in batch]))}))
+        gone = [i for i in withdraw_picks if i in reference]
+        for i in gone:
+            del reference[i]
+        table = table.without(gone)
+    folds = sorted({fold_number(q) for q in queries})
+    expected = sorted((i, *r) for i, r in reference.items() if fold_number(r[0]) in folds)
+    assert sorted(table.rows(folds)) == expected
+    assert len(table) == len(reference)

@@ -402,7 +402,8 @@ class FirstLevel:
         ([(7, 'X1234567', 'P', 'FRA')], [])
     """
 
-    __slots__ = ("hashes", "ids", "numbers", "types", "countries", "names", "withdrawn")
+    __slots__ = ("hashes", "ids", "numbers", "types", "countries", "names", "withdrawn",
+                 "_offsets", "_data")
 
     def __init__(self, hashes: np.ndarray, ids: np.ndarray, numbers: pa.Array,
                  types: np.ndarray, countries: np.ndarray, names: tuple[str, ...],
@@ -414,6 +415,12 @@ class FirstLevel:
         self.countries = countries  # uint16 index into names
         self.names = names
         self.withdrawn = withdrawn
+        # The numbers' Arrow offsets and bytes, as zero-copy views: slicing them is ~10x
+        # faster than making Arrow scalars.
+        buffers = numbers.buffers()
+        self._offsets = np.frombuffer(buffers[1], np.int64)[
+            numbers.offset: numbers.offset + len(numbers) + 1]
+        self._data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
 
     @classmethod
     def from_table(cls, records: pa.Table) -> FirstLevel:
@@ -472,24 +479,25 @@ class FirstLevel:
         return FirstLevel(self.hashes, self.ids, self.numbers, self.types, self.countries,
                           self.names, self.withdrawn | frozenset(record_ids))
 
-    def rows(self, folds: Sequence[str]) -> list[tuple[int, str, str, str]]:
+    def rows(self, folds: Sequence[str], hashes: Sequence[int] | None = None
+             ) -> list[tuple[int, str, str, str]]:
         """(record_id, number, doc_type, country) of the active records with these folded
-        keys (a hash match is confirmed by folding the record's number)."""
+        keys (``hashes``: their :func:`key_hash`, if the caller has them). A hash match is
+        confirmed by folding the record's number."""
         out = []
-        for fold in folds:
-            h = key_hash(fold)
-            lo = int(self.hashes.searchsorted(h))
-            hi = lo
-            while hi < len(self.hashes) and self.hashes.item(hi) == h:
-                hi += 1
-            for i in range(lo, hi):
+        n = len(self.hashes)
+        offsets, data = self._offsets, self._data
+        for k, fold in enumerate(folds):
+            h = key_hash(fold) if hashes is None else hashes[k]
+            i = int(self.hashes.searchsorted(h))
+            while i < n and self.hashes.item(i) == h:
                 record_id = self.ids.item(i)
-                if record_id in self.withdrawn:
-                    continue
-                number = self.numbers[i].as_py()
-                if fold_number(number) == fold:
-                    out.append((record_id, number, _TYPE_CODES[self.types.item(i)],
-                                self.names[self.countries.item(i)]))
+                if record_id not in self.withdrawn:
+                    number = str(data[offsets.item(i):offsets.item(i + 1)], "ascii")
+                    if fold_number(number) == fold:
+                        out.append((record_id, number, _TYPE_CODES[self.types.item(i)],
+                                    self.names[self.countries.item(i)]))
+                i += 1
         return out
 
     def __len__(self) -> int:

@@ -401,9 +401,13 @@ class Search:
         qcountry = _country(country) if country is not None else None
         folded = fold_bytes(canonical)
         keys = self.keys.snapshot()  # one snapshot for the whole check
-        listed = key_hash_bytes(folded) in keys
+        h = key_hash_bytes(folded)
+        listed = h in keys
         if exact_only and not listed:
             return []  # the hot path: most checks end here, without touching DuckDB
+        if exact_only:
+            return self._hits(canonical, qtype, qcountry, keys.records.rows(
+                [folded.decode()], [h]), exact_only, ncb, now)
         folds = [folded.decode()] if listed else []
         if not exact_only:
             variants = edit1_variants(folded.decode())

@@ -128,7 +128,7 @@ def test_first_level_table_answers_like_a_plain_dict(loads, withdraw_picks, quer
             "record_id": pa.array(ids, pa.int64()), "number": [b[0] for b in batch],
             "doc_type": [b[1] for b in batch], "country": [b[2] for b in batch],
             "fold_hash": key_hashes(pa.array([fold_number(b[0]) for b in batch]))}))
-        gone = [i for i in withdraw_picks if i in reference]
+        gone = sorted({i for i in withdraw_picks if i in reference})
         for i in gone:
             del reference[i]
         table = table.without(gone)

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from sltd import demo as demo_mod
-from sltd.errors import SltdError
+from sltd.errors import SltdError, SourceError
 from sltd.index import Index, default_db_path, open_index
-from sltd.model import Hit, HitCase
+from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
 from sltd.mrz import MRZ
+from sltd.sources import Problem, read_source, refuse_overwrite, write_rejects
 
 EXIT_HIT = 1
 EXIT_ERROR = 3
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
 
 class _Group(click.Group):
@@ -39,18 +42,27 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.UsageError):
             raise
+        except click.ClickException as e:  # click would exit 1, which means "hit"
+            _fail(ctx, e.format_message())
+        except (KeyboardInterrupt, click.Abort):  # click would print "Aborted!", exit 1
+            _fail(ctx, "interrupted")
         except SltdError as e:
-            click.echo(f"error: {_one_line(e)}", err=True)
-            ctx.exit(EXIT_ERROR)
+            _fail(ctx, str(e) or type(e).__name__)
         except Exception as e:  # noqa: BLE001 - the CLI boundary: nothing escapes as a trace
-            click.echo(f"error: {type(e).__name__}: {_one_line(e)}", err=True)
-            ctx.exit(EXIT_ERROR)
+            _fail(ctx, f"{type(e).__name__}: {e}")
 
 
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
+def _fail(ctx: click.Context, message: str) -> NoReturn:
+    click.echo(f"error: {_one_line(message)}", err=True)
+    ctx.exit(EXIT_ERROR)
+
+
+def _one_line(message: str) -> str:
+    """One terminal line: white space folded, control characters escaped (an input's
+    bytes in a message must not drive the terminal), cut at 500 characters."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], " ".join(message.split()))
     return text if len(text) <= 500 else text[:500] + "..."
 
 
@@ -157,15 +169,16 @@ def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, .
     and written to the rejects file with row, field, value and reason; the load is one
     transaction and reloading the same file changes nothing.
     """
-    from sltd.sources import write_rejects
-
     fields = _parse_mapping(mapping)
     index = _open(ctx, create=create)
     report = index.load(source, format=fmt, mapping=fields, rejects=rejects,
                         officer=officer)
     if rejects is None and report.problems:
-        rejects = f"{source}.rejects.csv"
-        write_rejects(rejects, report.problems, inputs=[source, index.path])
+        rejects = _write_default_rejects(
+            f"{source}.rejects.csv", report.problems, [source, index.path],
+            done=f"{report.source}: loaded ({report.inserted} inserted, {report.updated} "
+                 f"updated, {report.rejected} rejected)",
+            again="load again with --rejects PATH (reloading changes nothing)")
         report = dataclasses.replace(report, rejects_path=rejects)
     if as_json:
         _echo_json(report.as_dict())
@@ -179,6 +192,17 @@ def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, .
             click.echo(f"  row {p.row}: {p.field}={_shown(p.value)}: {p.reason}")
         if len(report.problems) > 5:
             click.echo(f"  ... {len(report.problems) - 5} more")
+
+
+def _write_default_rejects(path: str, problems: Sequence[Problem], inputs: list[str], *,
+                           done: str, again: str) -> str:
+    """Write the rejected rows to the default rejects file, after the work is done: if
+    that fails, the one error line says what was done all the same."""
+    try:
+        write_rejects(path, problems, inputs=inputs)
+    except SourceError as e:
+        raise SourceError(f"{done}, but {e}; {again}", source=path) from None
+    return path
 
 
 def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -298,8 +322,8 @@ def synth(out: str, n: int, seed: int, manifest_rows: int | None,
     from sltd.synth import synth_manifest, synth_records, write_table
 
     if manifest_rows is not None:
-        from sltd.sources import read_source
-
+        if from_records:
+            refuse_overwrite(out, [from_records], what="manifest")
         records = read_source(from_records, required=("document_number",),
                               optional=("document_type", "issuing_country")).table \
             if from_records else synth_records(n, seed=seed)
@@ -354,6 +378,9 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
     import sys
 
     index = _open(ctx)
+    for target, what in ((out, "result file"), (rejects, "rejects file")):
+        if target is not None:  # the index is read too: never write over it
+            refuse_overwrite(target, [index.path], what=what)
     show = not quiet and not as_json and sys.stderr.isatty()
     total = _manifest_rows(manifest)
     with click.progressbar(length=total or 0, label="screening", file=sys.stderr,
@@ -370,10 +397,12 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
             since=since.replace(tzinfo=dt.UTC) if since else None, ncb=ncb,
             mrz_column=mrz_column, progress=progress)
     if rejects is None and report.problems:
-        from sltd.sources import write_rejects
-
-        write_rejects(f"{out}.rejects.csv", report.problems, inputs=[manifest, out])
-        report = dataclasses.replace(report, rejects=f"{out}.rejects.csv")
+        default = _write_default_rejects(
+            f"{out}.rejects.csv", report.problems, [manifest, out, index.path],
+            done=f"screened {report.rows_read} rows ({report.rows_with_hits} with hits, "
+                 f"written to {out})",
+            again="screen again with --rejects PATH")
+        report = dataclasses.replace(report, rejects=default)
     if as_json:
         _echo_json(report.as_dict())
     else:

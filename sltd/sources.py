@@ -3,8 +3,9 @@
 Loading records and screening manifests both start here, through one reader per format.
 CSV and JSON Lines are read with every column as text, so that type problems are reported
 by sltd's validation (field, value, reason) rather than failing the whole file; a
-malformed CSV line (wrong number of fields) or JSON Lines line (not valid JSON) is skipped
-and returned as a problem of its own row, and the rest is read.
+malformed CSV line (wrong number of fields) or JSON Lines line (not valid JSON), and a
+value or line that is not UTF-8, is skipped and returned as a problem of its own row, and
+the rest is read.
 
 Example:
     >>> import pyarrow as pa
@@ -16,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
@@ -127,10 +129,14 @@ def read_source(
     wanted = {col: mapping.get(col, col) for col in (*required, *optional)}
     missing = [f"{col} (looked for column {src!r})" for col, src in wanted.items()
                if col in required and src not in table.column_names]
+    if missing and problems and not table.num_rows:
+        raise SourceError(f"{name}: no row could be read ({len(problems)} rejected; row "
+                          f"{problems[0].row}: {problems[0].reason})", source=name)
     if missing:
+        present = [c for c in table.column_names if c != "__line"]
         raise SourceError(
             f"{name}: missing column(s) {', '.join(missing)}; present: "
-            f"{', '.join(table.column_names) or 'none'}; map other names with "
+            f"{', '.join(present) or 'none'}; map other names with "
             "mapping / --map FIELD=COLUMN", source=name)
     absent_keep = [c for c in keep if c not in table.column_names]
     if absent_keep:
@@ -188,14 +194,23 @@ def read_file(path: Path, fmt: str) -> tuple[pa.Table, list[Problem]]:
 
 
 def _read_jsonl(path: Path) -> tuple[pa.Table, list[Problem]]:
-    """JSON Lines, one object per line, every value as text. A line that is not valid
-    JSON, or not an object, is a problem of its own row (the line number); the others
-    load. Blank lines are skipped (and counted, so rows keep their line numbers)."""
+    """JSON Lines, one object per line, every value as text. A line that is not UTF-8,
+    not valid JSON, or not an object, is a problem of its own row (the line number); the
+    others load. Blank lines are skipped (and counted, so rows keep their line numbers);
+    a byte order mark is skipped."""
     rows: list[dict[str, str | None]] = []
     lines: list[int] = []
     problems: list[Problem] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, text in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                problems.append(Problem(number, "(line)", _clip(raw.decode(
+                    "utf-8", "replace").rstrip("\r\n")), _not_utf8(raw, e, "line")))
+                continue
             if not text.strip():
                 continue
             try:
@@ -216,19 +231,42 @@ def _read_jsonl(path: Path) -> tuple[pa.Table, list[Problem]]:
     return table.append_column("__line", pa.array(lines, pa.int64())), problems
 
 
+def _not_utf8(raw: bytes, e: UnicodeDecodeError, what: str) -> str:
+    # the reason names the byte: an operator finds it, and sees the file's encoding
+    return (f"not UTF-8 text (byte 0x{raw[e.start]:02X} is byte {e.start + 1} of the "
+            f"{what}): save the file as UTF-8")
+
+
 def _clip(text: str, limit: int = 1000) -> str:
     """A value as a rejects file keeps it: whole up to ``limit`` characters."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def csv_header(path: Path) -> list[str]:
-    """Column names from a CSV file's header row (quoted names read as CSV does)."""
+    """Column names from a CSV file's header row (quoted names read as CSV does).
+
+    Raises:
+        SourceError: no header row, or one that is not UTF-8 text.
+    """
     import csv
 
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        header = next(csv.reader(f), None)
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte order mark, which the
+    # Arrow reader skips too (else the first column's name would not match)
+    try:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+            header = next(csv.reader(f), None)
+    except csv.Error as e:  # e.g. an unclosed quote: the "header" runs past the limit
+        raise SourceError(f"{path}: cannot read the header row: {e}",
+                          source=str(path)) from None
     if not header:
         raise SourceError(f"{path}: empty file (no header row)", source=str(path))
+    for name in header:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise SourceError(f"{path}: the header row is not UTF-8 text ({shown!r}): "
+                              "save the file as UTF-8", source=str(path)) from None
     return [h.strip() for h in header]
 
 
@@ -300,7 +338,8 @@ def _table_batches(table: pa.Table, columns: Sequence[str], batch_rows: int
 def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
                  ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray]]:
     """The one CSV reader (loads and screening): every column as text, malformed lines
-    reported by data row, and the data row of each good row."""
+    and values that are not UTF-8 reported by data row, and the data row of each good
+    row."""
     import pyarrow.csv as pacsv
 
     bad: list[Problem] = []
@@ -315,10 +354,14 @@ def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=CSV_BLOCK, use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        # a quoted value may span lines: without this, one that straddles a block
+        # boundary desynchronises the reader and the whole file is refused
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid,
+                                         newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             include_columns=list(columns),
-            column_types={c: pa.string() for c in columns}, strings_can_be_null=True))
+            # read as bytes: a value that is not UTF-8 then costs its row, not the file
+            column_types={c: pa.binary() for c in columns}, strings_can_be_null=True))
     skipped: list[int] = []  # data rows of bad lines so far, in order
     next_row = 1
     for batch in reader:
@@ -328,16 +371,47 @@ def _csv_batches(path: Path, columns: Sequence[str], batch_rows: int
         span = np.arange(next_row, next_row + batch.num_rows + len(skipped) + 1)
         good = span[~np.isin(span, skipped)][: batch.num_rows]
         next_row = int(good[-1]) + 1 if len(good) else next_row
+        batch, good, not_text = _as_utf8(batch, good)
+        problems += not_text
         for start in range(0, batch.num_rows, batch_rows):
             yield (batch.slice(start, batch_rows), problems if start == 0 else [],
                    good[start: start + batch_rows])
-    yield pa.RecordBatch.from_pylist([], schema=reader.schema), list(bad), \
-        np.zeros(0, np.int64)
+    schema = pa.schema([(name, pa.string()) for name in reader.schema.names])
+    yield pa.RecordBatch.from_pylist([], schema=schema), list(bad), np.zeros(0, np.int64)
+
+
+def _as_utf8(batch: pa.RecordBatch, rows: np.ndarray
+             ) -> tuple[pa.RecordBatch, np.ndarray, list[Problem]]:
+    """A batch of bytes columns as text (Arrow validates each column at once); a row
+    with a value that is not UTF-8 is left out, and each such value reported."""
+    arrays, problems = [], []
+    bad = np.zeros(batch.num_rows, bool)
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        try:
+            arrays.append(col.cast(pa.string()))
+            continue
+        except pa.ArrowInvalid:
+            pass
+        text: list[str | None] = []  # the rare column with bad bytes: value by value
+        for i, raw in enumerate(col.to_pylist()):
+            try:
+                text.append(None if raw is None else raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                text.append(None)
+                bad[i] = True
+                problems.append(Problem(int(rows[i]), name, _clip(raw.decode(
+                    "utf-8", "replace")), _not_utf8(raw, e, "value")))
+        arrays.append(pa.array(text, pa.string()))
+    out = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    if not problems:
+        return out, rows, []
+    return out.filter(pa.array(~bad)), rows[~bad], problems
 
 
 def write_rejects(path: str | os.PathLike[str], problems: Sequence[Problem], *,
                   inputs: Sequence[Any] = ()) -> None:
-    """Write ``problems`` as CSV (row, field, value, reason).
+    """Write ``problems`` as CSV (row, field, value, reason); a value longer than 1000
+    characters is cut (a 10 MB value is refused whole, not copied whole).
 
     Raises:
         SourceError: ``path`` is one of the ``inputs`` (an operator's own file is never
@@ -351,7 +425,8 @@ def write_rejects(path: str | os.PathLike[str], problems: Sequence[Problem], *,
             w = csv.writer(f)
             w.writerow(["row", "field", "value", "reason"])
             for p in problems:
-                w.writerow([p.row, p.field, p.value, p.reason])
+                w.writerow([p.row, p.field, p.value if p.value is None else _clip(str(p.value)),
+                            p.reason])
     except OSError as e:
         raise SourceError(f"cannot write the rejects file {os.fspath(path)}: "
                           f"{e.strerror or e}", source=os.fspath(path)) from None

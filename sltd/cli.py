@@ -378,9 +378,6 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
     import sys
 
     index = _open(ctx)
-    for target, what in ((out, "result file"), (rejects, "rejects file")):
-        if target is not None:  # the index is read too: never write over it
-            refuse_overwrite(target, [index.path], what=what)
     show = not quiet and not as_json and sys.stderr.isatty()
     total = _manifest_rows(manifest)
     with click.progressbar(length=total or 0, label="screening", file=sys.stderr,

@@ -41,7 +41,7 @@ from sltd.model import Alert, Hit, HitCase, HitDetails, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
 from sltd.search import HitIds, Search
-from sltd.sources import Source, arrow_from_rows
+from sltd.sources import Source, arrow_from_rows, refuse_overwrite
 
 _ncb = functools.lru_cache(maxsize=1024)(workflow.ncb_code)
 
@@ -104,7 +104,7 @@ class Index:
                 store.check_schema(self._db.cursor(), self.path)
             else:
                 with self._db.write_lock:  # DDL in autocommit: an index build commits fast
-                    if create:
+                    if create and store.is_empty(self._db.writer):
                         store.create_schema(self._db.writer, self.clock.now())
                     self.migrated_from = store.migrate(self._db.writer, self.path, progress)
             self._s = self._db.shared("index", lambda: _Shared(self._db))
@@ -378,6 +378,10 @@ class Index:
         """
         from sltd.screen import screen
 
+        for target, what in ((options.get("out"), "result file"),
+                             (options.get("rejects"), "rejects file")):
+            if target is not None:  # the index is read too: never write over it
+                refuse_overwrite(target, [self.path], what=what)
         return screen(source, keys=self._s.keys.snapshot(), hit_ids=self._s.hit_ids,
                       con=self._db.cursor(), now=self.clock.now(), ncb=self._searching(ncb),
                       **options)

@@ -165,6 +165,13 @@ def create_schema(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
         con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT DO NOTHING", [key, value])
 
 
+def is_empty(con: duckdb.DuckDBPyConnection) -> bool:
+    """True if the database holds no table at all (a new file): the only kind ``sltd init``
+    may turn into an index. Another application's DuckDB database is left alone."""
+    row = one(con, "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary")
+    return not (row and row[0])
+
+
 def schema_version(con: duckdb.DuckDBPyConnection, path: str) -> int:
     """The schema version of the index in ``con``.
 
@@ -237,7 +244,10 @@ def _validation_sql(columns: Sequence[str]) -> str:
            f"'[0-9-]+') THEN try_cast(trim({col(d)}) AS DATE) END"
         for d in _DATES
     }
-    place = f"nullif(trim(regexp_replace({col('place_of_loss')}, '\\s+', ' ', 'g')), '')"
+    # White space as Python's str.split() sees it (RE2's \\s is ASCII only): runs of it
+    # become one space, so the bulk path stores what Record stores.
+    place = (f"nullif(trim(regexp_replace({col('place_of_loss')}, '[\\s\\p{{Z}}]+', ' ', "
+             "'g')), '')")
     raw = col("document_number")
     # Fast path: a number that is already plain ASCII alphanumeric needs only upper().
     clean = (f"CASE WHEN regexp_full_match({raw}, '[A-Za-z0-9]{{{MIN_LENGTH},{MAX_LENGTH}}}') "

@@ -31,11 +31,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
-from sltd.alerts import Router
+from sltd.alerts import JsonlSink, Router
 from sltd.clock import Clock
 from sltd.errors import IndexBusy
 from sltd.index import open_index
 from sltd.model import HitCase
+from sltd.sources import refuse_overwrite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,9 @@ def run(path: str, router: Router, *, interval: float = 5.0, once: bool = False,
         ) -> list[Round]:
     """Run rounds every ``interval`` seconds until ``stop`` is set (or one, with
     ``once``). Returns the rounds (only the last 100 are kept)."""
+    for sink in router.routes.values():
+        if isinstance(sink, JsonlSink):  # appending JSON to the index would destroy it
+            refuse_overwrite(sink.path, [path], what="alert sink")
     stop = stop or threading.Event()
     rounds: list[Round] = []
     while True:

@@ -3,12 +3,13 @@
 import csv
 import datetime as dt
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from sltd import ManualClock, Record, open_index
+from sltd import ManualClock, Record, SourceError, open_index
 from sltd.cli import cli
 from sltd.synth import synth_manifest, synth_records, write_table
 
@@ -246,3 +247,13 @@ def test_streaming_a_parquet_manifest_holds_a_bounded_number_of_batches(tmp_path
         growth = max(growth, pa.total_allocated_bytes() - before)
         del batch
     assert growth < 5 * one_group
+
+
+@pytest.mark.parametrize("option", ["out", "rejects"])
+def test_screening_never_writes_over_the_index_file(db_path, tmp_path, option):
+    with open_index(db_path, create=True) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+        before = Path(db_path).read_bytes()
+        with pytest.raises(SourceError, match="refusing"):
+            ix.screen(pa.table({"document_number": ["X1234567"]}), **{option: db_path})
+        assert Path(db_path).read_bytes() == before

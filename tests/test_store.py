@@ -2,12 +2,13 @@
 
 import csv
 
+import duckdb
 import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sltd import Record, RecordNotFound, SourceError, open_index
+from sltd import IndexStateError, Record, RecordNotFound, SourceError, open_index
 from sltd.synth import synth_records, write_table
 
 HEADER = ("document_number,document_type,issuing_country,status,owner_ncb,place_of_loss,"
@@ -199,3 +200,27 @@ def test_an_index_missing_newer_tables_gets_them_on_open(db_path):
     with open_index(db_path) as ix:
         ix.check("X1234567")
         assert ix.verify_audit().ok
+
+
+def test_bulk_loads_fold_unicode_white_space_as_a_record_does(index):
+    places = ["a\u00a0b", "a\u2028b", "x\u3000\u3000y", "  lead  trail ", "t\tab", "n\nl"]
+    index.load(pa.table({"document_number": [f"X{i:07d}" for i in range(len(places))],
+                         "document_type": ["P"] * len(places),
+                         "issuing_country": ["FRA"] * len(places),
+                         "status": ["lost"] * len(places), "place_of_loss": places}))
+    stored = [r[0] for r in index._db.cursor().execute(
+        "SELECT place_of_loss FROM records ORDER BY number").fetchall()]
+    assert stored == [Record(f"X{i:07d}", "P", "FRA", "lost", place_of_loss=p).place_of_loss
+                      for i, p in enumerate(places)]
+
+
+def test_another_applications_duckdb_database_is_never_made_an_index(tmp_path):
+    path = str(tmp_path / "other.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE TABLE invoices (id INTEGER)")
+    con.close()
+    with pytest.raises(IndexStateError, match="not an sltd index"):
+        open_index(path, create=True)
+    con = duckdb.connect(path, read_only=True)
+    assert [t[0] for t in con.execute("SHOW TABLES").fetchall()] == ["invoices"]
+    con.close()

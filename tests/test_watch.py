@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from sltd import Record, open_index
 
 
@@ -68,3 +70,13 @@ def test_sigterm_stops_watch_cleanly(tmp_path):
     assert "watch stopped" in log
     assert "Traceback" not in log
     assert os.path.exists(tmp_path / "a.jsonl")
+
+
+def test_watch_refuses_an_alert_sink_that_is_the_index_file(db_path):
+    from sltd import SourceError, open_index
+    from sltd import watch as watcher
+    from sltd.alerts import Router
+
+    open_index(db_path, create=True).close()
+    with pytest.raises(SourceError, match="alert sink"):
+        watcher.run(db_path, Router.parse([db_path]), once=True)

@@ -28,6 +28,7 @@ from sltd.index import Index, default_db_path, open_index
 from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
 from sltd.mrz import MRZ
 from sltd.sources import Problem, read_source, refuse_overwrite, write_rejects
+from sltd.store import SCHEMA_VERSION
 
 EXIT_HIT = 1
 EXIT_ERROR = 3
@@ -289,6 +290,22 @@ def withdraw(ctx: click.Context, number: str, doc_type: str, country: str,
 
 
 @cli.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Bring an index made by an older sltd to this version, in one transaction (a writable
+    open does the same on the way; a read-only one refuses an old index)."""
+    root = ctx.find_root().obj
+    index = open_index(root["db"], wait=root["wait"],
+                       progress=lambda step: click.echo(f"  {step}", err=True))
+    ctx.call_on_close(index.close)
+    if index.migrated_from is None:
+        click.echo(f"{index.path}: already at schema version {SCHEMA_VERSION}")
+    else:
+        click.echo(f"{index.path}: migrated from schema version {index.migrated_from} to "
+                   f"{SCHEMA_VERSION} ({len(index)} records)")
+
+
+@cli.command()
 @json_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
@@ -297,7 +314,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _echo_json(s)
         return
-    click.echo(f"{s['path']}: {s['records']} active records, last change {s['last_change']}, "
+    last = s["last_change"][:16].replace("T", " ") + " UTC" if s["last_change"] else "never"
+    click.echo(f"{s['path']}: {s['records']} active records, last change {last}, "
                f"home NCB {s['home_ncb'] or '(none)'}")
     for name in ("by_status", "by_type", "top_countries", "history"):
         items = ", ".join(f"{k} {v}" for k, v in s[name].items()) or "none"
@@ -552,6 +570,8 @@ def watch(ctx: click.Context, sinks: tuple[str, ...], interval: float, timeout: 
     router = _router(sinks, timeout)
 
     def report(r: watcher.Round) -> None:
+        if r.delivered:
+            click.echo(f"delivered {r.delivered} alert(s)", err=True)
         for c in r.escalated:
             click.echo(f"escalated {c.case_id} (deadline {c.deadline:%H:%M} UTC passed)",
                        err=True)
@@ -573,14 +593,16 @@ def watch(ctx: click.Context, sinks: tuple[str, ...], interval: float, timeout: 
 @click.option("--redeliver", "redeliver_ids", multiple=True, metavar="ALERT_ID",
               help="Queue this alert for delivery again (repeatable).")
 @click.option("--retry-failed", is_flag=True, help="Retry every failing alert now.")
+@officer_option
 @json_option
 @click.pass_context
 def alerts(ctx: click.Context, case_id: str | None, pending: bool,
-           redeliver_ids: tuple[str, ...], retry_failed: bool, as_json: bool) -> None:
+           redeliver_ids: tuple[str, ...], retry_failed: bool, officer: str,
+           as_json: bool) -> None:
     """The alert outbox: recipient, kind, case and delivery state of each alert."""
     index = _open(ctx)
     if redeliver_ids or retry_failed:
-        n = index.redeliver(redeliver_ids, failed=retry_failed)
+        n = index.redeliver(redeliver_ids, failed=retry_failed, officer=officer)
         click.echo(f"{n} alert(s) queued; `sltd watch` delivers them", err=True)
     items = index.alerts(case_id=case_id, undelivered=pending)
     if as_json:

@@ -91,3 +91,17 @@ def test_a_file_from_a_newer_sltd_is_refused(v1_file):
     con.close()
     with pytest.raises(IndexStateError, match="newer sltd"):
         open_index(v1_file)
+
+
+def test_sltd_migrate_says_what_it_did_and_is_idempotent(v1_file):
+    from click.testing import CliRunner
+
+    from sltd.cli import cli
+
+    first = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
+    assert first.exit_code == 0, first.output
+    assert "migrated from schema version 1 to 2 (7 records)" in first.stdout
+    assert "rehashing" in first.stderr
+    again = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
+    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 2")) \
+        == (0, True)

@@ -147,7 +147,7 @@ def check_digits(fields: pa.Array) -> np.ndarray:
         >>> check_digits(pa.array(["L898902C3", "740812", None])).tolist()
         [6, 2, -1]
     """
-    from sltd.keyset import key_matrix
+    from sltd.keyhash import key_matrix
 
     filled = pc.fill_null(fields.cast(pa.string()), "")
     values = _VALUE_TABLE[key_matrix(filled, narrow=True)]  # padding NUL counts 0, as '<'

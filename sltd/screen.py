@@ -38,7 +38,8 @@ import pyarrow.parquet as pq
 
 from sltd import codes
 from sltd.errors import SltdError, SourceError, ValidationError, reason_of
-from sltd.keyset import KeySnapshot, country_codes, fold_matrix, matrix_hashes
+from sltd.keyhash import country_codes, fold_matrix, matrix_hashes
+from sltd.keyset import KeySnapshot
 from sltd.mrz import mrz_fields, parse_mrz, plausible_misreading
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
 from sltd.search import FOLDED_ALPHABET, HitIds, classify_table

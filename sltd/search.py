@@ -39,7 +39,8 @@ from rapidfuzz.distance import OSA, Levenshtein
 
 from sltd import codes
 from sltd.errors import HitIdError
-from sltd.keyset import Keys, key_hash_bytes, key_hashes_from_strings
+from sltd.keyhash import key_hash_bytes, key_hashes_from_strings
+from sltd.keyset import Keys
 from sltd.model import DocType, Hit, MatchKind
 from sltd.normalize import CONFUSIONS, MAX_LENGTH, canonical_number, fold_bytes
 

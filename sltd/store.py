@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from sltd import codes
 from sltd.errors import IndexStateError, ValidationError, reason_of
-from sltd.keyset import key_hashes
+from sltd.keyhash import key_hashes
 from sltd.model import (
     CONTROL_CHARACTERS,
     EXPIRY_REASON,

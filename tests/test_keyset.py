@@ -1,59 +1,14 @@
+"""Key sets and the first-level table: the same answers as plain Python sets and dicts."""
+
 import numpy as np
 import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sltd.keyset import (
-    KeySet,
-    country_key_hash,
-    country_key_hashes,
-    fold_matrix,
-    key_hash,
-    key_hash_bytes,
-    key_hashes,
-    key_hashes_from_strings,
-    matrix_hashes,
-)
+from sltd.keyhash import key_hashes
+from sltd.keyset import FirstLevel, KeySet
 
-keys = st.text(alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"),
-               min_size=1, max_size=24)
-
-
-@given(st.lists(keys, min_size=1, max_size=50))
-def test_vectorized_hashes_equal_the_scalar_hash(ks):
-    expected = [key_hash(k) for k in ks]
-    assert key_hashes(pa.array(ks)).tolist() == expected
-    chunked = pa.chunked_array([pa.array(ks[:1], pa.string()), pa.array(ks[1:], pa.string())])
-    assert key_hashes(chunked).tolist() == expected
-    assert key_hashes_from_strings(ks).tolist() == expected
-    assert [key_hash_bytes(k.encode()) for k in ks] == expected
-
-
-@given(st.lists(keys, min_size=1, max_size=50))
-def test_folded_hashes_equal_the_scalar_hash_of_the_folded_key(ks):
-    from sltd.normalize import fold_number
-
-    column = pa.array(ks).slice(0)
-    assert matrix_hashes(fold_matrix(column)).tolist() == [key_hash(fold_number(k)) for k in ks]
-    rows = [bytes(r).rstrip(b"\0").decode() for r in fold_matrix(column)]
-    assert rows == [fold_number(k) for k in ks]
-    if len(ks) > 1:  # a sliced array (non-zero offset) reads the right bytes
-        assert matrix_hashes(fold_matrix(column.slice(1))).tolist() == \
-            [key_hash(fold_number(k)) for k in ks[1:]]
-
-
-@given(st.lists(st.tuples(keys, st.sampled_from(["FRA", "DEU", "D", "XXA"])), min_size=1))
-def test_country_hashes_vectorized_equal_scalar(pairs):
-    hs = np.array([key_hash(k) for k, _ in pairs], dtype=np.int64)
-    got = country_key_hashes(hs, pa.array([c for _, c in pairs]))
-    assert got.tolist() == [country_key_hash(key_hash(k), c) for k, c in pairs]
-    one = country_key_hashes(hs, "FRA")
-    assert one.tolist() == [country_key_hash(key_hash(k), "FRA") for k, _ in pairs]
-
-
-def test_short_keys_never_collide():
-    ks = [f"{i:07d}" for i in range(0, 10_000_000, 997)]
-    assert len(set(key_hashes_from_strings(ks).tolist())) == len(ks)
+_numbers = st.text(alphabet="AB0O18", min_size=3, max_size=5)
 
 
 @given(st.lists(st.integers(-(2**62), 2**62)), st.lists(st.integers(-(2**62), 2**62)),
@@ -90,20 +45,6 @@ def test_a_large_set_probes_through_its_filter_and_keeps_it_across_unions():
     assert not ks.contains_any(added).any()  # the old set is unchanged
 
 
-def test_structured_keys_get_distinct_hashes():
-    # The linear hash of schema version 1 gave A05386474 and 905386475 one hash, and made
-    # 0.3-0.7% of structured absent numbers collide with a listed one at 10M.
-    rng = np.random.default_rng(3)
-    nine = [f"{x:09d}" for x in rng.choice(10**9, 300_000, replace=False)]
-    letters = [f"{a}{b}{x:07d}" for a, b, x in zip(
-        rng.choice(list("ABCDEFGHJKLMNPRSTUVWXY"), 300_000),
-        rng.choice(list("ABCDEFGHJKLMNPRSTUVWXY"), 300_000),
-        rng.integers(0, 10**7, 300_000), strict=True)]
-    keys = sorted({*nine, *letters, "A05386474", "905386475"})
-    assert len(np.unique(key_hashes(pa.array(keys)))) == len(keys)
-
-
-_numbers = st.text(alphabet="AB0O18", min_size=3, max_size=5)
 
 
 @given(st.lists(st.lists(st.tuples(_numbers, st.sampled_from(["P", "I"]),
@@ -111,7 +52,6 @@ _numbers = st.text(alphabet="AB0O18", min_size=3, max_size=5)
                 min_size=1, max_size=5),
        st.lists(st.integers(0, 40), max_size=10), st.lists(_numbers, min_size=1, max_size=6))
 def test_first_level_table_answers_like_a_plain_dict(loads, withdraw_picks, queries):
-    from sltd.keyset import FirstLevel
     from sltd.normalize import fold_number
 
     reference: dict[int, tuple[str, str, str]] = {}

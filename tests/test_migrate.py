@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from sltd import IndexStateError, open_index
-from sltd.keyset import key_hash
+from sltd.keyhash import key_hash
 
 V1 = Path(__file__).parent.parent / "fixtures" / "v1" / "index.duckdb.gz"
 

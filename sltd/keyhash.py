@@ -133,7 +133,9 @@ def _mix(words: np.ndarray) -> np.ndarray:
     for k in range(1, words.shape[1]):
         w = words[:, k]
         has = w != 0
-        if has.any():
+        if has.all():  # the usual case (near-miss variants of one query): no fancy indexing
+            h = _fmix_array(h ^ w)
+        elif has.any():
             h[has] = _fmix_array(h[has] ^ w[has])
     return h.view(np.int64)
 

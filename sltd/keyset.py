@@ -98,7 +98,7 @@ class KeySet:
         (True, False, 3)
     """
 
-    __slots__ = ("_array", "_size", "_filter", "_lock")
+    __slots__ = ("_array", "_size", "_filter", "_lock", "_scalar_filter")
 
     def __init__(self, sorted_spread: np.ndarray,
                  bucket_filter: tuple[int, np.ndarray] | None = None):
@@ -106,6 +106,14 @@ class KeySet:
         self._size = len(sorted_spread)
         self._filter = bucket_filter
         self._lock = threading.Lock()
+        # (shift, offset, bitmap as a memoryview) for the scalar probe, once built
+        self._scalar_filter: tuple[int, int, memoryview] | None = None
+        if bucket_filter is not None:
+            self._set_scalar_filter(bucket_filter)
+
+    def _set_scalar_filter(self, bucket_filter: tuple[int, np.ndarray]) -> None:
+        shift, bitmap = bucket_filter
+        self._scalar_filter = (shift, 1 << (63 - shift), bitmap.data)
 
     @classmethod
     def from_hashes(cls, hashes: np.ndarray) -> KeySet:
@@ -114,6 +122,17 @@ class KeySet:
     def __contains__(self, h: int) -> bool:  # the hot path of every check
         m = (h * _SPREAD) & _M64
         m -= (m >> 63) << 64  # as the signed int64 the array holds
+        f = self._scalar_filter
+        if f is not None:
+            # The bucket filter, read from Python (the twin of _filter_slots): ~98% of
+            # absent keys stop here without a NumPy call, which would release and retake
+            # the GIL (with several checking threads, a hand-over per check).
+            shift, offset, bits = f
+            six = (m >> (shift - 6)) & 63
+            first = six & 7
+            mask = (1 << first) | (1 << ((first + 1 + ((six >> 3) & 3)) & 7))
+            if bits[(m >> shift) + offset] & mask != mask:
+                return False
         a = self._array
         i = a.searchsorted(m)
         return bool(i < self._size and a.item(i) == m)
@@ -153,6 +172,7 @@ class KeySet:
                 bitmap = np.zeros(1 << (64 - shift), np.uint8)
                 bitmap[byte[first]] = np.bitwise_or.reduceat(mask, first)
                 self._filter = (shift, bitmap)
+                self._set_scalar_filter(self._filter)
             return self._filter
 
     def _contains(self, spread: np.ndarray) -> np.ndarray:
@@ -416,15 +436,20 @@ class Keys:
                 current = self._current
         return current
 
-    def add(self, keys: pa.Table) -> None:
-        """Publish the records of ``keys`` (call after their transaction committed). If
-        the sets were never built, nothing is to do: the first build reads the committed
-        table. A build running meanwhile finishes first (same lock), then this adds to it."""
-        if keys.num_rows == 0:
+    def add(self, keys: pa.Table | None) -> None:
+        """Publish the records of ``keys`` (call after their transaction committed).
+
+        If the sets were never built, nothing is to do: the first build reads the committed
+        table. A build running meanwhile finishes first (same lock), then this adds to it.
+        ``None`` means the writer did not read its new records back because the sets were
+        not built when it began; if a build happened since, it may have read the table
+        before the commit, so the sets are dropped and the next check rebuilds them.
+        """
+        if keys is not None and keys.num_rows == 0:
             return
         with self._lock:
             if self._current is not None:
-                self._current = self._current.with_keys(keys)
+                self._current = None if keys is None else self._current.with_keys(keys)
 
     def withdraw(self, record_ids: Iterable[int]) -> None:
         """Publish withdrawals (call after their transaction committed)."""

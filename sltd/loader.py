@@ -64,7 +64,9 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
                       optional=store.OPTIONAL)
     with db.write(on_rollback=audit.invalidate) as con:
         checked = store.validate(con, src)
-        counts, inserted = store.upsert(con, checked.valid, now)
+        # The new records are read back only for key sets already built (a process
+        # that has not checked yet builds them from the table when it first does).
+        counts, inserted = store.upsert(con, checked.valid, now, returning=keys.built)
         problems = (*src.problems, *checked.problems)
         counts = dataclasses.replace(counts, rows_read=src.table.num_rows + len(src.problems),
                                      rejected=len({p.row for p in problems}))

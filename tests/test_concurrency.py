@@ -273,3 +273,24 @@ def test_cursors_of_ended_threads_are_closed_not_piled_up(index):
         t.start()
         t.join()
     assert len(index._db._cursors) <= 2  # the last thread's, and at most one not yet pruned
+
+
+def test_a_load_that_races_the_first_build_of_the_key_sets_is_never_lost(index, monkeypatch):
+    """The load reads its new records back only if the key sets are built; a check that
+    builds them between that decision and the COMMIT must not leave them out."""
+    import sltd.store
+
+    real_upsert = sltd.store.upsert
+
+    def upsert_then_a_check_builds_the_sets(con, valid, now, *, returning=True):
+        result = real_upsert(con, valid, now, returning=returning)
+        assert not returning  # the sets were not built when the load began
+        built = threading.Thread(target=index.check, args=("Q0000001",))
+        built.start()  # another thread's first check, before this load commits
+        built.join()
+        return result
+
+    monkeypatch.setattr(sltd.store, "upsert", upsert_then_a_check_builds_the_sets)
+    index.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    monkeypatch.undo()
+    assert [h.number for h in index.check("X1234567", "P", "FRA")] == ["X1234567"]

@@ -35,6 +35,7 @@ def test_a_large_set_probes_through_its_filter_and_keeps_it_across_unions():
     assert ks.contains_any(probes).tolist() == want
     assert ks.contains_any(probes[:7]).tolist() == want[:7]  # small probes use it too
     assert ks._filter is not None
+    assert [int(p) in ks for p in probes.tolist()] == want  # the scalar probe, filtered
     added = outsiders[:50]
     grown = ks.union(added)
     assert grown._filter is not None
@@ -76,3 +77,15 @@ def test_first_level_table_answers_like_a_plain_dict(loads, withdraw_picks, quer
     expected = sorted((i, *r) for i, r in reference.items() if fold_number(r[0]) in folds)
     assert sorted(table.rows(folds)) == expected
     assert len(table) == len(reference)
+
+
+def test_the_scalar_filter_probe_agrees_with_the_array_at_the_int64_extremes():
+    edges = [-(2**63), -(2**63) + 1, -1, 0, 1, 2**63 - 1, 2**62, -(2**62)]
+    rng = np.random.default_rng(8)
+    members = np.concatenate([rng.integers(-(2**63), 2**63 - 1, 70_000, dtype=np.int64),
+                              np.array(edges[:4], np.int64)])
+    ks = KeySet.from_hashes(members)
+    ks.prepare()
+    oracle = set(members.tolist())
+    probes = edges + rng.integers(-(2**63), 2**63 - 1, 5_000, dtype=np.int64).tolist()
+    assert [p in ks for p in probes] == [p in oracle for p in probes]

@@ -247,7 +247,7 @@ class FirstLevel:
     """
 
     __slots__ = ("hashes", "ids", "numbers", "types", "countries", "names", "withdrawn",
-                 "_offsets", "_data")
+                 "_offsets", "_data", "_hv")
 
     def __init__(self, hashes: np.ndarray, ids: np.ndarray, numbers: pa.Array,
                  types: np.ndarray, countries: np.ndarray, names: tuple[str, ...],
@@ -265,6 +265,7 @@ class FirstLevel:
         self._offsets = np.frombuffer(buffers[1], np.int64)[
             numbers.offset: numbers.offset + len(numbers) + 1]
         self._data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
+        self._hv = np.ascontiguousarray(hashes).data
 
     @classmethod
     def from_table(cls, records: pa.Table) -> FirstLevel:
@@ -330,14 +331,15 @@ class FirstLevel:
         confirmed by folding the record's number."""
         out = []
         n = len(self.hashes)
-        offsets, data = self._offsets, self._data
+        # memoryviews: Python ints per index without NumPy calls (no GIL hand-over)
+        hv, ids, offsets, data = self._hv, self.ids.data, self._offsets.data, self._data
         for k, fold in enumerate(folds):
             h = key_hash(fold) if hashes is None else hashes[k]
-            i = int(self.hashes.searchsorted(h))
-            while i < n and self.hashes.item(i) == h:
-                record_id = self.ids.item(i)
+            i = bisect_left(hv, h)
+            while i < n and hv[i] == h:
+                record_id = ids[i]
                 if record_id not in self.withdrawn:
-                    number = str(data[offsets.item(i):offsets.item(i + 1)], "ascii")
+                    number = str(data[offsets[i]:offsets[i + 1]], "ascii")
                     if fold_number(number) == fold:
                         out.append((record_id, number, _TYPE_CODES[self.types.item(i)],
                                     self.names[self.countries.item(i)]))

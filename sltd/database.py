@@ -32,6 +32,7 @@ import atexit
 import contextlib
 import os
 import re
+import sys
 import threading
 import time
 import weakref
@@ -144,8 +145,10 @@ class Database:
 
     def _close(self) -> None:
         for fn in self._on_close:
-            with contextlib.suppress(Exception):
+            try:
                 fn()
+            except Exception as e:  # noqa: BLE001 - closing goes on; nothing is lost silently
+                print(f"sltd: {self.path}: closing: {type(e).__name__}: {e}", file=sys.stderr)
         with self._cursors_lock:
             cursors, self._cursors = list(self._cursors.values()), {}
         for cur in [*cursors, self._writer, self._con]:

@@ -156,7 +156,7 @@ class RecordNotFound(SltdError, LookupError):
 
 
 class HitIdError(SltdError):
-    """A hit id that cannot be revealed: unknown, forged, for another searcher, or stale.
+    """A hit id that cannot be revealed: unknown, forged, for another NCB, or stale.
 
     Attributes:
         hit_id: the id given.

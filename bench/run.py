@@ -31,6 +31,7 @@ def main() -> None:
             ["screening.py", "--records", "100000", "--manifest", "200000",
              "--loop-rows", "20000", "--near-rows", "5000"],
             ["threads.py", "--quick"],
+            ["migrate.py", "--records", "100000"],
         ]
     else:
         runs = [
@@ -39,6 +40,7 @@ def main() -> None:
             ["workflow.py", "--records", "1000000", "--reveals", "500"],
             ["screening.py"],
             ["threads.py"],
+            ["migrate.py"],
         ]
     print(f"sltd benchmark suite, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
           f"{'quick' if args.quick else 'full'}")

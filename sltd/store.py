@@ -485,6 +485,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
     say = progress or (lambda _: None)
     con.execute("BEGIN")
     try:
+        say("reading the folded keys")
         folds = con.sql("SELECT DISTINCT fold FROM records UNION "
                         "SELECT DISTINCT fold FROM record_history").to_arrow_table()
         say(f"rehashing {folds.num_rows:,} folded keys")

@@ -79,6 +79,11 @@ class AuditLog:
                                               str | None, str]] = collections.deque()
         self._pending: list[tuple[dt.datetime, str | None, str | None, str, str | None,
                                   str | None]] = []
+        # Checks taken from the buffer by the write transaction under way: put back if it
+        # rolls back (writes are serialized, so the next write means it committed).
+        self._taken: list[tuple[dt.datetime, str, str, str, str | None, str | None,
+                                str]] = []
+        self._taken_in = -1  # the transaction number they were taken in
         # Head of the chain (seq, hash), read once: this log is the only writer of its
         # table (one per file per process, and the file has one process), and it is only
         # read or moved under the database's write lock.
@@ -109,9 +114,12 @@ class AuditLog:
         self.write_pending(con)
 
     def invalidate(self) -> None:
-        """Forget the cached chain head and the entries of a rolled-back transaction."""
+        """After a rollback: forget the cached chain head and the entries of the failed
+        write; the checks it had taken from the buffer go back to its front."""
         self._head = None
         self._pending.clear()
+        self._checks.extendleft(reversed(self._taken))
+        self._taken = []
 
     def flush(self, *, wait: bool = True) -> None:
         """Write buffered entries in their own transaction. With ``wait=False``, do
@@ -131,6 +139,9 @@ class AuditLog:
         if not self.enabled:
             return
         taken = [self._checks.popleft() for _ in range(len(self._checks))]
+        if self._taken_in != self.db.transaction_no:  # a new transaction: the last committed
+            self._taken, self._taken_in = [], self.db.transaction_no
+        self._taken += taken
         if taken:
             # Checks buffered so far go first: they happened before the write that
             # triggers this flush.

@@ -81,6 +81,8 @@ class Database:
         #: write between two statements). Re-entrant: a write may call another.
         self.write_lock = threading.RLock()
         self._writer = con.cursor()
+        #: Number of the write transaction under way (or last run): one writer at a time.
+        self.transaction_no = 0
         self._shared: dict[str, Any] = {}
         self._shared_lock = threading.Lock()
         self._on_close: list[Callable[[], None]] = []
@@ -193,6 +195,7 @@ class Database:
                 return
             self._local.in_write = True
             try:
+                self.transaction_no += 1
                 self._writer.execute("BEGIN")
                 try:
                     yield self._writer

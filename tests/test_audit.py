@@ -1,6 +1,7 @@
 """The audit trail records every action and detects any tampering."""
 
 import duckdb
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,3 +83,46 @@ def test_a_rolled_back_write_does_not_break_the_chain(monkeypatch):
     monkeypatch.undo()
     ix.reveal(hit.hit_id, officer="A", ncb="DEU")
     assert ix.verify_audit().ok
+
+
+def test_checks_buffered_before_a_failed_write_stay_in_the_trail(tmp_path, monkeypatch):
+    from sltd.synth import synth_records
+
+    ix = open_index(str(tmp_path / "a.duckdb"), create=True)
+    ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    for _ in range(5):
+        ix.check("Q0000001", "P", "FRA", ncb="DEU", officer="A")
+
+    def boom(*_, **__):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("sltd.loader.write_rejects", boom)
+    with pytest.raises(OSError, match="disk full"):  # rolls the load back, audit entry too
+        ix.load(synth_records(20, seed=4), rejects=tmp_path / "r.csv")
+    monkeypatch.undo()
+    ix.check("Q0000002", "P", "FRA", ncb="DEU", officer="A")
+    report = ix.verify_audit()
+    actions = [r[0] for r in ix._db.cursor().execute(
+        "SELECT action FROM audit ORDER BY seq").fetchall()]
+    ix.close()
+    assert report.ok
+    assert actions == ["load", *["check"] * 6]  # no failed load, and no check lost
+
+
+def test_a_rolled_back_transaction_that_flushed_twice_gives_back_every_check(tmp_path):
+    from sltd.audit import AuditLog
+
+    ix = open_index(str(tmp_path / "b.duckdb"), create=True)
+    log: AuditLog = ix._s.audit
+    ix.check("Q0000001", "P", "FRA")
+    def failing_write():
+        with ix._db.write(on_rollback=log.invalidate) as con:
+            log.write_pending(con)  # takes the first check
+            ix.check("Q0000002", "P", "FRA")
+            log.write_pending(con)  # takes the second, same transaction
+            raise RuntimeError("the write fails")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    assert [c[3] for c in log._checks] == ["Q0000001", "Q0000002"]
+    ix.close()

@@ -31,7 +31,8 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
     write_table(table, records)
     yield f"generated {n} synthetic SLTD records -> {records}"
     with open_index(db, create=True) as index:
-        report = index.load(records, rejects=workdir / "rejects.csv")
+        index.set_home_ncb("DEU", officer="demo")  # so its hit ids can be revealed
+        report = index.load(records, rejects=workdir / "rejects.csv", officer="demo")
         yield (f"loaded {report.inserted} records into {db} in {report.seconds:.1f} s "
                f"({report.rejected} rejected)")
         passports = table.filter(pc.equal(table.column("document_type"), "P"))

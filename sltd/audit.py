@@ -118,7 +118,8 @@ class AuditLog:
         write; the checks it had taken from the buffer go back to its front."""
         self._head = None
         self._pending.clear()
-        self._checks.extendleft(reversed(self._taken))
+        if self._taken_in == self.db.transaction_no:  # taken by the failed transaction
+            self._checks.extendleft(reversed(self._taken))
         self._taken = []
 
     def flush(self, *, wait: bool = True) -> None:

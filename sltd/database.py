@@ -201,9 +201,12 @@ class Database:
                     yield self._writer
                     self._writer.execute("COMMIT")
                 except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    if on_rollback is not None:
-                        on_rollback()
+                    try:
+                        with contextlib.suppress(duckdb.Error):  # e.g. after a failed COMMIT
+                            self._writer.execute("ROLLBACK")
+                    finally:
+                        if on_rollback is not None:
+                            on_rollback()
                     raise
             finally:
                 self._local.in_write = False

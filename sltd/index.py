@@ -211,14 +211,15 @@ class Index:
         Raises RecordNotFound if no active record has that key."""
         key = (canonical_number(number), codes.doc_type_code(doc_type),
                codes.country_code(country))
-        now = self.clock.now()
-        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
-            record_id = store.withdraw(con, key, fold_number(key[0]), now, reason)
-            if record_id is None:
-                raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
-            self._s.audit.write(con, now, "withdraw", actor=officer or None,
-                                ncb=self.home_ncb, subject=" ".join(key), result=reason)
-        self._s.keys.withdraw([record_id])  # published before we return
+        now, db = self.clock.now(), self._writable()
+        with db.write_lock:  # commit and publish in one hold: publication in commit order
+            with db.write(on_rollback=self._s.audit.invalidate) as con:
+                record_id = store.withdraw(con, key, fold_number(key[0]), now, reason)
+                if record_id is None:
+                    raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
+                self._s.audit.write(con, now, "withdraw", actor=officer or None,
+                                    ncb=self.home_ncb, subject=" ".join(key), result=reason)
+            self._s.keys.withdraw([record_id])  # published before we return
 
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sltd.codes import DOC_TYPES
 from sltd.keyhash import country_key_hashes, key_hash
@@ -247,11 +248,11 @@ class FirstLevel:
     """
 
     __slots__ = ("hashes", "ids", "numbers", "types", "countries", "names", "withdrawn",
-                 "_offsets", "_data", "_hv")
+                 "max_id", "_offsets", "_data", "_hv")
 
     def __init__(self, hashes: np.ndarray, ids: np.ndarray, numbers: pa.Array,
                  types: np.ndarray, countries: np.ndarray, names: tuple[str, ...],
-                 withdrawn: frozenset[int] = frozenset()):
+                 withdrawn: frozenset[int] = frozenset(), max_id: int | None = None):
         self.hashes = hashes  # int64, sorted
         self.ids = ids  # int64
         self.numbers = numbers  # Arrow large_string
@@ -259,6 +260,9 @@ class FirstLevel:
         self.countries = countries  # uint16 index into names
         self.names = names
         self.withdrawn = withdrawn
+        #: The highest record id this table has seen (ids only grow, loads commit one at a
+        #: time): a load whose new ids are not above it is already in the table.
+        self.max_id = (int(ids.max()) if len(ids) else 0) if max_id is None else max_id
         # The numbers' Arrow offsets and bytes, as zero-copy views: slicing them is ~10x
         # faster than making Arrow scalars.
         buffers = numbers.buffers()
@@ -322,7 +326,7 @@ class FirstLevel:
     def without(self, record_ids: Iterable[int]) -> FirstLevel:
         """The same table with these records withdrawn."""
         return FirstLevel(self.hashes, self.ids, self.numbers, self.types, self.countries,
-                          self.names, self.withdrawn | frozenset(record_ids))
+                          self.names, self.withdrawn | frozenset(record_ids), self.max_id)
 
     def rows(self, folds: Sequence[str], hashes: Sequence[int] | None = None
              ) -> list[tuple[int, str, str, str]]:
@@ -347,7 +351,8 @@ class FirstLevel:
         return out
 
     def __len__(self) -> int:
-        return len(self.hashes) - len(self.withdrawn)
+        gone = np.fromiter(self.withdrawn, np.int64, len(self.withdrawn))
+        return len(self.hashes) - int(np.isin(gone, self.ids).sum())
 
     @property
     def nbytes(self) -> int:
@@ -465,8 +470,14 @@ class Keys:
         if keys is not None and keys.num_rows == 0:
             return
         with self._lock:
-            if self._current is not None:
-                self._current = None if keys is None else self._current.with_keys(keys)
+            current = self._current
+            if current is None:
+                return
+            if keys is None:
+                self._current = None
+            elif pc.min(keys.column("record_id")).as_py() > current.records.max_id:
+                self._current = current.with_keys(keys)
+            # else: the sets were built after this load committed and already hold it
 
     def withdraw(self, record_ids: Iterable[int]) -> None:
         """Publish withdrawals (call after their transaction committed)."""

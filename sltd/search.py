@@ -404,22 +404,20 @@ class Search:
         keys = self.keys.snapshot()  # one snapshot for the whole check
         h = key_hash_bytes(folded)
         listed = h in keys
-        if exact_only and not listed:
-            return []  # the hot path: most checks end here, without touching DuckDB
-        if exact_only:
-            return self._hits(canonical, qtype, qcountry, keys.records.rows(
-                [folded.decode()], [h]), exact_only, ncb, now)
+        if exact_only:  # most checks end at the first return: not listed, from memory
+            return [] if not listed else self._hits(
+                canonical, qtype, qcountry, keys.records.rows([folded.decode()], [h]),
+                True, ncb, now)
         folds = [folded.decode()] if listed else []
-        if not exact_only:
-            variants = edit1_variants(folded.decode())
-            for start in range(0, len(variants), _PROBE_CHUNK):
-                chunk = variants[start:start + _PROBE_CHUNK]
-                present = keys.present(key_hashes_from_strings(chunk), qcountry)
-                folds += [chunk[i] for i in np.flatnonzero(present)]
+        variants = edit1_variants(folded.decode())
+        for start in range(0, len(variants), _PROBE_CHUNK):
+            chunk = variants[start:start + _PROBE_CHUNK]
+            present = keys.present(key_hashes_from_strings(chunk), qcountry)
+            folds += [chunk[i] for i in np.flatnonzero(present)]
         if not folds:
             return []
-        return self._hits(canonical, qtype, qcountry, keys.records.rows(folds), exact_only,
-                          ncb, now)
+        return self._hits(canonical, qtype, qcountry, keys.records.rows(folds), False, ncb,
+                          now)
 
     def check_mrz(self, read: MRZ, *, ncb: str, now: dt.datetime,
                   exact_only: bool = False) -> list[Hit]:

@@ -126,3 +126,19 @@ def test_a_rolled_back_transaction_that_flushed_twice_gives_back_every_check(tmp
         failing_write()
     assert [c[3] for c in log._checks] == ["Q0000001", "Q0000002"]
     ix.close()
+
+
+def test_failed_writes_after_a_committed_one_write_no_check_twice(tmp_path):
+    from sltd import RecordNotFound
+
+    ix = open_index(str(tmp_path / "c.duckdb"), create=True)
+    ix.check("Q0000001", "P", "FRA")
+    ix.upsert([Record("X1234567", "P", "FRA", "stolen")])  # commits the buffered check
+    for _ in range(3):
+        with pytest.raises(RecordNotFound):
+            ix.withdraw("Y7654321", "P", "FRA")  # rolls back
+    assert ix.verify_audit().ok
+    checks = ix._db.cursor().execute(
+        "SELECT count(*) FROM audit WHERE action = 'check'").fetchall()[0][0]
+    ix.close()
+    assert checks == 1

@@ -294,3 +294,54 @@ def test_a_load_that_races_the_first_build_of_the_key_sets_is_never_lost(index, 
     index.upsert([Record("X1234567", "P", "FRA", "stolen")])
     monkeypatch.undo()
     assert [h.number for h in index.check("X1234567", "P", "FRA")] == ["X1234567"]
+
+
+def _publishing_slowly(monkeypatch, delays):
+    """Keys.add sleeps in the named threads: a writer preempted between its COMMIT and its
+    publish, the window the ordering must not depend on."""
+    from sltd.keyset import Keys
+
+    real_add = Keys.add
+
+    def slow_add(self, keys):
+        time.sleep(delays.get(threading.current_thread().name, 0))
+        real_add(self, keys)
+
+    monkeypatch.setattr(Keys, "add", slow_add)
+
+
+def test_a_withdrawal_after_a_load_is_never_undone_by_the_loads_late_publish(monkeypatch):
+    ix = open_index(":memory:", create=True)
+    ix.upsert([Record("A1111111", "P", "FRA", "stolen")])
+    ix.check("A1111111", "P", "FRA")  # key sets built
+    _publishing_slowly(monkeypatch, {"load": 0.5})
+    load = threading.Thread(name="load", target=ix.upsert,
+                            args=([Record("X1234567", "P", "FRA", "stolen")],))
+    load.start()
+    time.sleep(0.2)
+    ix.withdraw("X1234567", "P", "FRA")  # waits for the load's publish, then withdraws
+    assert ix.check("X1234567", "P", "FRA") == []
+    load.join()
+    assert ix.check("X1234567", "P", "FRA") == []
+    ix.close()
+
+
+def test_a_rebuild_between_a_loads_commit_and_its_publish_does_not_double_its_records(
+        monkeypatch):
+    ix = open_index(":memory:", create=True)
+    _publishing_slowly(monkeypatch, {"first": 0.6, "second": 1.2})
+    first = threading.Thread(name="first", target=ix.upsert,
+                             args=([Record("A1111111", "P", "FRA", "stolen")],))
+    first.start()  # commits before any check: it will publish 'rebuild from the table'
+    time.sleep(0.2)
+    ix.check("B2222222", "P", "FRA")  # the first check builds the key sets
+    second = threading.Thread(name="second", target=ix.upsert,
+                              args=([Record("X1234567", "P", "FRA", "stolen")],))
+    second.start()
+    first.join()  # its publish dropped the sets; the second load has committed
+    time.sleep(0.3)
+    ix.check("C3333333", "P", "FRA")  # rebuilds from the table, the second load's row in it
+    second.join()  # ... before the second load publishes that row again
+    assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
+    assert len(ix._s.keys.snapshot().records) == len(ix) == 2
+    ix.close()

@@ -158,10 +158,6 @@ class Database:
                 cur.close()
         _OPEN.discard(self)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     # --- reading and writing ------------------------------------------------------------
 
     def cursor(self) -> duckdb.DuckDBPyConnection:

@@ -41,7 +41,7 @@ from sltd.model import Alert, Hit, HitCase, HitDetails, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
 from sltd.search import HitIds, Search
-from sltd.sources import Source, arrow_from_rows, refuse_overwrite
+from sltd.sources import Source, arrow_from_rows
 
 _ncb = functools.lru_cache(maxsize=1024)(workflow.ncb_code)
 
@@ -153,8 +153,9 @@ class Index:
 
     def set_home_ncb(self, ncb: str, *, officer: str = "") -> None:
         """Record the NCB this index belongs to (audited)."""
-        self._setting("home_ncb", _ncb(ncb, "ncb"), officer)
-        self._s.home_ncb = _ncb(ncb, "ncb")
+        code = _ncb(ncb, "ncb")
+        self._setting("home_ncb", code, officer)
+        self._s.home_ncb = code
 
     @property
     def validation_window(self) -> dt.timedelta:
@@ -379,13 +380,9 @@ class Index:
         """
         from sltd.screen import screen
 
-        for target, what in ((options.get("out"), "result file"),
-                             (options.get("rejects"), "rejects file")):
-            if target is not None:  # the index is read too: never write over it
-                refuse_overwrite(target, [self.path], what=what)
         return screen(source, keys=self._s.keys.snapshot(), hit_ids=self._s.hit_ids,
                       con=self._db.cursor(), now=self.clock.now(), ncb=self._searching(ncb),
-                      **options)
+                      index_path=self.path, **options)
 
     def stats(self) -> dict[str, Any]:
         """Counts by status, type and country, history, key-set memory."""

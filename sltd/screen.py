@@ -145,7 +145,8 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
            keep: Sequence[str] = (), rejects: str | os.PathLike[str] | None = None,
            exact_only: bool = False, since: dt.datetime | None = None,
            batch_rows: int = 1_000_000, mrz_column: str | None = None,
-           progress: Callable[[int], None] | None = None) -> tuple[pa.Table, ScreenReport]:
+           progress: Callable[[int], None] | None = None,
+           index_path: str | None = None) -> tuple[pa.Table, ScreenReport]:
     """Screen every document of a manifest; one result row per first-level hit.
 
     Args:
@@ -170,6 +171,7 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
             single MRZ checks, near misses it rules out are dropped (other check digits
             are not verified in bulk).
         progress: called with the number of rows done after each batch.
+        index_path: the index file, which ``out`` and ``rejects`` must not be either.
 
     Returns:
         (hits table, report). Columns: ``row`` (1-based position in the manifest), the
@@ -183,8 +185,8 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
     if bad_fields:
         raise SourceError(f"--keep {', '.join(bad_fields)}: already read as a document field")
     for target, what in ((out, "result file"), (rejects, "rejects file")):
-        if target is not None:
-            refuse_overwrite(target, [source], what=what)
+        if target is not None:  # never over the manifest, nor the index read with it
+            refuse_overwrite(target, [source, index_path], what=what)
     if out is not None and rejects is not None:
         refuse_overwrite(rejects, [out], what="rejects file")
     source, format, problems = _resolve(source, format)

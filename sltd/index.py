@@ -35,7 +35,7 @@ from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock
 from sltd.database import Database
 from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
-from sltd.keyset import Keys
+from sltd.keyset import Keys, key_file_path
 from sltd.loader import LoadReport
 from sltd.model import Alert, Hit, HitCase, HitDetails, Record
 from sltd.mrz import MRZCheck, parse_mrz
@@ -75,7 +75,7 @@ class _Shared:
     secret, home NCB."""
 
     def __init__(self, db: Database):
-        self.keys = Keys(lambda: store.key_columns(db.cursor()))
+        self.keys = Keys(db.cursor, key_file_path(db.path))
         self.audit = AuditLog(db, enabled=not db.read_only)
         self.hit_ids = HitIds(bytes.fromhex(store.get_meta(db.cursor(), "hit_secret") or ""))
         self.search = Search(self.keys, self.hit_ids)

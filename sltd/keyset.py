@@ -1,17 +1,26 @@
-"""The in-memory structures that answer a check without DuckDB: key sets, the first-level
-table, and the snapshot that publishes them together.
+"""The in-memory structures that answer a check without DuckDB, and the key file that
+persists them next to the index so that a process opens them instead of rebuilding them.
 
 Almost every check is a miss, so the hot path must not touch DuckDB (a DuckDB query costs
-~0.3 ms even for ``SELECT 1``). A :class:`KeySet` is a sorted NumPy array of the 64-bit
-hashes (:mod:`sltd.keyhash`) of the folded keys (:func:`sltd.normalize.fold_number`) of all
-active records: 8 bytes a record (plus, for big sets, a bucket filter of 2-4 bytes a record
-that bulk probes go through). A hash that is absent proves the folded key is not listed;
-a present one is confirmed against the :class:`FirstLevel` table, so a hash collision
-costs a lookup, never a wrong answer. :class:`Keys` publishes both as one immutable
-:class:`KeySnapshot`, swapped whole after each committed change.
+~0.3 ms even for ``SELECT 1``). A :class:`KeyTable` holds the first-level fields of every
+active record (record id, number, type, country) sorted by the 64-bit hash
+(:mod:`sltd.keyhash`) of its folded key (:func:`sltd.normalize.fold_number`), with a
+:class:`KeySet` over the hashes: an absent hash proves the folded key is not listed; a
+present one is confirmed by folding the record's number, so a hash collision costs a
+lookup, never a wrong answer. About 31 bytes a record: hash 8, record id 4, number 4 + its
+characters, type 1, country 2, and 2-4 for the probe filter.
+
+A :class:`KeySnapshot` is what a check reads: a *base* table (memory-mapped from the key
+file ``<index>.keys``), a small in-memory *delta* of the records added since, and the ids
+withdrawn since. :class:`Keys` publishes snapshots: it opens the key file, checks it
+against the database (a digest of the active records: count, xor of the hashes, sum of the
+ids) and brings it up to date from DuckDB (rows added since, ids withdrawn since); a file
+that does not match (a crash, a copied file, another index's file) is rebuilt, never
+trusted. When the delta outgrows a sixteenth of the base, the base is rebuilt from DuckDB
+and the key file rewritten (atomically: a new file renamed over the old one).
 
 Example:
-    >>> from sltd.keyhash import key_hashes, key_hashes_from_strings
+    >>> from sltd.keyhash import key_hashes_from_strings
     >>> ks = KeySet.from_hashes(key_hashes_from_strings(["X1234567", "A7654321"]))
     >>> key_hash("X1234567") in ks, key_hash("X0000000") in ks
     (True, False)
@@ -19,18 +28,27 @@ Example:
 
 from __future__ import annotations
 
+import json
+import logging
+import mmap
+import os
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sltd import store
 from sltd.codes import DOC_TYPES
-from sltd.keyhash import country_key_hashes, key_hash
-from sltd.normalize import fold_number
+from sltd.errors import IndexStateError
+from sltd.keyhash import country_codes, key_hash
+from sltd.normalize import MAX_LENGTH, fold_number
+
+log = logging.getLogger(__name__)
 
 
 def _filter_bits(size: int) -> int:
@@ -38,22 +56,32 @@ def _filter_bits(size: int) -> int:
     return min(32, max(16, int(size * 16 - 1).bit_length()))
 
 
-def _filter_slots(spread: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each spread value sits in a byte-blocked filter: (byte, two-bit mask). The
-    byte is the value's top bits, offset to be non-negative (so a sorted array gives
-    sorted bytes); the two bits in it come from the six bits just below (a multiplicative
-    hash mixes its middle and top bits well, its low bits poorly). Two bits a key cut
-    false positives ~2.5x against one (10M keys: ~1.5% of absent keys pass, not 3.7%)."""
-    byte = (spread >> shift) + (1 << (63 - shift))
-    six = (spread >> (shift - 6)) & 63
+def _filter_shift(size: int) -> int:
+    """How far a hash is shifted right to address a byte of the filter of a set of
+    ``size`` (its top bits address bytes)."""
+    return 64 - (_filter_bits(size) - 3)
+
+
+def _filter_slots(values: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each hash sits in a byte-blocked filter: (byte, two-bit mask). The byte is
+    the hash's top bits, offset to be non-negative (so sorted hashes give sorted bytes);
+    the two bits in it come from the six bits just below. Two bits a key cut false
+    positives ~2.5x against one (10M keys: ~1.5% of absent keys pass, not 3.7%)."""
+    byte = (values >> shift) + (1 << (63 - shift))
+    six = (values >> (shift - 6)) & 63
     first = six & 7
     second = (first + 1 + ((six >> 3) & 3)) & 7  # never the first bit
     one = np.uint8(1)
     return byte, (one << first.astype(np.uint8)) | (one << second.astype(np.uint8))
 
 
-def _test_slots(bitmap: np.ndarray, byte: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return (bitmap[byte] & mask) == mask
+def _set_slots(bitmap: np.ndarray, values: np.ndarray, shift: int) -> None:
+    """Set the filter bits of sorted ``values`` in ``bitmap`` (one pass, no scatter-or)."""
+    if len(values) == 0:
+        return
+    byte, mask = _filter_slots(values, shift)
+    first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
+    bitmap[byte[first]] |= np.bitwise_or.reduceat(mask, first)
 
 
 def _sorted_unique(hashes: Any) -> np.ndarray:
@@ -62,18 +90,6 @@ def _sorted_unique(hashes: Any) -> np.ndarray:
     if len(a) > 1:
         a = a[np.concatenate(([True], a[1:] != a[:-1]))]
     return a
-
-
-#: Odd 64-bit constant (2**64 / golden ratio): multiplying by it modulo 2**64 is a bijection
-#: that spreads the structured key hashes (ASCII bytes) evenly over the top bits.
-_SPREAD = 0x9E3779B97F4A7C15
-_M64 = (1 << 64) - 1
-
-
-def _spread(hashes: np.ndarray) -> np.ndarray:
-    """Vectorized twin of the scalar spreading in :meth:`KeySet.__contains__`."""
-    return (np.asarray(hashes, dtype=np.int64).view(np.uint64)
-            * np.uint64(_SPREAD)).view(np.int64)
 
 
 #: Candidates past the filter up to which a probe bisects them one by one from Python.
@@ -85,17 +101,15 @@ _FILTER_MIN = 1 << 16
 
 
 class KeySet:
-    """A set of key hashes with O(log n) membership and a fast vectorized probe.
+    """A sorted array of key hashes (repeats allowed) with O(log n) membership and a fast
+    vectorized probe.
 
-    Stored as a sorted, deduplicated int64 array of the hashes multiplied by an odd
-    constant (mod 2**64): a bijection, so membership is unchanged, but the stored values
-    are spread evenly, which lets :meth:`contains_any` put a filter on them: a bitmap of
-    ~16 bits a key, addressed by byte with a value's top bits, two bits set per key
-    (built in one pass, because the array is sorted, by :meth:`prepare` or the first
-    probe; carried over by :meth:`union`). Most probed hashes fail the filter with one
-    memory read; only the few that pass are binary-searched. (Spreading costs the
-    near-miss variants of one query their locality in the array, so without the filter
-    their ~500 searches would each miss the cache.)
+    The hashes are fmix64-mixed (:mod:`sltd.keyhash`), so their top bits are uniform,
+    which lets a filter sit in front of the array: a bitmap of ~16 bits a key, addressed
+    by byte with a hash's top bits, two bits set per key (built in one pass over the
+    sorted array by :meth:`prepare` or the first probe, or read from the key file). Most
+    absent hashes fail the filter with one memory read; only the few that pass are
+    binary-searched.
 
     Example:
         >>> ks = KeySet.from_hashes(np.array([3, 1, 2], dtype=np.int64))
@@ -105,13 +119,13 @@ class KeySet:
 
     __slots__ = ("_array", "_size", "_filter", "_lock", "_scalar_filter", "_view")
 
-    def __init__(self, sorted_spread: np.ndarray,
+    def __init__(self, sorted_hashes: np.ndarray,
                  bucket_filter: tuple[int, np.ndarray] | None = None):
-        self._array = sorted_spread
-        self._size = len(sorted_spread)
+        self._array = sorted_hashes
+        self._size = len(sorted_hashes)
         # bisect over this view is a C loop that keeps the GIL; searchsorted releases it,
         # and with several checking threads every release is a hand-over
-        self._view = sorted_spread.data
+        self._view = sorted_hashes.data
         self._filter = bucket_filter
         self._lock = threading.Lock()
         # (shift, offset, bitmap as a memoryview) for the scalar probe, once built
@@ -125,44 +139,43 @@ class KeySet:
 
     @classmethod
     def from_hashes(cls, hashes: np.ndarray) -> KeySet:
-        return cls(_sorted_unique(_spread(hashes)))
+        return cls(_sorted_unique(hashes))
 
     def __contains__(self, h: int) -> bool:  # the hot path of every check
-        m = (h * _SPREAD) & _M64
-        m -= (m >> 63) << 64  # as the signed int64 the array holds
         f = self._scalar_filter
         if f is not None:
             # The bucket filter, read from Python (the twin of _filter_slots): ~98% of
             # absent keys stop here without a NumPy call, which would release and retake
             # the GIL (with several checking threads, a hand-over per check).
             shift, offset, bits = f
-            six = (m >> (shift - 6)) & 63
+            six = (h >> (shift - 6)) & 63
             first = six & 7
             mask = (1 << first) | (1 << ((first + 1 + ((six >> 3) & 3)) & 7))
-            if bits[(m >> shift) + offset] & mask != mask:
+            if bits[(h >> shift) + offset] & mask != mask:
                 return False
-        i = bisect_left(self._view, m)
-        return i < self._size and self._view[i] == m
+        i = bisect_left(self._view, h, 0, self._size)
+        return i < self._size and self._view[i] == h
 
     def contains_any(self, hashes: np.ndarray) -> np.ndarray:
         """Boolean mask: which of ``hashes`` are in the set (vectorized)."""
-        if self._size == 0 or len(hashes) == 0:
-            return np.zeros(len(hashes), dtype=bool)
-        m = _spread(hashes)
+        m = np.asarray(hashes, dtype=np.int64)
+        if self._size == 0 or len(m) == 0:
+            return np.zeros(len(m), dtype=bool)
         if self._size < _FILTER_MIN:
             return self._contains(m)
         # The bucket filter lets most hashes out with one read of a bitmap of ~2 bytes a
         # key (1M probes in 10M keys: 37 ms, against 126 ms for a binary search of the
         # sorted probes); the few that pass are sorted (cache-friendly search) and searched.
         shift, bits = self._bucket_filter()
-        maybe = np.flatnonzero(_test_slots(bits, *_filter_slots(m, shift)))
+        byte, mask = _filter_slots(m, shift)
+        maybe = np.flatnonzero((bits[byte] & mask) == mask)
         if len(maybe) <= _FEW:
             # One check's near-miss probe: ~1.5% of its ~500 variants pass the filter.
             # bisect them from Python: no sort, no searchsorted, no GIL hand-over.
             view, size = self._view, self._size
             found = np.zeros(len(m), bool)
             for j, v in zip(maybe.tolist(), m[maybe].tolist(), strict=True):
-                i = bisect_left(view, v)
+                i = bisect_left(view, v, 0, size)
                 found[j] = i < size and view[i] == v
             return found
         cand = m[maybe]
@@ -178,171 +191,153 @@ class KeySet:
             self._bucket_filter()
 
     def _bucket_filter(self) -> tuple[int, np.ndarray]:
-        """(shift, bitmap): for every stored value v, the bits ``_filter_slots(v, shift)``
+        """(shift, bitmap): for every stored hash h, the bits ``_filter_slots(h, shift)``
         are set. Built once per set (sets are immutable)."""
         with self._lock:
             if self._filter is None:
-                shift = 64 - (_filter_bits(self._size) - 3)  # top bits address bytes
-                byte, mask = _filter_slots(self._array, shift)  # bytes sorted, as values
-                first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
+                shift = _filter_shift(self._size)
                 bitmap = np.zeros(1 << (64 - shift), np.uint8)
-                bitmap[byte[first]] = np.bitwise_or.reduceat(mask, first)
+                _set_slots(bitmap, self._array, shift)
                 self._filter = (shift, bitmap)
                 self._set_scalar_filter(self._filter)
             return self._filter
 
-    def _contains(self, spread: np.ndarray) -> np.ndarray:
-        idx = self._array.searchsorted(spread)
+    def _contains(self, values: np.ndarray) -> np.ndarray:
+        idx = self._array.searchsorted(values)
         idx[idx == self._size] = 0
-        return self._array[idx] == spread
-
-    def union(self, hashes: Iterable[int] | np.ndarray) -> KeySet:
-        """A new set with ``hashes`` added: sorts only the new hashes, then one merge pass.
-        A built filter of the same size is copied with the new keys' bits set (an upsert
-        does not make the next check rebuild it)."""
-        extra = np.asarray(list(hashes) if not isinstance(hashes, np.ndarray) else hashes,
-                           dtype=np.int64)
-        if self._size == 0:
-            return KeySet.from_hashes(extra)
-        extra = _sorted_unique(_spread(extra[~self.contains_any(extra)]))
-        merged = np.insert(self._array, self._array.searchsorted(extra), extra)
-        old = self._filter
-        if (old is None or 64 - old[0] != _filter_bits(len(merged)) - 3
-                or len(extra) > 1 << 16):
-            return KeySet(merged)
-        shift, bits = old[0], old[1].copy()
-        np.bitwise_or.at(bits, *_filter_slots(extra, shift))
-        return KeySet(merged, (shift, bits))
+        return self._array[idx] == values
 
     def __len__(self) -> int:
         return self._size
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the set (its bulk-probe filter included once built)."""
+        """Memory held by the set (its probe filter included once built)."""
         return int(self._array.nbytes) + (0 if self._filter is None else
                                           int(self._filter[1].nbytes))
 
 
-#: Document type codes, by the uint8 a :class:`FirstLevel` stores.
+#: Document type codes, by the uint8 a :class:`KeyTable` stores.
 _TYPE_CODES = tuple(DOC_TYPES)
 _TYPE_INDEX = {t: i for i, t in enumerate(_TYPE_CODES)}
 
+#: A digest of a set of records: (count, xor of fold hashes, sum of ids mod 2**64). The
+#: key file's base plus its delta must give the database's, or the file is rebuilt.
+Digest = tuple[int, int, int]
+_M64 = (1 << 64) - 1
 
-class FirstLevel:
-    """The first-level fields of every active record (record id, number, type, country),
-    sorted by folded-key hash: a first-level hit is answered from memory, in
-    microseconds, instead of a DuckDB query (~1 ms). DuckDB serves the second level.
 
-    Immutable like the key sets: a withdrawal gives a new object with the record's id in
-    ``withdrawn`` (the arrays are shared); a load gives one with the new records merged in
-    and the withdrawn ones dropped.
+def _digest(hashes: np.ndarray, ids: np.ndarray) -> Digest:
+    xor = int(np.bitwise_xor.reduce(hashes)) if len(hashes) else 0
+    return (len(hashes), xor & _M64, int(ids.astype(np.uint64).sum(dtype=np.uint64)))
+
+
+def _combine(a: Digest, b: Digest, sign: int = 1) -> Digest:
+    """The digest of a's records plus (or, with ``sign=-1``, less) b's."""
+    return (a[0] + sign * b[0], (a[1] ^ b[1]) & _M64, (a[2] + sign * b[2]) & _M64)
+
+
+class KeyTable:
+    """The first-level fields of a set of records, sorted by folded-key hash.
+
+    Columns (NumPy arrays, memory-mapped from the key file or in memory): ``keys`` (a
+    :class:`KeySet` over the sorted hashes), ``ids`` (record id, uint32 or int64),
+    ``offsets`` + ``data`` (the canonical numbers, Arrow-style), ``types`` (uint8 index
+    into the document types), ``countries`` (uint16 index into ``names``). Immutable.
 
     Example:
         >>> from sltd.keyhash import key_hashes
-        >>> fl = FirstLevel.from_table(pa.table({"record_id": [7], "number": ["X1234567"],
+        >>> t = KeyTable.from_arrow(pa.table({"record_id": [7], "number": ["X1234567"],
         ...     "doc_type": ["P"], "country": ["FRA"],
         ...     "fold_hash": key_hashes(pa.array(["X1234567"]))}))
-        >>> fl.rows(["X1234567"]), fl.without([7]).rows(["X1234567"])
-        ([(7, 'X1234567', 'P', 'FRA')], [])
+        >>> t.rows(["X1234567"], None, frozenset())
+        [(7, 'X1234567', 'P', 'FRA')]
     """
 
-    __slots__ = ("hashes", "ids", "numbers", "types", "countries", "names", "withdrawn",
-                 "max_id", "_offsets", "_data", "_hv")
+    __slots__ = ("keys", "hashes", "ids", "offsets", "data", "types", "countries", "names",
+                 "codes", "max_id", "digest", "_iv", "_ov", "_dv")
 
-    def __init__(self, hashes: np.ndarray, ids: np.ndarray, numbers: pa.Array,
-                 types: np.ndarray, countries: np.ndarray, names: tuple[str, ...],
-                 withdrawn: frozenset[int] = frozenset(), max_id: int | None = None):
-        self.hashes = hashes  # int64, sorted
-        self.ids = ids  # int64
-        self.numbers = numbers  # Arrow large_string
-        self.types = types  # uint8 index into _TYPE_CODES
-        self.countries = countries  # uint16 index into names
-        self.names = names
-        self.withdrawn = withdrawn
-        #: The highest record id this table has seen (ids only grow, loads commit one at a
-        #: time): a load whose new ids are not above it is already in the table.
-        self.max_id = (int(ids.max()) if len(ids) else 0) if max_id is None else max_id
-        # The numbers' Arrow offsets and bytes, as zero-copy views: slicing them is ~10x
-        # faster than making Arrow scalars.
-        buffers = numbers.buffers()
-        self._offsets = np.frombuffer(buffers[1], np.int64)[
-            numbers.offset: numbers.offset + len(numbers) + 1]
-        self._data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
-        self._hv = np.ascontiguousarray(hashes).data
-
-    @classmethod
-    def from_table(cls, records: pa.Table) -> FirstLevel:
-        """From ``record_id, number, doc_type, country, fold_hash`` columns."""
-        return cls._build(records, ())
+    def __init__(self, keys: KeySet, ids: np.ndarray, offsets: np.ndarray, data: np.ndarray,
+                 types: np.ndarray, countries: np.ndarray, names: Sequence[str],
+                 max_id: int, digest: Digest | None = None):
+        self.keys = keys
+        self.hashes = keys._array
+        self.ids = ids
+        self.offsets = offsets
+        self.data = data
+        self.types = types
+        self.countries = countries
+        self.names = tuple(names)
+        #: Each name's :func:`sltd.keyhash.country_codes` code, by name index.
+        self.codes = country_codes(pa.array(self.names, pa.string())) if self.names else \
+            np.zeros(1, np.uint64)
+        #: The highest record id in this table or before it (ids only grow).
+        self.max_id = max_id
+        self.digest = _digest(self.hashes, ids) if digest is None else digest
+        # memoryviews: Python ints per index without NumPy calls (no GIL hand-over)
+        self._iv = ids.data
+        self._ov = offsets.data
+        self._dv = data.data
 
     @classmethod
-    def _build(cls, records: pa.Table, names: tuple[str, ...]) -> FirstLevel:
+    def empty(cls) -> KeyTable:
+        return cls.from_arrow(store.empty_key_columns())
+
+    @classmethod
+    def from_arrow(cls, records: pa.Table, names: Sequence[str] = (),
+                   max_id: int = 0) -> KeyTable:
+        """From :data:`sltd.store.KEY_COLUMNS` (in memory: the delta, small tables)."""
         hashes = records.column("fold_hash").to_numpy().astype(np.int64, copy=False)
         order = np.argsort(hashes, kind="stable")
-        types = records.column("doc_type").combine_chunks().dictionary_encode()
-        type_map = np.array([_TYPE_INDEX[t] for t in types.dictionary.to_pylist()] or [0],
-                            np.uint8)
-        countries = records.column("country").combine_chunks().dictionary_encode()
-        more = [c for c in countries.dictionary.to_pylist() if c not in names]
-        names = (*names, *more)
-        index = {c: i for i, c in enumerate(names)}
-        country_map = np.array([index[c] for c in countries.dictionary.to_pylist()] or [0],
-                               np.uint16)
-        take = pa.array(order)
-        return cls(hashes[order],
-                   records.column("record_id").to_numpy().astype(np.int64)[order],
-                   records.column("number").combine_chunks().cast(pa.large_string())
-                   .take(take),
-                   type_map[types.indices.to_numpy(zero_copy_only=False)][order],
-                   country_map[countries.indices.to_numpy(zero_copy_only=False)][order],
-                   names)
+        names, types, countries = _codes(records, names)
+        ids = records.column("record_id").to_numpy().astype(np.int64)[order]
+        numbers = records.column("number").combine_chunks().cast(pa.large_string()) \
+            .take(pa.array(order))
+        offsets, data = _string_buffers(numbers)
+        return cls(KeySet(hashes[order]), ids, offsets, data, types[order],
+                   countries[order], names, max(max_id, int(ids.max()) if len(ids) else 0))
 
-    def merged(self, records: pa.Table) -> FirstLevel:
-        """A new table with ``records`` added and the withdrawn ones dropped: the new rows
-        are sorted alone, then merged in one pass (no full re-sort)."""
-        new = FirstLevel._build(records, self.names)
-        keep = (~np.isin(self.ids, np.fromiter(self.withdrawn, np.int64))
-                if self.withdrawn else None)
-        old = self if keep is None else FirstLevel(
-            self.hashes[keep], self.ids[keep], self.numbers.filter(pa.array(keep)),
-            self.types[keep], self.countries[keep], self.names)
-        at = old.hashes.searchsorted(new.hashes, side="right")
+    def merged(self, records: pa.Table) -> KeyTable:
+        """A new table with ``records`` added: the new rows are sorted alone, then merged
+        in one pass (no full re-sort)."""
+        new = KeyTable.from_arrow(records, self.names, self.max_id)
+        at = self.hashes.searchsorted(new.hashes, side="right")
         position = at + np.arange(len(at))  # where each new row lands in the merged arrays
-        is_new = np.zeros(len(old.hashes) + len(at), bool)
+        is_new = np.zeros(len(self) + len(at), bool)
         is_new[position] = True
         order = np.empty(len(is_new), np.int64)  # merged row -> row of concat(old, new)
-        order[~is_new] = np.arange(len(old.hashes))
-        order[is_new] = len(old.hashes) + np.arange(len(at))
+        order[~is_new] = np.arange(len(self))
+        order[is_new] = len(self) + np.arange(len(at))
 
         def merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return np.concatenate([a, b])[order]
+            return np.concatenate([a, b.astype(a.dtype, copy=False)])[order]
 
-        return FirstLevel(merge(old.hashes, new.hashes), merge(old.ids, new.ids),
-                          pa.concat_arrays([old.numbers, new.numbers]).take(pa.array(order)),
-                          merge(old.types, new.types), merge(old.countries, new.countries),
-                          new.names)
+        numbers = pa.concat_arrays([self._numbers(), new._numbers()]).take(pa.array(order))
+        offsets, data = _string_buffers(numbers)
+        return KeyTable(KeySet(merge(self.hashes, new.hashes)),
+                        merge(self.ids.astype(np.int64), new.ids), offsets, data,
+                        merge(self.types, new.types), merge(self.countries, new.countries),
+                        new.names, new.max_id, _combine(self.digest, new.digest))
 
-    def without(self, record_ids: Iterable[int]) -> FirstLevel:
-        """The same table with these records withdrawn."""
-        return FirstLevel(self.hashes, self.ids, self.numbers, self.types, self.countries,
-                          self.names, self.withdrawn | frozenset(record_ids), self.max_id)
+    def _numbers(self) -> pa.Array:
+        offsets = self.offsets.astype(np.int64, copy=False)
+        return pa.Array.from_buffers(pa.large_string(), len(self.ids), [
+            None, pa.py_buffer(offsets), pa.py_buffer(self.data)])
 
-    def rows(self, folds: Sequence[str], hashes: Sequence[int] | None = None
-             ) -> list[tuple[int, str, str, str]]:
-        """(record_id, number, doc_type, country) of the active records with these folded
-        keys (``hashes``: their :func:`key_hash`, if the caller has them). A hash match is
-        confirmed by folding the record's number."""
+    def rows(self, folds: Sequence[str], hashes: Sequence[int] | None,
+             withdrawn: frozenset[int] | set[int]) -> list[tuple[int, str, str, str]]:
+        """(record_id, number, doc_type, country) of the records with these folded keys
+        (``hashes``: their :func:`key_hash`, if the caller has them), less ``withdrawn``.
+        A hash match is confirmed by folding the record's number."""
         out = []
         n = len(self.hashes)
-        # memoryviews: Python ints per index without NumPy calls (no GIL hand-over)
-        hv, ids, offsets, data = self._hv, self.ids.data, self._offsets.data, self._data
+        hv, ids, offsets, data = self.keys._view, self._iv, self._ov, self._dv
         for k, fold in enumerate(folds):
             h = key_hash(fold) if hashes is None else hashes[k]
-            i = bisect_left(hv, h)
+            i = bisect_left(hv, h, 0, n)
             while i < n and hv[i] == h:
                 record_id = ids[i]
-                if record_id not in self.withdrawn:
+                if record_id not in withdrawn:
                     number = str(data[offsets[i]:offsets[i + 1]], "ascii")
                     if fold_number(number) == fold:
                         out.append((record_id, number, _TYPE_CODES[self.types.item(i)],
@@ -350,122 +345,472 @@ class FirstLevel:
                 i += 1
         return out
 
+    def in_country(self, hashes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Mask: which ``hashes`` a record of this table has in the country of the
+        aligned :func:`sltd.keyhash.country_codes` (for hashes known to be present;
+        cheap for the few that are)."""
+        n = len(self.hashes)
+        pos = self.hashes.searchsorted(hashes)
+        result = np.zeros(len(hashes), bool)
+        live = pos < n
+        while live.any():
+            at = pos[live]
+            same = self.hashes[at] == hashes[live]
+            idx = np.flatnonzero(live)
+            result[idx[same]] |= self.codes[self.countries[at[same]]] == codes[live][same]
+            live[idx[~same]] = False
+            pos = pos + 1
+            live &= pos < n
+        return result
+
     def __len__(self) -> int:
-        gone = np.fromiter(self.withdrawn, np.int64, len(self.withdrawn))
-        return len(self.hashes) - int(np.isin(gone, self.ids).sum())
+        return len(self.ids)
 
     @property
     def nbytes(self) -> int:
-        return int(self.hashes.nbytes + self.ids.nbytes + self.numbers.nbytes
-                   + self.types.nbytes + self.countries.nbytes)
+        return int(self.keys.nbytes + self.ids.nbytes + self.offsets.nbytes
+                   + self.data.nbytes + self.types.nbytes + self.countries.nbytes)
 
+
+def _codes(records: pa.Table, names: Sequence[str]
+           ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """(names extended with new countries, type codes, country codes) of ``records``."""
+    types = records.column("doc_type").combine_chunks().dictionary_encode()
+    type_map = np.array([_TYPE_INDEX[t] for t in types.dictionary.to_pylist()] or [0],
+                        np.uint8)
+    countries = records.column("country").combine_chunks().dictionary_encode()
+    more = [c for c in countries.dictionary.to_pylist() if c not in names]
+    all_names = (*names, *more)
+    index = {c: i for i, c in enumerate(all_names)}
+    country_map = np.array([index[c] for c in countries.dictionary.to_pylist()] or [0],
+                           np.uint16)
+    return (all_names, type_map[types.indices.to_numpy(zero_copy_only=False)],
+            country_map[countries.indices.to_numpy(zero_copy_only=False)])
+
+
+def _string_buffers(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets from 0, uint8 data) of a large_string array, as NumPy arrays."""
+    buffers = numbers.buffers()
+    offsets = np.frombuffer(buffers[1], np.int64)[numbers.offset:
+                                                  numbers.offset + len(numbers) + 1]
+    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else \
+        np.zeros(0, np.uint8)
+    if len(offsets) and offsets[0]:
+        data = data[offsets[0]:]
+        offsets = offsets - offsets[0]
+    return offsets, data
+
+
+# --- the key file -------------------------------------------------------------------------
+
+#: First bytes of a key file; the header follows as JSON.
+MAGIC = b"SLTDKEYS"
+#: Layout version of the key file (the hash is :data:`sltd.store.SCHEMA_VERSION`'s).
+FORMAT = 1
+_ALIGN = 64
+
+
+def key_file_path(db_path: str) -> str | None:
+    """Where the key file of an index lives (None for an in-memory index)."""
+    return None if db_path == ":memory:" else f"{db_path}.keys"
+
+
+class _Layout:
+    """Offsets of the sections of a key table of ``n`` rows in one buffer or file."""
+
+    def __init__(self, n: int, max_id: int, header_room: int):
+        self.id_dtype = np.dtype(np.uint32 if max_id < 1 << 32 else np.int64)
+        self.offset_dtype = np.dtype(np.uint32 if n * MAX_LENGTH < 1 << 32 else np.int64)
+        self.filtered = n >= _FILTER_MIN
+        self.shift = _filter_shift(n)
+        sizes = {"hashes": n * 8, "ids": n * self.id_dtype.itemsize,
+                 "offsets": (n + 1) * self.offset_dtype.itemsize, "types": n,
+                 "countries": n * 2,
+                 "filter": (1 << (64 - self.shift)) if self.filtered else 0}
+        self.at: dict[str, int] = {}
+        pos = _aligned(header_room)
+        for name, size in sizes.items():
+            self.at[name] = pos
+            pos = _aligned(pos + size)
+        self.data_at = pos  # the numbers' characters, whose total is known at the end
+
+
+def _aligned(pos: int) -> int:
+    return -(-pos // _ALIGN) * _ALIGN
+
+
+def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
+                   batch_rows: int = 1 << 20) -> KeyTable:
+    """Build the base table of all active records from DuckDB, streamed in hash order
+    (memory bounded by one batch, not by the list), into the key file ``path`` (written
+    beside it, then renamed over it) or, with ``path=None``, into memory."""
+    n, max_id, digest, names = store.key_summary(con)
+    header_room = 4096 + sum(len(c) + 4 for c in names)
+    lay = _Layout(n, max_id, header_room)
+    sink: _Sink = _FileSink(path) if path is not None else _MemorySink()
+    try:
+        bitmap = np.zeros(1 << (64 - lay.shift) if lay.filtered else 0, np.uint8)
+        row, chars = 0, 0
+        offsets_tail = np.zeros(1, lay.offset_dtype)
+        sink.write(lay.at["offsets"], offsets_tail.tobytes())
+        for batch in store.key_rows(con, ordered=True, batch_rows=batch_rows):
+            k = batch.num_rows
+            hashes = batch.column("fold_hash").to_numpy().astype(np.int64, copy=False)
+            ids = batch.column("record_id").to_numpy()
+            numbers = batch.column("number").cast(pa.large_string())
+            offsets, data = _string_buffers(numbers)
+            _, types, countries = _codes(pa.table(batch), names)  # names has them all
+            sink.write(lay.at["hashes"] + row * 8, hashes.tobytes())
+            sink.write(lay.at["ids"] + row * lay.id_dtype.itemsize,
+                       ids.astype(lay.id_dtype).tobytes())
+            sink.write(lay.at["offsets"] + (row + 1) * lay.offset_dtype.itemsize,
+                       (offsets[1:] + chars).astype(lay.offset_dtype).tobytes())
+            sink.write(lay.at["types"] + row, types.tobytes())
+            sink.write(lay.at["countries"] + row * 2, countries.astype(np.uint16).tobytes())
+            sink.write(lay.data_at + chars, data.tobytes())
+            if lay.filtered:
+                _set_slots(bitmap, hashes, lay.shift)
+            row += k
+            chars += len(data)
+        if row != n:  # the writer lock or a read-only snapshot keeps this from happening
+            raise IndexStateError(f"{n} records were expected, {row} were read")
+        if lay.filtered:
+            sink.write(lay.at["filter"], bitmap.tobytes())
+        header = {"format": FORMAT, "schema": store.SCHEMA_VERSION, "rows": n,
+                  "max_id": max_id, "digest": list(digest), "names": list(names),
+                  "chars": chars, "id_dtype": lay.id_dtype.str,
+                  "offset_dtype": lay.offset_dtype.str, "shift": lay.shift,
+                  "filtered": lay.filtered, "sections": lay.at, "data_at": lay.data_at}
+        sink.write(0, _header_bytes(header, header_room))
+        return _table_from(sink.finish(), header)
+    except BaseException:
+        sink.abandon()
+        raise
+
+
+def _header_bytes(header: dict[str, Any], room: int) -> bytes:
+    body = json.dumps(header, separators=(",", ":")).encode()
+    if len(MAGIC) + 4 + len(body) > room:  # pragma: no cover - room is sized for names
+        raise ValueError("key file header too large")
+    return MAGIC + len(body).to_bytes(4, "little") + body
+
+
+class _Sink:
+    def write(self, at: int, data: bytes) -> None: ...
+    def finish(self) -> Any: ...
+    def abandon(self) -> None: ...
+
+
+class _MemorySink(_Sink):
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def write(self, at: int, data: bytes) -> None:
+        end = at + len(data)
+        if end > len(self.buf):
+            self.buf.extend(bytes(end - len(self.buf)))
+        self.buf[at:end] = data
+
+    def finish(self) -> Any:
+        return self.buf
+
+
+class _FileSink(_Sink):
+    """Writes a new key file beside ``path`` (positioned writes, nothing held in memory),
+    then renames it over ``path``: a reader sees the old file or the new one, whole."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        self.fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def write(self, at: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self.fd, view, at)
+            view, at = view[done:], at + done
+
+    def finish(self) -> Any:
+        os.fsync(self.fd)
+        os.replace(self.tmp, self.path)
+        mapped = _map(self.fd)
+        os.close(self.fd)
+        return mapped
+
+    def abandon(self) -> None:
+        os.close(self.fd)
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:  # pragma: no cover
+            pass
+
+
+def _map(fd: int) -> Any:
+    size = os.fstat(fd).st_size
+    return mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else bytearray()
+
+
+def open_key_file(path: str) -> KeyTable | None:
+    """The key table in ``path`` (memory-mapped), or None if there is no such file or it
+    is not a key file of this version (then it is rebuilt, or left alone if it is not a
+    key file at all: see :func:`is_key_file`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        buf = _map(fd)
+    finally:
+        os.close(fd)
+    header = _read_header(buf)
+    if header is None or header.get("format") != FORMAT \
+            or header.get("schema") != store.SCHEMA_VERSION:
+        return None
+    end = header["data_at"] + header["chars"]
+    if len(buf) < end:
+        return None  # truncated
+    return _table_from(buf, header)
+
+
+def is_key_file(path: str) -> bool:
+    """Whether ``path`` is missing or holds a key file (of any version): one sltd may
+    replace. Any other file there is an operator's, and never overwritten."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _read_header(buf: Any) -> dict[str, Any] | None:
+    if len(buf) < len(MAGIC) + 4 or bytes(buf[:len(MAGIC)]) != MAGIC:
+        return None
+    size = int.from_bytes(buf[len(MAGIC):len(MAGIC) + 4], "little")
+    try:
+        header = json.loads(bytes(buf[len(MAGIC) + 4:len(MAGIC) + 4 + size]))
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _table_from(buf: Any, header: dict[str, Any]) -> KeyTable:
+    n, at = header["rows"], header["sections"]
+
+    def section(name: str, dtype: Any, count: int) -> np.ndarray:
+        return np.frombuffer(buf, dtype, count, at[name]) if count else np.zeros(0, dtype)
+
+    bucket = None
+    if header["filtered"]:
+        bucket = (header["shift"], section("filter", np.uint8, 1 << (64 - header["shift"])))
+    digest = header["digest"]
+    return KeyTable(KeySet(section("hashes", np.int64, n), bucket),
+                    section("ids", np.dtype(header["id_dtype"]), n),
+                    section("offsets", np.dtype(header["offset_dtype"]), n + 1),
+                    np.frombuffer(buf, np.uint8, header["chars"], header["data_at"])
+                    if header["chars"] else np.zeros(0, np.uint8),
+                    section("types", np.uint8, n), section("countries", np.uint16, n),
+                    header["names"], header["max_id"], (digest[0], digest[1], digest[2]))
+
+
+# --- snapshots ----------------------------------------------------------------------------
 
 class KeySnapshot:
-    """Both key sets of an index at one moment: by folded key (is this number listed?)
-    and by (country, folded key) (near-miss probes within a country). Immutable: a change
-    of the list makes a new snapshot (:meth:`with_keys`), which :class:`Keys` publishes
-    with one assignment, so a reader holding a snapshot never sees half of a load.
+    """The list as a check sees it: a base table, a delta of records added since, and the
+    ids withdrawn since. Immutable: a change of the list makes a new snapshot, which
+    :class:`Keys` publishes with one assignment, so a reader holding a snapshot never
+    sees half of a load.
 
     Example:
         >>> from sltd.keyhash import key_hashes
-        >>> snap = KeySnapshot.empty().with_keys(pa.table({"record_id": [1],
+        >>> snap = KeySnapshot(KeyTable.empty()).with_keys(pa.table({"record_id": [1],
         ...     "number": ["X1234567"], "doc_type": ["P"], "country": ["FRA"],
         ...     "fold_hash": key_hashes(pa.array(["X1234567"]))}))
         >>> key_hash("X1234567") in snap, key_hash("X7654321") in snap
         (True, False)
-        >>> snap.without([1]).records.rows(["X1234567"])
+        >>> snap.without([1]).rows(["X1234567"])
         []
     """
 
-    __slots__ = ("folds", "countries", "records")
+    __slots__ = ("base", "delta", "withdrawn", "_base_keys", "_delta_keys")
 
-    def __init__(self, folds: KeySet, countries: KeySet, records: FirstLevel):
-        self.folds = folds
-        self.countries = countries
-        self.records = records
-
-    @classmethod
-    def empty(cls) -> KeySnapshot:
-        none = np.empty(0, np.int64)
-        return cls(KeySet(none), KeySet(none), FirstLevel._build(pa.table({
-            "record_id": pa.array([], pa.int64()), "number": pa.array([], pa.string()),
-            "doc_type": pa.array([], pa.string()), "country": pa.array([], pa.string()),
-            "fold_hash": pa.array([], pa.int64())}), ()))
+    def __init__(self, base: KeyTable, delta: KeyTable | None = None,
+                 withdrawn: frozenset[int] = frozenset()):
+        self.base = base
+        self.delta = delta if delta is not None else KeyTable.from_arrow(
+            store.empty_key_columns(), base.names, base.max_id)
+        self.withdrawn = withdrawn
+        self._base_keys = base.keys
+        self._delta_keys = self.delta.keys if len(self.delta) else None
 
     def with_keys(self, keys: pa.Table) -> KeySnapshot:
-        """A new snapshot with the records of ``keys`` (``record_id, number, doc_type,
-        country, fold_hash``) added. Probe filters are built now (0.2 s a set at 10M
-        keys), not by the first near-miss check or screening that probes."""
-        fold_hashes = keys.column("fold_hash").to_numpy()
-        folds = self.folds.union(fold_hashes)
-        countries = self.countries.union(country_key_hashes(fold_hashes,
-                                                            keys.column("country")))
-        folds.prepare()
-        countries.prepare()
-        return KeySnapshot(folds, countries, self.records.merged(keys))
+        """A new snapshot with the records of ``keys`` (:data:`sltd.store.KEY_COLUMNS`)
+        added to the delta."""
+        return KeySnapshot(self.base, self.delta.merged(keys), self.withdrawn)
 
     def without(self, record_ids: Iterable[int]) -> KeySnapshot:
-        """The same key sets (a superset is harmless) with these records withdrawn from the
-        first-level table."""
-        return KeySnapshot(self.folds, self.countries, self.records.without(record_ids))
+        """The same snapshot with these records withdrawn (their hashes stay in the key
+        sets: a superset costs a lookup, never a hit)."""
+        return KeySnapshot(self.base, self.delta, self.withdrawn | frozenset(record_ids))
+
+    @property
+    def max_id(self) -> int:
+        return self.delta.max_id
+
+    @property
+    def backlog(self) -> int:
+        """Rows held outside the base (added or withdrawn since it was built)."""
+        return len(self.delta) + len(self.withdrawn)
 
     def __contains__(self, fold_hash: int) -> bool:
-        return fold_hash in self.folds
+        return fold_hash in self._base_keys or (
+            self._delta_keys is not None and fold_hash in self._delta_keys)
 
     def present(self, fold_hashes: np.ndarray, country: str | np.ndarray | None = None
                 ) -> np.ndarray:
         """Mask of the listed ones among ``fold_hashes``: anywhere, or in ``country``
-        (one code for all, or :func:`country_codes` aligned with the hashes)."""
-        if country is None:
-            return self.folds.contains_any(fold_hashes)
-        return self.countries.contains_any(country_key_hashes(fold_hashes, country))
+        (one code for all, or :func:`sltd.keyhash.country_codes` aligned with the
+        hashes)."""
+        found = self._base_keys.contains_any(fold_hashes)
+        if self._delta_keys is not None:
+            found |= self._delta_keys.contains_any(fold_hashes)
+        if country is None or not found.any():
+            return found
+        idx = np.flatnonzero(found)
+        hashes = np.asarray(fold_hashes, np.int64)[idx]
+        codes = (np.full(len(idx), country_codes(pa.array([country]))[0], np.uint64)
+                 if isinstance(country, str) else np.asarray(country, np.uint64)[idx])
+        keep = self.base.in_country(hashes, codes)
+        if self._delta_keys is not None:
+            keep |= self.delta.in_country(hashes, codes)
+        found[idx[~keep]] = False
+        return found
+
+    def rows(self, folds: Sequence[str], hashes: Sequence[int] | None = None
+             ) -> list[tuple[int, str, str, str]]:
+        """(record_id, number, doc_type, country) of the active records with these folded
+        keys (``hashes``: their :func:`key_hash`, if the caller has them)."""
+        out = self.base.rows(folds, hashes, self.withdrawn)
+        if self._delta_keys is not None:
+            out += self.delta.rows(folds, hashes, self.withdrawn)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.delta) - len(self.withdrawn)
 
     @property
     def nbytes(self) -> int:
-        return self.folds.nbytes + self.countries.nbytes + self.records.nbytes
+        return self.base.nbytes + self.delta.nbytes + 8 * len(self.withdrawn)
 
 
 class Keys:
-    """The published key sets and first-level table of one index: built on first use (a
-    process that only reveals, decides or delivers alerts never pays for them), then
-    replaced whole after each committed load or withdrawal.
+    """The published key snapshot of one index: opened from the key file (or built) on
+    first use, so a process that only reveals, decides or delivers alerts never pays for
+    it; then replaced whole after each committed load or withdrawal.
 
     Readers call :meth:`snapshot` once per check and use what it returns throughout;
-    writers call :meth:`add` after their COMMIT and before they return, so a check that
-    starts after a load returned sees its records. Withdrawn records keep their hashes
-    (a superset only costs a DuckDB lookup, never a hit).
+    writers call :meth:`add` / :meth:`withdraw` after their COMMIT and before they return,
+    under the database's writer lock, so a check that starts after a load returned sees
+    its records, and changes are published in commit order.
 
-    Example:
-        >>> from sltd.keyhash import key_hashes
-        >>> keys = Keys(lambda: pa.table({"record_id": [1], "number": ["AB123"],
-        ...     "doc_type": ["P"], "country": ["FRA"],
-        ...     "fold_hash": key_hashes(pa.array(["AB123"]))}))
-        >>> key_hash("AB123") in keys.snapshot()
-        True
+    Args:
+        cursor: gives a DuckDB cursor of the index for the calling thread.
+        path: the key file (None: in memory only).
+        writable: whether this process may write the key file (a read-only process
+            uses a stale one with its delta, or builds in memory).
     """
 
-    def __init__(self, load: Callable[[], pa.Table]):
-        self._load = load
+    #: The delta is folded into a new base once it holds this share of the base's rows.
+    COMPACT_SHARE = 16
+    #: ... but never for fewer rows than this.
+    COMPACT_MIN = 1 << 16
+
+    def __init__(self, cursor: Callable[[], duckdb.DuckDBPyConnection] | None,
+                 path: str | None = None, *, writable: bool = True):
+        self._cursor = cursor
+        self.path = path
+        self.writable = writable and cursor is not None
         self._current: KeySnapshot | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, records: pa.Table) -> Keys:
+        """Keys over a fixed table of :data:`sltd.store.KEY_COLUMNS`, with no database
+        behind them (examples, tests); :meth:`add` with a table still adds to them."""
+        keys = cls(None)
+        keys._current = KeySnapshot(KeyTable.from_arrow(records))
+        return keys
 
     def snapshot(self) -> KeySnapshot:
         current = self._current
         if current is None:
             with self._lock:
                 if self._current is None:
-                    self._current = KeySnapshot.empty().with_keys(self._load())
+                    self._current = self._open()
                 current = self._current
         return current
 
-    def add(self, keys: pa.Table | None) -> None:
-        """Publish the records of ``keys`` (call after their transaction committed).
+    def _open(self) -> KeySnapshot:
+        """The key file brought up to date, if it matches the database; else a new base.
+        Read in one transaction: a load committing meanwhile is published after this
+        (by :meth:`add`, which waits for the lock)."""
+        assert self._cursor is not None  # Keys.of() are built at creation
+        con = self._cursor()
+        con.begin()
+        try:
+            base = open_key_file(self.path) if self.path is not None else None
+            snap = self._catch_up(con, base) if base is not None else None
+            if base is not None and snap is None:
+                log.info("key file %s does not match the index: rebuilding it", self.path)
+            if snap is None or (self.writable and self._due(snap)):
+                snap = KeySnapshot(self._build(con))
+        finally:
+            con.commit()
+        return snap
 
-        If the sets were never built, nothing is to do: the first build reads the committed
+    def _catch_up(self, con: duckdb.DuckDBPyConnection, base: KeyTable) -> KeySnapshot | None:
+        """``base`` with the records added since it was built and those withdrawn since,
+        or None if that does not give the database's active records (by digest)."""
+        snap = KeySnapshot(base).with_keys(store.key_columns(con, after_id=base.max_id))
+        gone = store.withdrawn_keys(con, up_to_id=base.max_id)
+        ids = gone.column("record_id").to_numpy()
+        hashes = gone.column("fold_hash").to_numpy()
+        in_base = _in_table(base, hashes, ids)  # not those withdrawn before it was built
+        ids, hashes = ids[in_base], hashes[in_base]
+        expected = _combine(_combine(base.digest, snap.delta.digest),
+                            _digest(hashes, ids), -1)
+        if expected != store.key_digest(con):
+            return None
+        return snap.without(ids.tolist()) if len(ids) else snap
+
+    def _due(self, snap: KeySnapshot) -> bool:
+        return snap.backlog >= max(self.COMPACT_MIN, len(snap.base) // self.COMPACT_SHARE)
+
+    def _build(self, con: duckdb.DuckDBPyConnection) -> KeyTable:
+        path = self.path if self.writable and self.path is not None and is_key_file(
+            self.path) else None
+        try:
+            return build_key_file(con, path)
+        except OSError as e:  # a full disk or a read-only directory: keep going in memory
+            log.warning("cannot write the key file %s (%s): keys kept in memory", path, e)
+            return build_key_file(con, None)
+
+    def _maybe_compacted(self, snap: KeySnapshot) -> KeySnapshot:
+        """``snap``, or once its delta is due, a new base from the database (the caller
+        holds the writer lock, so the database holds exactly the records ``snap`` has)."""
+        if self._cursor is None or not self.writable or not self._due(snap):
+            return snap
+        return KeySnapshot(self._build(self._cursor()))
+
+    def add(self, keys: pa.Table | None = None) -> None:
+        """Publish the records committed since the last publish (call after COMMIT, under
+        the writer lock). ``keys``: those records' :data:`sltd.store.KEY_COLUMNS`, if the
+        writer read them back; else they are read from the database (ids above the
+        snapshot's highest).
+
+        If the keys were never built, nothing is to do: the first use reads the committed
         table. A build running meanwhile finishes first (same lock), then this adds to it.
-        ``None`` means the writer did not read its new records back because the sets were
-        not built when it began; if a build happened since, it may have read the table
-        before the commit, so the sets are dropped and the next check rebuilds them.
         """
         if keys is not None and keys.num_rows == 0:
             return
@@ -474,17 +819,35 @@ class Keys:
             if current is None:
                 return
             if keys is None:
-                self._current = None
-            elif pc.min(keys.column("record_id")).as_py() > current.records.max_id:
-                self._current = current.with_keys(keys)
-            # else: the sets were built after this load committed and already hold it
+                if self._cursor is None:
+                    return
+                keys = store.key_columns(self._cursor(), after_id=current.max_id)
+            elif pc.min(keys.column("record_id")).as_py() <= current.max_id:
+                return  # the keys were built after this load committed and hold it
+            self._current = self._maybe_compacted(current.with_keys(keys))
 
     def withdraw(self, record_ids: Iterable[int]) -> None:
         """Publish withdrawals (call after their transaction committed)."""
         with self._lock:
             if self._current is not None:
-                self._current = self._current.without(record_ids)
+                self._current = self._maybe_compacted(self._current.without(record_ids))
 
     @property
     def built(self) -> bool:
         return self._current is not None
+
+
+def _in_table(table: KeyTable, hashes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mask: which (hash, id) pairs are rows of ``table``."""
+    result = np.zeros(len(ids), bool)
+    for j, (h, record_id) in enumerate(zip(hashes.tolist(), ids.tolist(), strict=True)):
+        result[j] = any(table._iv[i] == record_id for i in _equal_range(table, h))
+    return result
+
+
+def _equal_range(table: KeyTable, h: int) -> Iterator[int]:
+    view, n = table.keys._view, len(table)
+    i = bisect_left(view, h, 0, n)
+    while i < n and view[i] == h:
+        yield i
+        i += 1

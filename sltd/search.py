@@ -373,12 +373,12 @@ class Search:
     """First-level search of one document over an index's published key sets.
 
     Everything is answered from memory: a miss from the key sets, a hit from the
-    first-level table (:class:`sltd.keyset.FirstLevel`) of the same snapshot; candidates
+    first-level table (:class:`sltd.keyset.KeyTable`) of the same snapshot; candidates
     (the folded key, or listed folded keys one edit away in the queried country) are
     classified by :func:`classify`. DuckDB is not touched.
 
     Example:
-        >>> keys = Keys(lambda: pa.table({"record_id": [1], "number": ["X1234567"],
+        >>> keys = Keys.of(pa.table({"record_id": [1], "number": ["X1234567"],
         ...     "doc_type": ["P"], "country": ["FRA"],
         ...     "fold_hash": key_hashes_from_strings(["X1234567"])}))
         >>> s = Search(keys, HitIds(b"k"))
@@ -406,7 +406,7 @@ class Search:
         listed = h in keys
         if exact_only:  # most checks end at the first return: not listed, from memory
             return [] if not listed else self._hits(
-                canonical, qtype, qcountry, keys.records.rows([folded.decode()], [h]),
+                canonical, qtype, qcountry, keys.rows([folded.decode()], [h]),
                 True, ncb, now)
         folds = [folded.decode()] if listed else []
         variants = edit1_variants(folded.decode())
@@ -416,7 +416,7 @@ class Search:
             folds += [chunk[i] for i in np.flatnonzero(present)]
         if not folds:
             return []
-        return self._hits(canonical, qtype, qcountry, keys.records.rows(folds), False, ncb,
+        return self._hits(canonical, qtype, qcountry, keys.rows(folds), False, ncb,
                           now)
 
     def check_mrz(self, read: MRZ, *, ncb: str, now: dt.datetime,

@@ -534,9 +534,55 @@ def withdraw(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str], fold: st
 KEY_COLUMNS = "record_id, number, doc_type, country, fold_hash"
 
 
-def key_columns(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """:data:`KEY_COLUMNS` of all active records (to build the key sets)."""
-    return con.sql(f"SELECT {KEY_COLUMNS} FROM records").to_arrow_table()
+def key_columns(con: duckdb.DuckDBPyConnection, after_id: int = 0) -> pa.Table:
+    """:data:`KEY_COLUMNS` of the active records with ids above ``after_id`` (those
+    added since a key table was built: ids only grow, and zone maps skip the rest)."""
+    return con.sql(f"SELECT {KEY_COLUMNS} FROM records WHERE record_id > $after",
+                   params={"after": after_id}).to_arrow_table()
+
+
+def empty_key_columns() -> pa.Table:
+    """A table of :data:`KEY_COLUMNS` with no rows, typed as :func:`key_columns`'."""
+    return pa.table({"record_id": pa.array([], pa.int64()), "number": pa.array([], pa.string()),
+                     "doc_type": pa.array([], pa.string()),
+                     "country": pa.array([], pa.string()),
+                     "fold_hash": pa.array([], pa.int64())})
+
+
+def key_rows(con: duckdb.DuckDBPyConnection, *, ordered: bool, batch_rows: int
+             ) -> pa.RecordBatchReader:
+    """:data:`KEY_COLUMNS` of all active records as a stream of batches, in fold-hash
+    order if ``ordered`` (DuckDB sorts out of core: memory stays bounded)."""
+    order = " ORDER BY fold_hash" if ordered else ""
+    return con.sql(f"SELECT {KEY_COLUMNS} FROM records{order}").to_arrow_reader(batch_rows)
+
+
+def key_digest(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """(count, xor of fold hashes, sum of record ids) of the active records, both mod
+    2**64: what a key file must reproduce to be trusted (10M records: ~15 ms)."""
+    row = one(con, "SELECT count(*), coalesce(bit_xor(fold_hash), 0), "
+                   "coalesce(sum(record_id), 0) FROM records")
+    m64 = (1 << 64) - 1
+    return int(row[0]), int(row[1]) & m64, int(row[2]) & m64
+
+
+def key_summary(con: duckdb.DuckDBPyConnection
+                ) -> tuple[int, int, tuple[int, int, int], tuple[str, ...]]:
+    """(count, highest record id ever assigned, :func:`key_digest`, countries) of the
+    active records."""
+    digest = key_digest(con)
+    top = one(con, "SELECT coalesce(max(record_id), 0) FROM records")
+    names = tuple(r[0] for r in con.execute(
+        "SELECT DISTINCT country FROM records ORDER BY country").fetchall())
+    return digest[0], int(top[0]), digest, names
+
+
+def withdrawn_keys(con: duckdb.DuckDBPyConnection, up_to_id: int) -> pa.Table:
+    """(record_id, fold_hash) of the records withdrawn whose ids are at most ``up_to_id``
+    (the withdrawals a key table built then may still hold)."""
+    return con.sql("""SELECT record_id, fold_hash FROM record_history
+        WHERE change = 'withdrawn' AND record_id <= $top""",
+                   params={"top": up_to_id}).to_arrow_table()
 
 
 def quote_ident(name: str) -> str:

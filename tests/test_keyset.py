@@ -1,30 +1,37 @@
-"""Key sets and the first-level table: the same answers as plain Python sets and dicts."""
+"""Key sets, key tables and the key file: the same answers as plain Python sets and dicts,
+whether built in memory, opened from the key file, caught up from the database, or
+rebuilt because the file does not match."""
+
+import os
+import shutil
 
 import numpy as np
 import pyarrow as pa
-from hypothesis import given
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sltd.keyset
+from sltd import Record, open_index
 from sltd.keyhash import key_hashes
-from sltd.keyset import FirstLevel, KeySet
+from sltd.keyset import Keys, KeySet, KeySnapshot, KeyTable, key_file_path, open_key_file
+from sltd.normalize import fold_number
 
 _numbers = st.text(alphabet="AB0O18", min_size=3, max_size=5)
 
 
-@given(st.lists(st.integers(-(2**62), 2**62)), st.lists(st.integers(-(2**62), 2**62)),
-       st.lists(st.integers(-(2**62), 2**62)))
-def test_keyset_membership_matches_a_python_set(initial, added, probes):
-    oracle = set(initial) | set(added)
-    ks = KeySet.from_hashes(np.array(initial, dtype=np.int64)).union(
-        np.array(added, dtype=np.int64))
+@given(st.lists(st.integers(-(2**62), 2**62)), st.lists(st.integers(-(2**62), 2**62)))
+def test_keyset_membership_matches_a_python_set(members, probes):
+    oracle = set(members)
+    ks = KeySet.from_hashes(np.array(members, dtype=np.int64))
     assert len(ks) == len(oracle)
-    for p in probes + initial + added:
+    for p in probes + members:
         assert (p in ks) == (p in oracle)
-    arr = np.array(probes + added, dtype=np.int64)
+    arr = np.array(probes + members, dtype=np.int64)
     assert ks.contains_any(arr).tolist() == [p in oracle for p in arr.tolist()]
 
 
-def test_a_large_set_probes_through_its_filter_and_keeps_it_across_unions():
+def test_a_large_set_probes_through_its_filter():
     rng = np.random.default_rng(3)
     members = rng.integers(-(2**62), 2**62, 80_000, dtype=np.int64)
     ks = KeySet.from_hashes(members)
@@ -36,47 +43,6 @@ def test_a_large_set_probes_through_its_filter_and_keeps_it_across_unions():
     assert ks.contains_any(probes[:7]).tolist() == want[:7]  # small probes use it too
     assert ks._filter is not None
     assert [int(p) in ks for p in probes.tolist()] == want  # the scalar probe, filtered
-    added = outsiders[:50]
-    grown = ks.union(added)
-    assert grown._filter is not None
-    assert grown._filter[1] is not ks._filter[1]
-    oracle |= set(added.tolist())
-    assert grown.contains_any(probes).tolist() == [p in oracle for p in probes.tolist()]
-    assert all(int(p) in grown for p in added)
-    assert not ks.contains_any(added).any()  # the old set is unchanged
-
-
-
-
-@given(st.lists(st.lists(st.tuples(_numbers, st.sampled_from(["P", "I"]),
-                                   st.sampled_from(["FRA", "DEU", "UTO"])), max_size=8),
-                min_size=1, max_size=5),
-       st.lists(st.integers(0, 40), max_size=10), st.lists(_numbers, min_size=1, max_size=6))
-def test_first_level_table_answers_like_a_plain_dict(loads, withdraw_picks, queries):
-    from sltd.normalize import fold_number
-
-    reference: dict[int, tuple[str, str, str]] = {}
-    table = FirstLevel.from_table(pa.table({
-        "record_id": pa.array([], pa.int64()), "number": pa.array([], pa.string()),
-        "doc_type": pa.array([], pa.string()), "country": pa.array([], pa.string()),
-        "fold_hash": pa.array([], pa.int64())}))
-    next_id = 1
-    for batch in loads:
-        ids = list(range(next_id, next_id + len(batch)))
-        next_id += len(batch)
-        reference.update(zip(ids, batch, strict=True))
-        table = table.merged(pa.table({
-            "record_id": pa.array(ids, pa.int64()), "number": [b[0] for b in batch],
-            "doc_type": [b[1] for b in batch], "country": [b[2] for b in batch],
-            "fold_hash": key_hashes(pa.array([fold_number(b[0]) for b in batch]))}))
-        gone = sorted({i for i in withdraw_picks if i in reference})
-        for i in gone:
-            del reference[i]
-        table = table.without(gone)
-    folds = sorted({fold_number(q) for q in queries})
-    expected = sorted((i, *r) for i, r in reference.items() if fold_number(r[0]) in folds)
-    assert sorted(table.rows(folds)) == expected
-    assert len(table) == len(reference)
 
 
 def test_the_scalar_filter_probe_agrees_with_the_array_at_the_int64_extremes():
@@ -89,3 +55,187 @@ def test_the_scalar_filter_probe_agrees_with_the_array_at_the_int64_extremes():
     oracle = set(members.tolist())
     probes = edges + rng.integers(-(2**63), 2**63 - 1, 5_000, dtype=np.int64).tolist()
     assert [p in ks for p in probes] == [p in oracle for p in probes]
+
+
+def _key_table(ids, rows):
+    return pa.table({
+        "record_id": pa.array(ids, pa.int64()), "number": [r[0] for r in rows],
+        "doc_type": [r[1] for r in rows], "country": [r[2] for r in rows],
+        "fold_hash": key_hashes(pa.array([fold_number(r[0]) for r in rows], pa.string()))})
+
+
+@given(st.lists(st.lists(st.tuples(_numbers, st.sampled_from(["P", "I"]),
+                                   st.sampled_from(["FRA", "DEU", "UTO"])), max_size=8),
+                min_size=1, max_size=5),
+       st.lists(st.integers(0, 40), max_size=10), st.lists(_numbers, min_size=1, max_size=6))
+def test_a_snapshot_answers_like_a_plain_dict(loads, withdraw_picks, queries):
+    reference: dict[int, tuple[str, str, str]] = {}
+    snap = KeySnapshot(KeyTable.empty())
+    next_id = 1
+    for batch in loads:
+        ids = list(range(next_id, next_id + len(batch)))
+        next_id += len(batch)
+        reference.update(zip(ids, batch, strict=True))
+        snap = snap.with_keys(_key_table(ids, batch))
+        gone = sorted({i for i in withdraw_picks if i in reference})
+        for i in gone:
+            del reference[i]
+        snap = snap.without(gone)
+    folds = sorted({fold_number(q) for q in queries})
+    expected = sorted((i, *r) for i, r in reference.items() if fold_number(r[0]) in folds)
+    assert sorted(snap.rows(folds)) == expected
+    assert len(snap) == len(reference)
+    hashes = key_hashes(pa.array(folds, pa.string()))
+    for country in ("FRA", "DEU"):  # listed in that country (withdrawn ones may stay)
+        want = [any(fold_number(r[0]) == f and r[2] == country for r in reference.values())
+                for f in folds]
+        got = snap.present(hashes, country).tolist()
+        assert all(g or not w for g, w in zip(got, want, strict=True))
+
+
+def test_a_key_table_built_into_the_key_file_answers_like_one_built_in_memory(tmp_path):
+    ix = open_index(tmp_path / "ix.duckdb", create=True)
+    rows = [(f"X{i:07d}", "P" if i % 3 else "I", ("FRA", "DEU", "ITA")[i % 3])
+            for i in range(70_000)]  # big enough for a probe filter
+    ix.load(pa.table({"document_number": [r[0] for r in rows],
+                      "document_type": [r[1] for r in rows],
+                      "issuing_country": [r[2] for r in rows],
+                      "status": ["stolen"] * len(rows)}))
+    ix.check("X0000001")  # builds the keys, and the key file
+    ix.close()
+    on_disk = open_key_file(key_file_path(str(tmp_path / "ix.duckdb")))
+    assert on_disk is not None
+    assert len(on_disk) == len(rows)
+    assert on_disk.keys._filter is not None
+    in_memory = KeyTable.from_arrow(_key_table(range(1, len(rows) + 1), rows))
+    probe = [fold_number(r[0]) for r in rows[::997]] + ["X9999999", "Y0000001"]
+    assert on_disk.rows(probe, None, frozenset()) == in_memory.rows(probe, None, frozenset())
+    hashes = key_hashes(pa.array(probe, pa.string()))
+    assert on_disk.keys.contains_any(hashes).tolist() == \
+        in_memory.keys.contains_any(hashes).tolist()
+    assert on_disk.digest == in_memory.digest
+
+
+def _count_builds(monkeypatch):
+    builds = []
+    real = sltd.keyset.build_key_file
+
+    def counting(con, path, batch_rows=1 << 20):
+        builds.append(path)
+        return real(con, path, batch_rows)
+
+    monkeypatch.setattr(sltd.keyset, "build_key_file", counting)
+    return builds
+
+
+def test_a_new_process_opens_the_key_file_and_catches_up_without_rebuilding(
+        tmp_path, monkeypatch):
+    path = tmp_path / "ix.duckdb"
+    ix = open_index(path, create=True)
+    ix.upsert([Record("A1111111", "P", "FRA", "stolen"),
+               Record("B2222222", "P", "FRA", "lost")])
+    ix.check("A1111111")  # writes the key file
+    ix.close()
+    builds = _count_builds(monkeypatch)
+    ix = open_index(path)  # a later process: never built the keys
+    ix.upsert([Record("C3333333", "P", "DEU", "stolen")])
+    ix.withdraw("A1111111", "P", "FRA")
+    ix.close()
+    ix = open_index(path)
+    assert ix.check("A1111111") == []  # withdrawn since the key file was written
+    assert [h.number for h in ix.check("B2222222")] == ["B2222222"]
+    assert [h.number for h in ix.check("C3333333")] == ["C3333333"]  # added since
+    assert builds == []  # opened and caught up from the database, not rebuilt
+    assert len(ix._s.keys.snapshot()) == len(ix) == 2
+    ix.close()
+
+
+@pytest.mark.parametrize("damage", ["other index", "truncated", "garbage header"])
+def test_a_key_file_that_does_not_match_the_index_is_rebuilt_not_trusted(
+        tmp_path, monkeypatch, damage):
+    path, other = tmp_path / "ix.duckdb", tmp_path / "other.duckdb"
+    for p, number in ((path, "A1111111"), (other, "Z9999999")):
+        ix = open_index(p, create=True)
+        ix.upsert([Record(number, "P", "FRA", "stolen")])
+        ix.check(number)
+        ix.close()
+    keys = key_file_path(str(path))
+    if damage == "other index":
+        shutil.copy(key_file_path(str(other)), keys)
+    elif damage == "truncated":
+        os.truncate(keys, os.path.getsize(keys) - 10)
+    else:
+        with open(keys, "r+b") as f:
+            f.seek(12)
+            f.write(b"{not json")
+    builds = _count_builds(monkeypatch)
+    ix = open_index(path)
+    assert [h.number for h in ix.check("A1111111")] == ["A1111111"]
+    assert ix.check("Z9999999") == []
+    assert builds == [keys]  # rebuilt, and the file rewritten
+    ix.close()
+    assert open_key_file(keys) is not None
+
+
+def test_an_operators_file_where_the_key_file_goes_is_never_overwritten(tmp_path):
+    path = tmp_path / "ix.duckdb"
+    mine = tmp_path / "ix.duckdb.keys"
+    mine.write_text("my notes\n")
+    ix = open_index(path, create=True)
+    ix.upsert([Record("A1111111", "P", "FRA", "stolen")])
+    assert [h.number for h in ix.check("A1111111")] == ["A1111111"]  # keys in memory
+    ix.close()
+    assert mine.read_text() == "my notes\n"
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_the_delta_is_folded_into_a_new_key_file_once_it_outgrows_the_base(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(Keys, "COMPACT_MIN", 3)
+    monkeypatch.setattr(Keys, "COMPACT_SHARE", 1)
+    path = tmp_path / "ix.duckdb"
+    ix = open_index(path, create=True)
+    ix.upsert([Record(f"A{i:07d}", "P", "FRA", "stolen") for i in range(4)])
+    ix.check("A0000001")
+    builds = _count_builds(monkeypatch)
+    ix.upsert([Record("B0000001", "P", "FRA", "stolen")])
+    ix.upsert([Record("B0000002", "P", "FRA", "stolen")])
+    assert builds == []  # a delta of 2 against a base of 4: kept in memory
+    ix.withdraw("A0000000", "P", "FRA")
+    ix.upsert([Record("B0000003", "P", "FRA", "stolen")])
+    assert len(builds) == 1  # 4 rows outside the base: a new base, a new key file
+    snap = ix._s.keys.snapshot()
+    assert len(snap.base) == 6
+    assert snap.backlog == 0
+    assert ix.check("A0000000", exact_only=True) == []
+    assert [h.number for h in ix.check("B0000003", exact_only=True)] == ["B0000003"]
+    ix.close()
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["load", "withdraw", "reopen", "check"]),
+                          st.lists(st.integers(0, 30), min_size=1, max_size=6)),
+                min_size=1, max_size=12))
+def test_any_history_of_loads_withdrawals_and_reopens_answers_like_a_dict(tmp_path_factory,
+                                                                         steps):
+    path = tmp_path_factory.mktemp("ix") / "ix.duckdb"
+    ix = open_index(path, create=True)
+    listed: set[str] = set()
+    for op, picks in steps:
+        numbers = [f"N{p:07d}" for p in picks]
+        if op == "load":
+            ix.upsert([Record(n, "P", "FRA", "stolen") for n in numbers])
+            listed |= set(numbers)
+        elif op == "withdraw":
+            for n in set(numbers) & listed:
+                ix.withdraw(n, "P", "FRA")
+                listed.discard(n)
+        elif op == "reopen":
+            ix.close()
+            ix = open_index(path)
+        else:
+            ix.check("N0000000", exact_only=True)  # builds the keys (and the key file)
+        for n in numbers:
+            assert bool(ix.check(n, "P", "FRA", exact_only=True)) == (n in listed), (op, n)
+    ix.close()

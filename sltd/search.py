@@ -40,7 +40,7 @@ from rapidfuzz.distance import OSA, Levenshtein
 
 from sltd import codes
 from sltd.errors import HitIdError
-from sltd.keyhash import key_hash_bytes, key_hashes_from_strings
+from sltd.keyhash import key_hash_bytes, matrix_hashes
 from sltd.keyset import Keys
 from sltd.model import DocType, Hit, MatchKind
 from sltd.normalize import CONFUSIONS, MAX_LENGTH, canonical_number, fold_bytes
@@ -52,6 +52,44 @@ if TYPE_CHECKING:
 FOLDED_ALPHABET = "".join(sorted(set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") - set(CONFUSIONS)))
 
 
+_ALPHABET_BYTES = np.frombuffer(FOLDED_ALPHABET.encode("ascii"), np.uint8)
+
+
+@functools.lru_cache(maxsize=MAX_LENGTH + 1)
+def _edit_index(n: int) -> np.ndarray:
+    """For a key of length ``n``: a (variants, width) matrix of indices into the key's
+    bytes followed by :data:`FOLDED_ALPHABET` and a zero, one row per single edit
+    (deletions, neighbour transpositions, substitutions, insertions), zero-padded to
+    ``width`` (the longest variant rounded up to 8 bytes, as the key hash reads words)."""
+    alphabet = range(n, n + len(FOLDED_ALPHABET))
+    pos = list(range(n))
+    rows = [pos[:i] + pos[i + 1:] for i in range(n)]
+    rows += [pos[:i] + [i + 1, i] + pos[i + 2:] for i in range(n - 1)]
+    rows += [pos[:i] + [c] + pos[i + 1:] for i in range(n) for c in alphabet]
+    if n < MAX_LENGTH:
+        rows += [pos[:i] + [c] + pos[i:] for i in range(n + 1) for c in alphabet]
+    width = min(MAX_LENGTH, -(-(n + 1) // 8) * 8)
+    out = np.full((len(rows), width), n + len(FOLDED_ALPHABET), np.intp)
+    for r, p in enumerate(rows):
+        out[r, :len(p)] = p
+    return out
+
+
+def edit1_matrix(folded: bytes) -> np.ndarray:
+    """Every single edit of a folded key (see :func:`edit1_variants`) as a zero-padded
+    uint8 matrix, one row per edit, built with one gather (~10 µs; repeats, and rows
+    equal to the key itself, are left in: a probe masks them by hash).
+
+    Example:
+        >>> m = edit1_matrix(b"A1C")
+        >>> m.shape[1], {b"1AC", b"AC", b"A1CX"} <= {bytes(r).rstrip(b"\0") for r in m}
+        (8, True)
+    """
+    src = np.concatenate([np.frombuffer(folded, np.uint8), _ALPHABET_BYTES,
+                          np.zeros(1, np.uint8)])
+    return src[_edit_index(len(folded))]
+
+
 def edit1_variants(folded: str) -> list[str]:
     """Every folded key one edit away: deletions, neighbour transpositions, substitutions,
     insertions (over :data:`FOLDED_ALPHABET`), without the key itself.
@@ -61,22 +99,9 @@ def edit1_variants(folded: str) -> list[str]:
         >>> "1A" in v and "A" in v and "A1X" in v and "A1" not in v
         True
     """
-    n = len(folded)
-    out: set[str] = set()
-    for i in range(n):
-        head, tail = folded[:i], folded[i + 1 :]
-        out.add(head + tail)
-        for c in FOLDED_ALPHABET:
-            out.add(head + c + tail)
-        if i + 1 < n:
-            out.add(head + folded[i + 1] + folded[i] + folded[i + 2 :])
-    if n < MAX_LENGTH:
-        for i in range(n + 1):
-            head, tail = folded[:i], folded[i:]
-            for c in FOLDED_ALPHABET:
-                out.add(head + c + tail)
+    out = {bytes(r).rstrip(b"\0").decode("ascii") for r in edit1_matrix(folded.encode())}
     out.discard(folded)
-    return [v for v in out if len(v) >= 1]
+    return sorted(v for v in out if v)
 
 
 def explain(query: str, listed: str) -> tuple[float, str]:
@@ -392,6 +417,7 @@ class Search:
     classified by :func:`classify`. DuckDB is not touched.
 
     Example:
+        >>> from sltd.keyhash import key_hashes_from_strings
         >>> keys = Keys.of(pa.table({"record_id": [1], "number": ["X1234567"],
         ...     "doc_type": ["P"], "country": ["FRA"],
         ...     "fold_hash": key_hashes_from_strings(["X1234567"])}))
@@ -422,12 +448,13 @@ class Search:
         if exact_only:
             return self._hits(canonical, qtype, qcountry, rows, True, ncb, now) if rows \
                 else []
-        folds: list[str] = []
-        variants = edit1_variants(fold)
+        variants = edit1_matrix(folded)
+        found: set[bytes] = set()
         for start in range(0, len(variants), _PROBE_CHUNK):
             chunk = variants[start:start + _PROBE_CHUNK]
-            present = keys.present(key_hashes_from_strings(chunk), qcountry)
-            folds += [chunk[i] for i in np.flatnonzero(present)]
+            present = keys.present(matrix_hashes(chunk), qcountry)
+            found.update(bytes(r) for r in chunk[np.flatnonzero(present)])
+        folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found) if f != fold]
         if folds:
             rows += keys.rows(folds)
         return self._hits(canonical, qtype, qcountry, rows, False, ncb, now) if rows else []

@@ -25,8 +25,6 @@ import json
 import os
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -92,6 +90,10 @@ class WebhookSink:
         self.name = f"webhook:{url}"
 
     def send(self, payload: dict[str, Any]) -> None:
+        # imported here: urllib.request costs every sltd command ~30 ms at start-up
+        import urllib.error
+        import urllib.request
+
         body = json.dumps(payload).encode()
         req = urllib.request.Request(self.url, data=body, method="POST", headers={
             "Content-Type": "application/json", "Idempotency-Key": str(payload["alert_id"])})

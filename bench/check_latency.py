@@ -1,10 +1,15 @@
 """Single-document check latency: sltd against SQLite with a composite index.
 
-For each index size, builds the sltd index from Parquet and a SQLite table with an index
-on (number, type, country), then times sequential checks of unlisted documents (the
-common case), listed ones, and sltd's default check with near-miss search. Both sides do
-the same per-query work: canonicalize the number, then look it up and return first-level
-fields (SQLite by number, which its composite index serves as a prefix).
+For each index size, builds the sltd index from Parquet (in a child process: wall time
+and peak RSS of the load plus the key file) and a SQLite table with an index on (number,
+type, country), then times: opening the index (``open_index`` + the first check, which
+maps the key file) and ``sltd check`` as a whole process; sequential checks of unlisted
+documents of structured shapes (the common case; p50, p99 and mean, audit included),
+listed ones, and sltd's default check with near-miss search. Both sides do the same
+per-query work: canonicalize the number, then look it up and return first-level fields
+(SQLite by number, which its composite index serves as a prefix). Last, 10^6 absent
+structured numbers are probed against the key set: how many pass it without being listed
+(hash false positives; each would cost a lookup, never a wrong answer).
 
     python bench/check_latency.py               # 1M and 10M records
     python bench/check_latency.py --sizes 100000 --queries 2000   # quick
@@ -14,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,16 +43,66 @@ from _common import (  # noqa: E402
 )
 
 from sltd import canonical_number, open_index  # noqa: E402
+from sltd.keyhash import key_hashes  # noqa: E402
+from sltd.normalize import fold_number  # noqa: E402
+from sltd.synth import SHAPES, random_numbers  # noqa: E402
+
+_BUILD = """
+import sys, time, resource
+from sltd import open_index
+t = time.perf_counter()
+ix = open_index(sys.argv[1], create=True)
+ix.load(sys.argv[2])
+loaded = time.perf_counter() - t
+ix.check("X0000000", exact_only=True)  # builds the key file
+print(loaded, time.perf_counter() - t,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+ix.close()
+"""
 
 
-def build_sltd(path: Path, n: int) -> tuple[object, float]:
+def build_sltd(path: Path, n: int) -> tuple[Path, float, float, float]:
+    """Build the index in a child process: (db, load s, load + key file s, peak RSS GiB)."""
     db = DATA / f"bench_{n}.duckdb"
-    for f in (db, Path(str(db) + ".wal")):
+    for f in (db, Path(str(db) + ".wal"), Path(str(db) + ".keys")):
         f.unlink(missing_ok=True)
+    out = subprocess.run([sys.executable, "-c", _BUILD, str(db), str(path)], check=True,
+                         capture_output=True, text=True).stdout.split()
+    return db, float(out[0]), float(out[1]), float(out[2])
+
+
+def open_time(db: Path) -> tuple[object, float]:
     t = time.perf_counter()
-    index = open_index(db, create=True)
-    index.load(path)
+    index = open_index(db)
+    index.check("X0000000", exact_only=True)  # maps the key file
     return index, time.perf_counter() - t
+
+
+def process_time(db: Path, number: str, runs: int = 5) -> float:
+    """Median wall time of ``sltd check`` as a whole process (start, open, check, exit)."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "sltd", "--db", str(db), "check",
+                               number], check=False, capture_output=True)
+        if done.returncode not in (0, 1):  # 0 not listed, 1 hit
+            raise RuntimeError(done.stderr.decode())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def false_positives(index, k: int = 1_000_000, seed: int = 5) -> tuple[int, int, int]:
+    """(absent structured numbers probed, passed the key set unlisted, listed)."""
+    rng = np.random.default_rng(seed)
+    shapes = sorted(set(SHAPES.values()))
+    numbers = np.concatenate([random_numbers(rng, sh, k // len(shapes) + 1)
+                              for sh in shapes])[:k]
+    folds = pa.array([fold_number(b.decode()) for b in numbers.tolist()], pa.string())
+    snap = index._s.keys.snapshot()
+    passed = np.flatnonzero(snap.present(key_hashes(folds)))
+    listed = {r[0] for r in snap.rows(folds.take(pa.array(passed)).to_pylist())}
+    fp = sum(1 for f in folds.take(pa.array(passed)).to_pylist() if not snap.rows([f]))
+    return k, fp, len(listed)
 
 
 def build_sqlite(path: Path, n: int) -> tuple[sqlite3.Connection, float]:
@@ -67,7 +126,9 @@ def build_sqlite(path: Path, n: int) -> tuple[sqlite3.Connection, float]:
 def run(n: int, k: int) -> list[tuple[str, str, str, str]]:
     path = records_parquet(n)
     listed, unlisted = sample_queries(path, k)
-    index, sltd_build = build_sltd(path, n)
+    db, sltd_load, sltd_build, build_rss = build_sltd(path, n)
+    process = process_time(db, unlisted[0][0])  # before this process holds the file
+    index, opened = open_time(db)
     sq, sqlite_build = build_sqlite(path, n)
     cur = sq.cursor()
     sql = "SELECT number, doc_type, country FROM records WHERE number = ?"
@@ -89,12 +150,16 @@ def run(n: int, k: int) -> list[tuple[str, str, str, str]]:
     near_hit = latencies(sltd_default, [(q[0][:-1] + ("0" if q[0][-1] != "0" else "1"), *q[1:])
                                         for q in listed[:1000]])
     per = index.key_set_bytes / len(index)
+    probed, fp, listed = false_positives(index)
     label = f"{n / 1e6:g}M"
     rows = [
         (f"[{label}] exact check, miss p50", fmt_us(pct(miss_s, 50)), fmt_us(pct(miss_b, 50)),
          ratio(pct(miss_b, 50), pct(miss_s, 50))),
         (f"[{label}] exact check, miss p99", fmt_us(pct(miss_s, 99)), fmt_us(pct(miss_b, 99)),
          ratio(pct(miss_b, 99), pct(miss_s, 99))),
+        (f"[{label}] exact check, miss mean (audited)", fmt_us(statistics.fmean(miss_s)),
+         fmt_us(statistics.fmean(miss_b)),
+         ratio(statistics.fmean(miss_b), statistics.fmean(miss_s))),
         (f"[{label}] exact checks/s (1 thread, misses)", f"{len(miss_s) / sum(miss_s):,.0f}",
          f"{len(miss_b) / sum(miss_b):,.0f}", ratio(sum(miss_b), sum(miss_s))),
         (f"[{label}] exact check, hit p50", fmt_us(pct(hit_s, 50)), fmt_us(pct(hit_b, 50)),
@@ -104,9 +169,17 @@ def run(n: int, k: int) -> list[tuple[str, str, str, str]]:
         (f"[{label}] default check (near-miss on), miss p50", fmt_us(pct(near_s, 50)), "-",
          "-"),
         (f"[{label}] default check, one-edit hit p50", fmt_us(pct(near_hit, 50)), "-", "-"),
-        (f"[{label}] build from Parquet", f"{sltd_build:.1f} s", f"{sqlite_build:.1f} s",
-         ratio(sqlite_build, sltd_build)),
-        (f"[{label}] in-memory key sets", f"{per:.1f} B/record", "0 (on disk)", "-"),
+        (f"[{label}] build from Parquet (load + key file)",
+         f"{sltd_build:.1f} s ({sltd_load:.1f} + {sltd_build - sltd_load:.1f})",
+         f"{sqlite_build:.1f} s", ratio(sqlite_build, sltd_build)),
+        (f"[{label}] build peak RSS", f"{build_rss:.2f} GiB", "-", "-"),
+        (f"[{label}] open the index (open + first check, key file mapped)",
+         f"{opened * 1e3:.0f} ms", "-", "-"),
+        (f"[{label}] `sltd check` as a whole process (median of 5)",
+         f"{process * 1e3:.0f} ms", "-", "-"),
+        (f"[{label}] in-memory key structures", f"{per:.1f} B/record", "0 (on disk)", "-"),
+        (f"[{label}] absent structured numbers passing the key set",
+         f"{fp} of {probed:,} ({listed} listed)", "-", "-"),
     ]
     index.close()
     sq.close()

@@ -396,6 +396,8 @@ class Index:
 def _summary(hits: list[Hit]) -> str:
     if not hits:
         return "miss"
+    if len(hits) == 1:
+        return f"{hits[0].match.value} 1"
     kinds: dict[str, int] = {}
     for h in hits:
         kinds[h.match.value] = kinds.get(h.match.value, 0) + 1

@@ -89,30 +89,15 @@ _SIGN = 1 << 63
 _TWO64 = 1 << 64
 
 
-def country_key_hash(fold_hash: int, country: str) -> int:
-    """Hash of (country, folded key), derived from the folded key's hash: fmix64 of the
-    hash xor the country's code times a constant (:func:`country_key_hashes` in NumPy).
+def country_code(country: str) -> int:
+    """A country code's ASCII bytes as a little-endian integer (what the key structures
+    compare countries by).
 
     Example:
-        >>> country_key_hash(key_hash("X12"), "FRA") != country_key_hash(key_hash("X12"), "DEU")
+        >>> country_code("FRA") == int(country_codes(pa.array(["FRA"]))[0])
         True
     """
-    h = _fmix((fold_hash & _M64) ^ ((_FROM_BYTES(country.encode("ascii"), "little") * _C2)
-                                   & _M64))
-    return h if h < _SIGN else h - _TWO64
-
-
-def country_key_hashes(fold_hashes: np.ndarray,
-                       countries: pa.Array | pa.ChunkedArray | np.ndarray | str) -> np.ndarray:
-    """Vectorized :func:`country_key_hash` over aligned arrays (or one country for all);
-    ``countries`` may be precomputed :func:`country_codes`."""
-    h = np.array(fold_hashes, dtype=np.int64).view(np.uint64)  # a copy: mixed in place
-    if isinstance(countries, str):
-        cc = np.array([_FROM_BYTES(countries.encode("ascii"), "little")], np.uint64)
-    else:
-        cc = countries if isinstance(countries, np.ndarray) else country_codes(countries)
-    h ^= cc * np.uint64(_C2)
-    return _fmix_array(h).view(np.int64)
+    return _FROM_BYTES(country.encode("ascii"), "little")
 
 
 def _fmix_array(x: np.ndarray) -> np.ndarray:
@@ -201,8 +186,8 @@ def country_codes(countries: pa.Array | pa.ChunkedArray) -> np.ndarray:
         countries = countries.combine_chunks() if countries.num_chunks else \
             pa.array([], pa.string())
     enc = countries.dictionary_encode()
-    table = np.array([_FROM_BYTES(c.encode("ascii"), "little")
-                      for c in enc.dictionary.to_pylist()] or [0], dtype=np.uint64)
+    table = np.array([country_code(c) for c in enc.dictionary.to_pylist()] or [0],
+                     dtype=np.uint64)
     return table[enc.indices.fill_null(0).to_numpy(zero_copy_only=False)] if len(enc) else \
         np.zeros(0, np.uint64)
 

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from sltd import store
 from sltd.codes import DOC_TYPES
 from sltd.errors import IndexStateError
-from sltd.keyhash import country_codes, key_hash
+from sltd.keyhash import country_code, key_hash
 from sltd.normalize import MAX_LENGTH, fold_number
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class KeyTable:
     """
 
     __slots__ = ("keys", "hashes", "ids", "offsets", "data", "types", "countries", "names",
-                 "codes", "max_id", "digest", "_iv", "_ov", "_dv")
+                 "codes", "max_id", "digest", "_iv", "_ov", "_dv", "_tv", "_cv")
 
     def __init__(self, keys: KeySet, ids: np.ndarray, offsets: np.ndarray, data: np.ndarray,
                  types: np.ndarray, countries: np.ndarray, names: Sequence[str],
@@ -307,9 +307,8 @@ class KeyTable:
         self.types = types
         self.countries = countries
         self.names = tuple(names)
-        #: Each name's :func:`sltd.keyhash.country_codes` code, by name index.
-        self.codes = country_codes(pa.array(self.names, pa.string())) if self.names else \
-            np.zeros(1, np.uint64)
+        #: Each name's :func:`sltd.keyhash.country_code`, by name index.
+        self.codes = np.array([country_code(c) for c in self.names] or [0], np.uint64)
         #: The highest record id in this table or before it (ids only grow).
         self.max_id = max_id
         self.digest = _digest(self.hashes, ids) if digest is None else digest
@@ -317,6 +316,8 @@ class KeyTable:
         self._iv = ids.data
         self._ov = offsets.data
         self._dv = data.data
+        self._tv = types.data
+        self._cv = countries.data
 
     @classmethod
     def empty(cls) -> KeyTable:
@@ -386,8 +387,8 @@ class KeyTable:
             if record_id not in withdrawn:
                 number = str(data[offsets[i]:offsets[i + 1]], "ascii")
                 if fold_number(number) == fold:
-                    out.append((record_id, number, _TYPE_CODES[self.types.item(i)],
-                                self.names[self.countries.item(i)]))
+                    out.append((record_id, number, _TYPE_CODES[self._tv[i]],
+                                self.names[self._cv[i]]))
             i += 1
 
     def in_country(self, hashes: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -735,7 +736,7 @@ class KeySnapshot:
             return found
         idx = np.flatnonzero(found)
         hashes = np.asarray(fold_hashes, np.int64)[idx]
-        codes = (np.full(len(idx), country_codes(pa.array([country]))[0], np.uint64)
+        codes = (np.full(len(idx), country_code(country), np.uint64)
                  if isinstance(country, str) else np.asarray(country, np.uint64)[idx])
         keep = self.base.in_country(hashes, codes)
         if self._delta_keys is not None:

@@ -6,8 +6,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sltd.keyhash import (
-    country_key_hash,
-    country_key_hashes,
     fold_matrix,
     key_hash,
     key_hash_bytes,
@@ -41,15 +39,6 @@ def test_folded_hashes_equal_the_scalar_hash_of_the_folded_key(ks):
     if len(ks) > 1:  # a sliced array (non-zero offset) reads the right bytes
         assert matrix_hashes(fold_matrix(column.slice(1))).tolist() == \
             [key_hash(fold_number(k)) for k in ks[1:]]
-
-
-@given(st.lists(st.tuples(keys, st.sampled_from(["FRA", "DEU", "D", "XXA"])), min_size=1))
-def test_country_hashes_vectorized_equal_scalar(pairs):
-    hs = np.array([key_hash(k) for k, _ in pairs], dtype=np.int64)
-    got = country_key_hashes(hs, pa.array([c for _, c in pairs]))
-    assert got.tolist() == [country_key_hash(key_hash(k), c) for k, c in pairs]
-    one = country_key_hashes(hs, "FRA")
-    assert one.tolist() == [country_key_hash(key_hash(k), "FRA") for k, _ in pairs]
 
 
 def test_short_keys_never_collide():

@@ -5,14 +5,22 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sltd.synth import random_numbers, shape_for, synth_records, write_table
+from sltd import open_index
+from sltd.keyhash import key_hashes
+from sltd.normalize import fold_number
+from sltd.synth import SHAPES, random_numbers, shape_for, synth_records, write_table
 
 DATA = Path(os.environ.get("SLTD_BENCH_DATA", Path(__file__).parent / "data"))
 
@@ -92,3 +100,80 @@ def print_table(rows: list[tuple[str, str, str, str]], title: str) -> None:
 
 def ratio(baseline: float, ours: float) -> str:
     return f"{baseline / ours:,.1f}x" if ours > 0 else "-"
+
+
+_BUILD = """
+import sys, time, resource
+from sltd import open_index
+t = time.perf_counter()
+ix = open_index(sys.argv[1], create=True)
+ix.load(sys.argv[2])
+loaded = time.perf_counter() - t
+ix.check("X0000000", exact_only=True)  # builds the key file
+print(loaded, time.perf_counter() - t,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+ix.close()
+"""
+
+
+def build_sltd(path: Path, db: Path) -> tuple[Path, float, float, float]:
+    """Build the index ``db`` from the records file ``path`` in a child process: (db,
+    load s, load + key file s, peak RSS GiB)."""
+    for f in (db, Path(str(db) + ".wal"), Path(str(db) + ".keys")):
+        f.unlink(missing_ok=True)
+    out = subprocess.run([sys.executable, "-c", _BUILD, str(db), str(path)], check=True,
+                         capture_output=True, text=True).stdout.split()
+    return db, float(out[0]), float(out[1]), float(out[2])
+
+
+def open_time(db: Path) -> tuple[object, float]:
+    t = time.perf_counter()
+    index = open_index(db)
+    index.check("X0000000", exact_only=True)  # maps the key file
+    return index, time.perf_counter() - t
+
+
+def process_time(db: Path, number: str, runs: int = 5) -> float:
+    """Median wall time of ``sltd check`` as a whole process (start, open, check, exit)."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "sltd", "--db", str(db), "check",
+                               number], check=False, capture_output=True)
+        if done.returncode not in (0, 1):  # 0 not listed, 1 hit
+            raise RuntimeError(done.stderr.decode())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def false_positives(index, k: int = 1_000_000, seed: int = 5) -> tuple[int, int, int]:
+    """(absent structured numbers probed, passed the key set unlisted, listed)."""
+    rng = np.random.default_rng(seed)
+    shapes = sorted(set(SHAPES.values()))
+    numbers = np.concatenate([random_numbers(rng, sh, k // len(shapes) + 1)
+                              for sh in shapes])[:k]
+    folds = pa.array([fold_number(b.decode()) for b in numbers.tolist()], pa.string())
+    snap = index._s.keys.snapshot()
+    passed = np.flatnonzero(snap.present(key_hashes(folds)))
+    listed = {r[0] for r in snap.rows(folds.take(pa.array(passed)).to_pylist())}
+    fp = sum(1 for f in folds.take(pa.array(passed)).to_pylist() if not snap.rows([f]))
+    return k, fp, len(listed)
+
+
+def build_sqlite(path: Path, db: Path) -> tuple[sqlite3.Connection, float]:
+    """The baseline: a SQLite file with the records and a composite index on (number,
+    type, country); (connection, build seconds)."""
+    db.unlink(missing_ok=True)
+    t = time.perf_counter()
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=OFF")
+    con.execute("PRAGMA synchronous=OFF")
+    con.execute("CREATE TABLE records (number TEXT, doc_type TEXT, country TEXT, status TEXT)")
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=200_000, columns=[
+            "document_number", "document_type", "issuing_country", "status"]):
+        con.executemany("INSERT INTO records VALUES (?, ?, ?, ?)",
+                        zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True))
+    con.execute("CREATE INDEX records_key ON records (number, doc_type, country)")
+    con.commit()
+    return con, time.perf_counter() - t

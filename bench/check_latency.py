@@ -18,118 +18,38 @@ structured numbers are probed against the key set: how many pass it without bein
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
     DATA,
+    build_sltd,
+    build_sqlite,
+    false_positives,
     fmt_us,
     latencies,
     machine,
+    open_time,
     pct,
     print_table,
+    process_time,
     ratio,
     records_parquet,
     sample_queries,
 )
 
-from sltd import canonical_number, open_index  # noqa: E402
-from sltd.keyhash import key_hashes  # noqa: E402
-from sltd.normalize import fold_number  # noqa: E402
-from sltd.synth import SHAPES, random_numbers  # noqa: E402
-
-_BUILD = """
-import sys, time, resource
-from sltd import open_index
-t = time.perf_counter()
-ix = open_index(sys.argv[1], create=True)
-ix.load(sys.argv[2])
-loaded = time.perf_counter() - t
-ix.check("X0000000", exact_only=True)  # builds the key file
-print(loaded, time.perf_counter() - t,
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-ix.close()
-"""
-
-
-def build_sltd(path: Path, n: int) -> tuple[Path, float, float, float]:
-    """Build the index in a child process: (db, load s, load + key file s, peak RSS GiB)."""
-    db = DATA / f"bench_{n}.duckdb"
-    for f in (db, Path(str(db) + ".wal"), Path(str(db) + ".keys")):
-        f.unlink(missing_ok=True)
-    out = subprocess.run([sys.executable, "-c", _BUILD, str(db), str(path)], check=True,
-                         capture_output=True, text=True).stdout.split()
-    return db, float(out[0]), float(out[1]), float(out[2])
-
-
-def open_time(db: Path) -> tuple[object, float]:
-    t = time.perf_counter()
-    index = open_index(db)
-    index.check("X0000000", exact_only=True)  # maps the key file
-    return index, time.perf_counter() - t
-
-
-def process_time(db: Path, number: str, runs: int = 5) -> float:
-    """Median wall time of ``sltd check`` as a whole process (start, open, check, exit)."""
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "sltd", "--db", str(db), "check",
-                               number], check=False, capture_output=True)
-        if done.returncode not in (0, 1):  # 0 not listed, 1 hit
-            raise RuntimeError(done.stderr.decode())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def false_positives(index, k: int = 1_000_000, seed: int = 5) -> tuple[int, int, int]:
-    """(absent structured numbers probed, passed the key set unlisted, listed)."""
-    rng = np.random.default_rng(seed)
-    shapes = sorted(set(SHAPES.values()))
-    numbers = np.concatenate([random_numbers(rng, sh, k // len(shapes) + 1)
-                              for sh in shapes])[:k]
-    folds = pa.array([fold_number(b.decode()) for b in numbers.tolist()], pa.string())
-    snap = index._s.keys.snapshot()
-    passed = np.flatnonzero(snap.present(key_hashes(folds)))
-    listed = {r[0] for r in snap.rows(folds.take(pa.array(passed)).to_pylist())}
-    fp = sum(1 for f in folds.take(pa.array(passed)).to_pylist() if not snap.rows([f]))
-    return k, fp, len(listed)
-
-
-def build_sqlite(path: Path, n: int) -> tuple[sqlite3.Connection, float]:
-    db = DATA / f"bench_{n}.sqlite"
-    db.unlink(missing_ok=True)
-    t = time.perf_counter()
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA journal_mode=OFF")
-    con.execute("PRAGMA synchronous=OFF")
-    con.execute("CREATE TABLE records (number TEXT, doc_type TEXT, country TEXT, status TEXT)")
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=200_000, columns=[
-            "document_number", "document_type", "issuing_country", "status"]):
-        con.executemany("INSERT INTO records VALUES (?, ?, ?, ?)",
-                        zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True))
-    con.execute("CREATE INDEX records_key ON records (number, doc_type, country)")
-    con.commit()
-    return con, time.perf_counter() - t
+from sltd import canonical_number  # noqa: E402
 
 
 def run(n: int, k: int) -> list[tuple[str, str, str, str]]:
     path = records_parquet(n)
     listed, unlisted = sample_queries(path, k)
-    db, sltd_load, sltd_build, build_rss = build_sltd(path, n)
+    db, sltd_load, sltd_build, build_rss = build_sltd(path, DATA / f"bench_{n}.duckdb")
     process = process_time(db, unlisted[0][0])  # before this process holds the file
     index, opened = open_time(db)
-    sq, sqlite_build = build_sqlite(path, n)
+    sq, sqlite_build = build_sqlite(path, DATA / f"bench_{n}.sqlite")
     cur = sq.cursor()
     sql = "SELECT number, doc_type, country FROM records WHERE number = ?"
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
     DATA,
+    build_sqlite,
     machine,
     peak_rss_gib,
     print_table,
@@ -52,9 +53,7 @@ def index_for(records: int):
 def sqlite_join(records: int, manifest: Path, limit: int | None) -> tuple[float, int, int]:
     db = DATA / f"bench_{records}.sqlite"
     if not db.exists():  # check_latency.py builds it; run alone, build it here
-        from check_latency import build_sqlite
-
-        build_sqlite(records_parquet(records), records)[0].close()
+        build_sqlite(records_parquet(records), db)[0].close()
     con = sqlite3.connect(db)
     pf = pq.ParquetFile(manifest)
     t = time.perf_counter()

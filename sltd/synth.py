@@ -13,7 +13,8 @@ fields are partly filled. Keys are unique. Numbers come one of two ways (``numbe
 - ``"random"``: each number drawn at random in its shape; dates drawn apart from it;
   blanks carry no issue or expiry date. Made in memory, in one piece.
 
-The default is ``"random"``: tests and benchmarks of other modules rely on its tables.
+The library's default is ``"random"`` (tests and benchmarks of other modules rely on its
+tables); ``sltd synth`` defaults to ``"ranges"``.
 
 Example:
     >>> t = synth_records(1000, seed=1)

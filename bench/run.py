@@ -2,6 +2,7 @@
 
     python bench/run.py            # 1M and 10M records, 10M-row manifest (~11 min here)
     python bench/run.py --quick    # 100k records, 200k-row manifest, 1M for threads (~1.5 min)
+    python bench/run.py --world    # 130M records numbered by issuance ranges (bench/world.py)
 
 Runs every benchmark script with its data generated on first use (bench/data/) and prints
 each one's table (figure, value, baseline, ratio) with the machine and versions.
@@ -22,8 +23,12 @@ HERE = Path(__file__).parent
 def main() -> None:
     ap = argparse.ArgumentParser(description="sltd benchmark suite")
     ap.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    ap.add_argument("--world", action="store_true",
+                    help="only the 130M-record world run (bench/world.py)")
     args = ap.parse_args()
-    if args.quick:
+    if args.world:
+        runs = [["world.py"]]
+    elif args.quick:
         runs = [
             ["check_latency.py", "--sizes", "100000", "--queries", "3000"],
             ["near_miss.py", "--sizes", "100000", "--queries", "1000", "--brute", "5"],
@@ -43,7 +48,7 @@ def main() -> None:
             ["migrate.py"],
         ]
     print(f"sltd benchmark suite, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{'quick' if args.quick else 'full'}")
+          f"{'world' if args.world else 'quick' if args.quick else 'full'}")
     start = time.perf_counter()
     for cmd in runs:
         print(f"\n$ python bench/{' '.join(cmd)}", flush=True)

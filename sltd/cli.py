@@ -27,8 +27,16 @@ from sltd.errors import SltdError, SourceError
 from sltd.index import Index, default_db_path, open_index
 from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
 from sltd.mrz import MRZ
-from sltd.sources import Problem, read_source, refuse_overwrite, write_rejects
+from sltd.sources import Problem, refuse_overwrite, write_rejects
 from sltd.store import SCHEMA_VERSION
+from sltd.synth import (
+    NUMBERINGS,
+    Numbering,
+    synth_manifest,
+    synth_records,
+    write_synth,
+    write_table,
+)
 
 EXIT_HIT = 1
 EXIT_ERROR = 3
@@ -329,26 +337,36 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 @click.option("--records", "n", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="How many records.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--numbering", type=click.Choice(NUMBERINGS), default="ranges",
+              show_default=True,
+              help="ranges: each issuer numbers its documents from sequential ranges in its "
+                   "own format, issue and expiry dates follow the serial, 1.6-5.8% of a "
+                   "range is listed, plus batches of 20-500 consecutive stolen blanks; "
+                   "written batch by batch in bounded memory, whatever the size. random: "
+                   "numbers of the same shapes drawn at random, dates apart from them, made "
+                   "in memory.")
 @click.option("--manifest", "manifest_rows", type=click.IntRange(min=0),
-              help="Write a passenger manifest of this many rows instead, about 0.1% of them "
-                   "drawn from the records of --from.")
+              help="Write a passenger manifest of this many rows instead: --listed of them "
+                   "carry documents drawn from the records (of --from, else generated from "
+                   "--records, --seed and --numbering). The others carry clean documents: "
+                   "for ranges-numbered records (a Parquet or Arrow file keeps the plan), "
+                   "issued from the same ranges and still valid, with every document's "
+                   "true issue and expiry dates and a `listed` column; else random numbers.")
+@click.option("--listed", type=click.FloatRange(0, 1), default=0.001, show_default=True,
+              help="With --manifest: share of passengers carrying a listed document.")
 @click.option("--from", "from_records", type=click.Path(dir_okay=False),
               help="With --manifest: records file whose documents some passengers carry.")
-def synth(out: str, n: int, seed: int, manifest_rows: int | None,
-          from_records: str | None) -> None:
-    """Write synthetic records, or a passenger manifest (CSV, Parquet or JSON Lines)."""
-    from sltd.synth import synth_manifest, synth_records, write_table
-
+def synth(out: str, n: int, seed: int, numbering: Numbering, manifest_rows: int | None,
+          listed: float, from_records: str | None) -> None:
+    """Write synthetic records, or a passenger manifest (CSV, Parquet, JSON Lines, Arrow)."""
     if manifest_rows is not None:
         if from_records:
             refuse_overwrite(out, [from_records], what="manifest")
-        records = read_source(from_records, required=("document_number",),
-                              optional=("document_type", "issuing_country")).table \
-            if from_records else synth_records(n, seed=seed)
-        write_table(synth_manifest(records, manifest_rows, seed=seed), out)
+        records = from_records or synth_records(n, seed=seed, numbering=numbering)
+        write_table(synth_manifest(records, manifest_rows, listed=listed, seed=seed), out)
         click.echo(f"wrote a manifest of {manifest_rows} passengers to {out}")
         return
-    write_table(synth_records(n, seed=seed), out)
+    write_synth(out, n, seed=seed, numbering=numbering)
     click.echo(f"wrote {n} synthetic records to {out}")
 
 

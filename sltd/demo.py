@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from sltd.index import open_index
@@ -27,7 +28,7 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
     for stale in (db, db.with_suffix(".duckdb.wal")):
         stale.unlink(missing_ok=True)
     start = time.perf_counter()
-    table = synth_records(n, seed=seed)
+    table = synth_records(n, seed=seed, numbering="ranges")
     write_table(table, records)
     yield f"generated {n} synthetic SLTD records -> {records}"
     with open_index(db, create=True) as index:
@@ -35,12 +36,16 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
         report = index.load(records, rejects=workdir / "rejects.csv", officer="demo")
         yield (f"loaded {report.inserted} records into {db} in {report.seconds:.1f} s "
                f"({report.rejected} rejected)")
-        passports = table.filter(pc.equal(table.column("document_type"), "P"))
+        # issued passports reported lost or stolen: the commonest hit (a stolen blank's
+        # neighbours are listed too, so each of its near misses finds ~20 records)
+        passports = table.filter(pc.and_(pc.equal(table.column("document_type"), "P"),
+                                         pc.is_in(table.column("status"),
+                                                  pa.array(["lost", "stolen"]))))
         listed = passports.slice(0, 2).to_pylist()
         a, b = listed[0], listed[1]
         num_a = a["document_number"]
         ocr = _ocr_error(num_a)
-        swapped = num_a[:2] + num_a[3] + num_a[2] + num_a[4:]
+        swapped = _transposed(num_a)
         other = "CAN" if a["issuing_country"] != "CAN" else "AUS"
         queries = [
             ("listed passport, exact", num_a, "P", a["issuing_country"]),
@@ -65,6 +70,12 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
                 yield f"  HIT {h.match.value:<7} {h.number} {h.doc_type} {h.country}{why}"
     yield ""
     yield f"done in {time.perf_counter() - start:.1f} s; try: sltd --db {db} check {num_a}"
+
+
+def _transposed(number: str) -> str:
+    """``number`` with the first two different neighbours from the third on swapped."""
+    i = next((i for i in range(2, len(number) - 1) if number[i] != number[i + 1]), 0)
+    return number[:i] + number[i + 1] + number[i] + number[i + 2:]
 
 
 def _ocr_error(number: str) -> str:

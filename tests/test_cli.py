@@ -100,6 +100,38 @@ def test_synth_then_load(run, tmp_path):
     assert rep["inserted"] == 500
 
 
+@pytest.mark.parametrize(("numbering", "manifest_columns"), [
+    ("ranges", ["passenger_id", "document_number", "document_type", "issuing_country",
+                "date_of_issue", "date_of_expiry", "listed"]),
+    ("random", ["passenger_id", "document_number", "document_type", "issuing_country"]),
+])
+def test_synth_manifest_follows_the_numbering_of_its_records(run, tmp_path, numbering,
+                                                             manifest_columns):
+    import pyarrow.parquet as pq
+
+    records, manifest = tmp_path / "r.parquet", tmp_path / "m.parquet"
+    assert run("synth", str(records), "--records", "2000", "--numbering",
+               numbering).exit_code == 0
+    res = run("synth", str(manifest), "--manifest", "500", "--listed", "0.02", "--from",
+              str(records))
+    assert res.stdout == f"wrote a manifest of 500 passengers to {manifest}\n"
+    m = pq.read_table(manifest)
+    assert m.column_names == manifest_columns
+    if numbering == "ranges":
+        assert sum(m.column("listed").to_pylist()) == 10
+        assert m.column("date_of_expiry").null_count == 0
+
+
+def test_synth_numbers_from_ranges_unless_told_otherwise(run, tmp_path):
+    from sltd.synth import synth_records
+
+    out = tmp_path / "r.csv"
+    assert run("synth", str(out), "--records", "300", "--seed", "5").exit_code == 0
+    first = out.read_text().splitlines()[1].split(",")[0].strip('"')
+    assert first == synth_records(300, seed=5, numbering="ranges")["document_number"][0].as_py()
+    assert "ranges" in run("synth", "--help").stdout
+
+
 def test_demo_shows_every_kind_of_answer(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "--records", "2000", "--dir", str(tmp_path)])
     assert res.exit_code == 0, res.stdout

@@ -100,6 +100,9 @@ def _environment() -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["SLTD_DB"] = "sltd.duckdb"  # the default, said explicitly: relative to the block's dir
     env["PYTHONUNBUFFERED"] = "1"  # stdout and stderr interleave as on a terminal
+    # the code of this checkout, even where the installed sltd is another's (a worktree)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 

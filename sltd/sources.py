@@ -27,6 +27,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sltd.errors import SourceError
@@ -341,9 +342,15 @@ def _jsonl_stream(path: Path, wanted: Mapping[str, str], required: tuple[str, ..
 
 def _as_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     """A column as text; a dictionary-encoded one stays encoded (only its distinct values
-    are cast)."""
+    are cast), and so is one of another type, such as dates: casting a million dates to
+    text took longer than validating them."""
+    if pa.types.is_string(col.type):
+        return col
     if not pa.types.is_dictionary(col.type):
-        return col.cast(pa.string())
+        if pa.types.is_large_string(col.type) or pa.types.is_binary(col.type) or \
+                pa.types.is_large_binary(col.type) or pa.types.is_null(col.type):
+            return col.cast(pa.string())
+        col = pc.dictionary_encode(col)
     if isinstance(col, pa.ChunkedArray):
         return pa.chunked_array([_as_text(c) for c in col.chunks],
                                 pa.dictionary(col.type.index_type, pa.string()))

@@ -284,9 +284,12 @@ def _check_distinct(con: duckdb.DuckDBPyConnection, field: str,
     finally:
         con.unregister("_distinct")
     value = checked.column("value").combine_chunks().cast(_TYPES.get(field, pa.string()))
-    bad = checked.column("bad").combine_chunks()
+    bad = checked.column("bad").combine_chunks().to_numpy(zero_copy_only=False)
     indices = encoded.indices
-    return value.take(indices), pc.fill_null(bad.take(indices), field in MANDATORY)
+    # Values stay dictionary-encoded (taking a million strings cost more than all the
+    # checks); DuckDB decodes them as it stores them.
+    refused = np.append(bad, field in MANDATORY)[indices.fill_null(len(bad)).to_numpy()]
+    return pa.DictionaryArray.from_arrays(indices, value), pa.array(refused)
 
 
 def _fold(canonical: pa.Array) -> pa.Array:
@@ -344,7 +347,8 @@ def validate(con: duckdb.DuckDBPyConnection, source: SourceTable) -> Validated:
         else:
             values[field] = pa.nulls(n, _TYPES.get(field, pa.string()))
     if "date_of_expiry" in given:  # a valid expiry before a valid issue date is refused
-        early = pc.less(values["date_of_expiry"], values["date_of_issue"]).fill_null(False)
+        early = pc.less(values["date_of_expiry"].cast(pa.date32()),
+                        values["date_of_issue"].cast(pa.date32())).fill_null(False)
         bad["date_of_expiry"] = pc.or_(bad["date_of_expiry"], early)
     refused = functools.reduce(pc.or_, bad.values())
     problems = [p for field, mask in bad.items()

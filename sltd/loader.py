@@ -124,8 +124,8 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
                             subject=stream.name, result=counts.summary())
                 if rejects is not None:  # inside the transaction: no load without rejects
                     write_rejects(rejects, problems)
-        finally:  # after COMMIT (or ROLLBACK: then on an empty table, at no cost)
             say(LoadProgress("indexing", rows_read, stream.rows))
+        finally:  # after COMMIT (or ROLLBACK: then on an empty table, at no cost)
             store.ensure_index(db.writer)
         keys.add(inserted)  # published before we return (checks never take this lock)
     return LoadReport(**dataclasses.asdict(counts), source=stream.name,

@@ -1,6 +1,6 @@
 """The whole benchmark suite, one entry point.
 
-    python bench/run.py            # 1M and 10M records, 10M-row manifest (~11 min here)
+    python bench/run.py            # 1M and 10M records, 10M-row manifest (~13 min here)
     python bench/run.py --quick    # 100k records, 200k-row manifest, 1M for threads (~1.5 min)
     python bench/run.py --world    # 130M records numbered by issuance ranges (bench/world.py)
 
@@ -37,6 +37,7 @@ def main() -> None:
              "--loop-rows", "20000", "--near-rows", "5000"],
             ["threads.py", "--quick"],
             ["migrate.py", "--records", "100000"],
+            ["load.py", "--sizes", "100000"],
         ]
     else:
         runs = [
@@ -46,6 +47,7 @@ def main() -> None:
             ["screening.py"],
             ["threads.py"],
             ["migrate.py"],
+            ["load.py"],
         ]
     print(f"sltd benchmark suite, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
           f"{'world' if args.world else 'quick' if args.quick else 'full'}")

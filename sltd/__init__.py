@@ -26,7 +26,7 @@ from sltd.errors import (
     UnknownStatus,
     ValidationError,
 )
-from sltd.index import Index, LoadReport, open_index
+from sltd.index import Index, LoadProgress, LoadReport, open_index
 from sltd.model import (
     Alert,
     CaseState,
@@ -59,6 +59,7 @@ __all__ = [
     "IndexStateError",
     "InvalidDate",
     "InvalidNumber",
+    "LoadProgress",
     "LoadReport",
     "MRZ",
     "MRZCheck",

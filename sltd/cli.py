@@ -24,7 +24,7 @@ import click
 
 from sltd import demo as demo_mod
 from sltd.errors import SltdError, SourceError
-from sltd.index import Index, default_db_path, open_index
+from sltd.index import Index, LoadProgress, default_db_path, open_index
 from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
 from sltd.mrz import MRZ
 from sltd.sources import Problem, refuse_overwrite, write_rejects
@@ -166,22 +166,25 @@ def init(ctx: click.Context, ncb: str | None, validation_minutes: float | None,
                    "SOURCE.rejects.csv, only when some rows are rejected).")
 @click.option("--create/--no-create", default=True, show_default=True,
               help="Create the index if it does not exist.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @officer_option
 @json_option
 @click.pass_context
 def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, ...],
-         rejects: str | None, create: bool, officer: str, as_json: bool) -> None:
+         rejects: str | None, create: bool, quiet: bool, officer: str, as_json: bool) -> None:
     """Load or update records from a CSV, Parquet, JSON Lines or Arrow file.
 
     Default columns: document_number, document_type, issuing_country, status, owner_ncb,
     place_of_loss, date_of_loss, date_of_issue, date_of_expiry. Invalid rows are left out
     and written to the rejects file with row, field, value and reason; the load is one
-    transaction and reloading the same file changes nothing.
+    transaction (read in batches: any size of file loads) and reloading the same file
+    changes nothing.
     """
     fields = _parse_mapping(mapping)
     index = _open(ctx, create=create)
-    report = index.load(source, format=fmt, mapping=fields, rejects=rejects,
-                        officer=officer)
+    with _LoadBar(show=not quiet and not as_json and _on_terminal()) as bar:
+        report = index.load(source, format=fmt, mapping=fields, rejects=rejects,
+                            officer=officer, progress=bar)
     if rejects is None and report.problems:
         rejects = _write_default_rejects(
             f"{source}.rejects.csv", report.problems, [source, index.path],
@@ -201,6 +204,52 @@ def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, .
             click.echo(f"  row {p.row}: {p.field}={_shown(p.value)}: {p.reason}")
         if len(report.problems) > 5:
             click.echo(f"  ... {len(report.problems) - 5} more")
+
+
+def _on_terminal() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
+
+
+class _LoadBar:
+    """A load's progress on stderr, if ``show``: a bar of rows read when the source's size
+    is known (Parquet, Arrow), else a count; then what the load is doing after reading."""
+
+    def __init__(self, *, show: bool, file: Any = None):
+        import sys
+
+        self.show, self.file = show, file or sys.stderr
+        self.bar: Any = None
+        self.shown = ""
+
+    def __enter__(self) -> _LoadBar:
+        return self
+
+    def __call__(self, p: LoadProgress) -> None:
+        if not self.show:
+            return
+        if self.bar is None and p.rows_total:
+            self.bar = click.progressbar(length=p.rows_total, label="loading", show_pos=True,
+                                         file=self.file).__enter__()
+        label = "loading" if p.stage == "reading" else p.stage
+        if self.bar is not None:
+            self.bar.label = label
+            self.bar.update(p.rows_read - self.bar.pos)
+            self.bar.render_progress()
+        else:
+            self._line(f"{label}: {p.rows_read:,} rows read")
+
+    def _line(self, text: str) -> None:
+        click.echo(f"\r{text}{' ' * max(0, len(self.shown) - len(text))}", nl=False,
+                   file=self.file)
+        self.shown = text
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+        elif self.shown:
+            click.echo(file=self.file)
 
 
 def _write_default_rejects(path: str, problems: Sequence[Problem], inputs: list[str], *,

@@ -36,7 +36,7 @@ from sltd.clock import Clock, SystemClock
 from sltd.database import Database
 from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
 from sltd.keyset import Keys, key_file_path
-from sltd.loader import LoadReport
+from sltd.loader import LoadProgress, LoadReport
 from sltd.model import Alert, Hit, HitCase, HitDetails, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
@@ -182,7 +182,9 @@ class Index:
 
     def load(self, source: Source, *, format: str | None = None,
              mapping: Mapping[str, str] | None = None,
-             rejects: str | os.PathLike[str] | None = None, officer: str = "") -> LoadReport:
+             rejects: str | os.PathLike[str] | None = None, officer: str = "",
+             batch_rows: int = loader.BATCH_ROWS,
+             progress: Callable[[LoadProgress], None] | None = None) -> LoadReport:
         """Load records from CSV, Parquet, JSON Lines or an Arrow table, in one transaction.
 
         Valid rows are inserted or replace the record of the same key (the old version goes
@@ -191,13 +193,17 @@ class Index:
         ``rejects`` if given (written even when empty; never the source). Audited as
         ``officer``'s. If anything fails, the index is as it was. Checks go on meanwhile.
         ``mapping``: sltd column -> source column; ``format``: by default from the name.
+        The source is read ``batch_rows`` rows at a time (memory follows that, not the
+        file's size); ``progress`` hears a :class:`LoadProgress` after each batch and as
+        the load applies its rows and indexes them.
 
         Raises:
             SourceError: unreadable source, a mandatory column missing, ``rejects`` = source.
         """
         return loader.load(self._writable(), self._s.audit, self._s.keys, source, format=format,
                            mapping=mapping, rejects=rejects, officer=officer,
-                           now=self.clock.now(), ncb=self.home_ncb)
+                           now=self.clock.now(), ncb=self.home_ncb, batch_rows=batch_rows,
+                           progress=progress)
 
     def upsert(self, records: Iterable[Record], *, officer: str = "") -> LoadReport:
         """Add or update records (already validated :class:`Record` values)."""

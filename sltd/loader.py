@@ -1,6 +1,11 @@
 """Loading records: read a source, validate every row, apply the valid ones in one
 transaction with its audit entry, then publish the new keys to the checks.
 
+The source is read, validated and staged in batches (:data:`BATCH_ROWS`), then applied at
+once, so memory follows the batch size and not the file's (a first load of 10M records
+peaks at ~1.2 GiB, most of it DuckDB building the lookup indexes after the COMMIT). A
+failure or Ctrl-C at any point leaves the index as it was.
+
 The order is what keeps concurrent checks right: COMMIT, then publish the key sets, then
 return. A check that starts after the load returned finds its records; one that overlaps
 it sees the list before or after, never half of it. Checks never wait for a load.
@@ -22,15 +27,18 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sltd import store
 from sltd.audit import AuditLog
 from sltd.database import Database
 from sltd.keyset import Keys
-from sltd.sources import Problem, Source, read_source, refuse_overwrite, write_rejects
+from sltd.sources import Problem, Source, open_source, refuse_overwrite, write_rejects
 from sltd.store import LoadCounts
+
+#: Rows read, validated and staged at a time: memory follows this, not the file's size.
+BATCH_ROWS = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,35 +59,76 @@ class LoadReport(LoadCounts):
         return d
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadProgress:
+    """Where a load is, as its ``progress`` callback hears it.
+
+    Attributes:
+        stage: ``"reading"`` (reading, validating and staging batches: ``rows_read``
+            grows), then ``"applying"`` (the staged rows go into the records at once),
+            then ``"indexing"`` (after the commit: the lookup indexes of a first load).
+        rows_read: data rows read so far (rejected ones included).
+        rows_total: data rows in the source, if its format tells up front (Parquet,
+            Arrow); else None.
+    """
+
+    stage: str
+    rows_read: int
+    rows_total: int | None
+
+
 def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.datetime,
          format: str | None = None, mapping: Mapping[str, str] | None = None,
          rejects: str | os.PathLike[str] | None = None, officer: str = "",
-         ncb: str | None = None) -> LoadReport:
+         ncb: str | None = None, batch_rows: int = BATCH_ROWS,
+         progress: Callable[[LoadProgress], None] | None = None) -> LoadReport:
     """Load ``source`` into ``db`` (see :meth:`sltd.Index.load`); ``ncb`` and ``officer``
-    go into the audit entry."""
+    go into the audit entry.
+
+    The source is read, validated and staged ``batch_rows`` at a time, then applied at
+    once, all in one transaction: memory is bounded by the batch size, not the file's.
+    """
     start = time.perf_counter()
     if rejects is not None:
         refuse_overwrite(rejects, [source, db.path], what="rejects file")
-    src = read_source(source, format=format, mapping=mapping, required=store.MANDATORY,
-                      optional=store.OPTIONAL)
+    stream = open_source(source, format=format, mapping=mapping, required=store.MANDATORY,
+                         optional=store.OPTIONAL, batch_rows=batch_rows,
+                         dictionary=(*store.MANDATORY[1:], *store.OPTIONAL))
+    say = progress or (lambda _: None)
+    rows_read = 0
+    problems: list[Problem] = []
     # Commit and publish under one hold of the writer lock: keys are published in commit
     # order, so a withdrawal that commits after this load is never undone by its publish.
     with db.write_lock:
-        with db.write(on_rollback=audit.invalidate) as con:
-            checked = store.validate(con, src)
-            # The new records are read back only for key sets already built (a process
-            # that has not checked yet builds them from the table when it first does).
-            counts, inserted = store.upsert(con, checked.valid, now, returning=keys.built)
-            problems = (*src.problems, *checked.problems)
-            counts = dataclasses.replace(
-                counts, rows_read=src.table.num_rows + len(src.problems),
-                rejected=len({p.row for p in problems}))
-            audit.write(con, now, "load", actor=officer or None, ncb=ncb, subject=src.name,
-                        result=counts.summary())
-            if rejects is not None:  # inside the transaction: no load without its rejects
-                write_rejects(rejects, problems)
-        store.ensure_index(db.writer)  # after COMMIT: 4 s at 10M, against 32 s inside
+        first = store.drop_index_if_empty(db.writer)
+        try:
+            with store.bulk_session(db.writer, first=first), store.checker() as checker, \
+                    db.write(on_rollback=audit.invalidate) as con:
+                staging = store.open_staging(con, now)
+                for batch in stream.batches():
+                    checked = store.validate(checker, batch)
+                    store.stage(con, staging, checked.valid)
+                    problems += (*batch.problems, *checked.problems)
+                    rows_read += batch.table.num_rows + len({p.row for p in batch.problems})
+                    say(LoadProgress("reading", rows_read, stream.rows))
+                    del batch, checked  # not alive while the next batch is read
+                problems += store.duplicates(con, staging)
+                say(LoadProgress("applying", rows_read, stream.rows))
+                # The new records are read back only for key sets already built (a process
+                # that has not checked yet builds them from the table when it first does).
+                counts, inserted = store.upsert(con, staging, returning=keys.built)
+                problems.sort(key=lambda p: (p.row, p.field))
+                counts = dataclasses.replace(counts, rows_read=rows_read,
+                                             rejected=len({p.row for p in problems}))
+                audit.write(con, now, "load", actor=officer or None, ncb=ncb,
+                            subject=stream.name, result=counts.summary())
+                if rejects is not None:  # inside the transaction: no load without rejects
+                    write_rejects(rejects, problems)
+            say(LoadProgress("indexing", rows_read, stream.rows))
+        finally:  # after COMMIT (or ROLLBACK: then on an empty table, at no cost)
+            store.ensure_index(db.writer)
         keys.add(inserted)  # published before we return (checks never take this lock)
-    return LoadReport(**dataclasses.asdict(counts), source=src.name, problems=problems,
+    return LoadReport(**dataclasses.asdict(counts), source=stream.name,
+                      problems=tuple(problems),
                       rejects_path=os.fspath(rejects) if rejects is not None else None,
                       seconds=time.perf_counter() - start)

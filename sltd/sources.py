@@ -21,12 +21,13 @@ import codecs
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sltd.errors import SourceError
@@ -117,27 +118,12 @@ def read_source(
     if isinstance(source, pa.Table):
         table = source
     else:
-        path = Path(os.fspath(source))
+        path, fmt = _resolve(source, format)
         name = str(path)
-        if not path.is_file():
-            raise SourceError(f"no such file: {name}", source=name)
-        fmt = format or detect_format(path)
-        if fmt not in FORMATS:
-            raise SourceError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}",
-                              source=name)
         table, problems = read_file(path, fmt)
-    wanted = {col: mapping.get(col, col) for col in (*required, *optional)}
-    missing = [f"{col} (looked for column {src!r})" for col, src in wanted.items()
-               if col in required and src not in table.column_names]
-    if missing and problems and not table.num_rows:
-        raise SourceError(f"{name}: no row could be read ({len(problems)} rejected; row "
-                          f"{problems[0].row}: {problems[0].reason})", source=name)
-    if missing:
-        present = [c for c in table.column_names if c != "__line"]
-        raise SourceError(
-            f"{name}: missing column(s) {', '.join(missing)}; present: "
-            f"{', '.join(present) or 'none'}; map other names with "
-            "mapping / --map FIELD=COLUMN", source=name)
+    wanted = _wanted(mapping, required, optional)
+    present = [c for c in table.column_names if c != "__line"]
+    _check_columns(name, present, wanted, required, problems, table.num_rows)
     absent_keep = [c for c in keep if c not in table.column_names]
     if absent_keep:
         raise SourceError(f"{name}: no column(s) {', '.join(absent_keep)} to carry through",
@@ -145,7 +131,7 @@ def read_source(
     arrays, names = [], []
     for col, src in wanted.items():
         if src in table.column_names:
-            arrays.append(_as_text(table.column(src)))
+            arrays.append(_as_text(table.column(src)).cast(pa.string()))
             names.append(col)
     for col in keep:
         if col not in names:
@@ -158,10 +144,217 @@ def read_source(
     return SourceTable(pa.Table.from_arrays(arrays, names=names), tuple(problems), name)
 
 
-def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    return col.cast(pa.string())
+def _resolve(source: str | os.PathLike[str], format: str | None) -> tuple[Path, str]:
+    """A source path that exists, and its format."""
+    path = Path(os.fspath(source))
+    if not path.is_file():
+        raise SourceError(f"no such file: {path}", source=str(path))
+    fmt = format or detect_format(path)
+    if fmt not in FORMATS:
+        raise SourceError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}",
+                          source=str(path))
+    return path, fmt
+
+
+def _wanted(mapping: Mapping[str, str] | None, required: tuple[str, ...],
+            optional: tuple[str, ...]) -> dict[str, str]:
+    """sltd column -> the source column it is read from."""
+    mapping = mapping or {}
+    return {col: mapping.get(col, col) for col in (*required, *optional)}
+
+
+def _check_columns(name: str, present: Sequence[str], wanted: Mapping[str, str],
+                   required: tuple[str, ...], problems: Sequence[Problem], rows: int) -> None:
+    """Raise SourceError if a required column is missing from ``present``."""
+    missing = [f"{col} (looked for column {src!r})" for col, src in wanted.items()
+               if col in required and src not in present]
+    if missing and problems and not rows:
+        raise SourceError(f"{name}: no row could be read ({len(problems)} rejected; row "
+                          f"{problems[0].row}: {problems[0].reason})", source=name)
+    if missing:
+        raise SourceError(
+            f"{name}: missing column(s) {', '.join(missing)}; present: "
+            f"{', '.join(present) or 'none'}; map other names with "
+            "mapping / --map FIELD=COLUMN", source=name)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceStream:
+    """A source opened to be read in batches of bounded size (see :func:`open_source`).
+
+    Attributes:
+        name: the file name, or ``"<arrow table>"``.
+        rows: how many data rows it has, when its format says so up front (Parquet and
+            Arrow files, tables); None for CSV and JSON Lines.
+    """
+
+    name: str
+    rows: int | None
+    _read: Callable[[], Iterator[SourceTable]] = dataclasses.field(repr=False)
+
+    def batches(self) -> Iterator[SourceTable]:
+        """The source in batches: each a :class:`SourceTable` of at most the batch size
+        (sltd column names, text; a column may be dictionary-encoded text), with the
+        rows its reader had to skip. A JSON Lines file missing a required column raises
+        SourceError once it has been read to the end (its columns are known only then).
+        """
+        return self._read()
+
+
+def open_source(
+    source: Source,
+    *,
+    format: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    required: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+    batch_rows: int = 1 << 20,
+    dictionary: tuple[str, ...] = (),
+) -> SourceStream:
+    """Open a source to be read in batches of at most ``batch_rows`` rows, so that memory
+    does not grow with the file: the streaming twin of :func:`read_source`, with the same
+    columns, row numbers and problems.
+
+    Args:
+        source: a path (CSV, Parquet, JSON Lines, Arrow IPC) or an Arrow table.
+        format: one of :data:`FORMATS`; by default taken from the file name.
+        mapping: sltd column name -> source column name.
+        required: sltd columns that must be present (an absent one raises SourceError).
+        optional: sltd columns taken when present.
+        batch_rows: rows per batch.
+        dictionary: sltd columns to read dictionary-encoded where the format stores them
+            so (Parquet): their distinct values are then at hand without a pass.
+
+    Returns:
+        A :class:`SourceStream`; nothing but the header or footer is read yet.
+
+    Raises:
+        SourceError: no such file, unknown format, a required column missing.
+
+    Example:
+        >>> stream = open_source(pa.table({"n": ["X1", "X2", "X3"]}), mapping={"number": "n"},
+        ...                      required=("number",), batch_rows=2)
+        >>> [b.table.column("__row").to_pylist() for b in stream.batches()]
+        [[1, 2], [3]]
+    """
+    wanted = _wanted(mapping, required, optional)
+    if isinstance(source, pa.RecordBatch):
+        source = pa.Table.from_batches([source])
+    if isinstance(source, pa.Table):
+        table = source
+        present = [c for c in table.column_names if c != "__line"]
+        _check_columns("<arrow table>", present, wanted, required, (), table.num_rows)
+        return SourceStream("<arrow table>", table.num_rows, lambda: _sltd_batches(
+            _table_batches(table, _taken(wanted, present), batch_rows), wanted, present))
+    path, fmt = _resolve(source, format)
+    name = str(path)
+    if fmt == "jsonl":
+        return SourceStream(name, None, lambda: _jsonl_stream(path, wanted, required,
+                                                              batch_rows))
+    if fmt == "parquet":
+        try:
+            # pre_buffer caches every row group's column chunks for the reader's lifetime
+            pf = pq.ParquetFile(path, pre_buffer=False, read_dictionary=[
+                wanted[c] for c in dictionary if c in wanted])
+            present, rows = pf.schema_arrow.names, pf.metadata.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise _unreadable(path, fmt, e) from None
+        _check_columns(name, present, wanted, required, (), rows)
+        taken = _taken(wanted, present)
+
+        def parquet() -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
+            return ((b, [], None) for b in pf.iter_batches(batch_size=batch_rows,
+                                                           columns=taken))
+
+        return SourceStream(name, rows, lambda: _sltd_batches(
+            _guarded(parquet, path, fmt), wanted, present))
+    if fmt == "arrow":
+        table = _read_arrow(path)
+        present = table.column_names
+        _check_columns(name, present, wanted, required, (), table.num_rows)
+        return SourceStream(name, table.num_rows, lambda: _sltd_batches(
+            _table_batches(table, _taken(wanted, present), batch_rows), wanted, present))
+    present = csv_header(path)
+    _check_columns(name, present, wanted, required, (), 1)
+    taken = _taken(wanted, present)
+    return SourceStream(name, None, lambda: _sltd_batches(
+        _guarded(lambda: _csv_batches(path, taken, batch_rows), path, fmt), wanted, present))
+
+
+def _taken(wanted: Mapping[str, str], present: Sequence[str]) -> list[str]:
+    """The source columns to read (each once, though two sltd columns may map to it)."""
+    return list(dict.fromkeys(src for src in wanted.values() if src in present))
+
+
+def _unreadable(path: Path, fmt: str, e: BaseException) -> SourceError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return SourceError(f"{path}: cannot read as {fmt}: {first}", source=str(path))
+
+
+def _guarded(batches: Callable[[], Iterator[tuple[pa.RecordBatch, list[Problem],
+                                                   np.ndarray | None]]],
+             path: Path, fmt: str
+             ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
+    """``batches()``, with a reader's failure midway as a SourceError."""
+    try:
+        yield from batches()
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise _unreadable(path, fmt, e) from None
+
+
+def _sltd_batches(batches: Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]],
+                  wanted: Mapping[str, str], present: Sequence[str]
+                  ) -> Iterator[SourceTable]:
+    """Batches of source columns as SourceTables of sltd columns (text) and ``__row``."""
+    done = 0
+    for batch, problems, rows in batches:
+        if rows is None:
+            rows = np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64)
+        if len(rows):
+            done = int(rows[-1])
+        arrays = [_as_text(batch.column(batch.schema.get_field_index(src)))
+                  for col, src in wanted.items() if src in present]
+        names = [col for col, src in wanted.items() if src in present]
+        yield SourceTable(pa.Table.from_arrays([*arrays, pa.array(rows, pa.int64())],
+                                               names=[*names, "__row"]), tuple(problems))
+
+
+def _jsonl_stream(path: Path, wanted: Mapping[str, str], required: tuple[str, ...],
+                  batch_rows: int) -> Iterator[SourceTable]:
+    """JSON Lines in batches. Its columns are the keys its objects have, known only at
+    the end: a batch without a column gets nulls in it (its rows are then rejected if
+    the column is required), and a required column no object had raises SourceError."""
+    seen: dict[str, None] = {}
+    rows, problems = 0, []
+    try:
+        for table, bad in _jsonl_batches(path, batch_rows):
+            seen.update(dict.fromkeys(c for c in table.column_names if c != "__line"))
+            rows += table.num_rows
+            problems += bad[:1]
+            arrays = [table.column(src) if src in table.column_names else
+                      pa.nulls(table.num_rows, pa.string()) for src in wanted.values()]
+            yield SourceTable(pa.Table.from_arrays(
+                [*arrays, table.column("__line")], names=[*wanted, "__row"]), tuple(bad))
+    except OSError as e:
+        raise _unreadable(path, "jsonl", e) from None
+    _check_columns(str(path), list(seen), wanted, required, problems, rows)
+
+
+def _as_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A column as text; a dictionary-encoded one stays encoded (only its distinct values
+    are cast), and so is one of another type, such as dates: casting a million dates to
+    text took longer than validating them."""
+    if pa.types.is_string(col.type):
+        return col
+    if not pa.types.is_dictionary(col.type):
+        if pa.types.is_large_string(col.type) or pa.types.is_binary(col.type) or \
+                pa.types.is_large_binary(col.type) or pa.types.is_null(col.type):
+            return col.cast(pa.string())
+        col = pc.dictionary_encode(col)
+    if isinstance(col, pa.ChunkedArray):
+        return pa.chunked_array([_as_text(c) for c in col.chunks],
+                                pa.dictionary(col.type.index_type, pa.string()))
+    return pa.DictionaryArray.from_arrays(col.indices, col.dictionary.cast(pa.string()))
 
 
 def read_file(path: Path, fmt: str) -> tuple[pa.Table, list[Problem]]:
@@ -172,8 +365,7 @@ def read_file(path: Path, fmt: str) -> tuple[pa.Table, list[Problem]]:
         if fmt == "parquet":
             return pq.read_table(path), []
         if fmt == "arrow":
-            import pyarrow.feather as feather
-            return feather.read_table(path), []
+            return _read_arrow(path), []
         if fmt == "jsonl":
             return _read_jsonl(path)
         if fmt == "csv":
@@ -194,10 +386,20 @@ def read_file(path: Path, fmt: str) -> tuple[pa.Table, list[Problem]]:
 
 
 def _read_jsonl(path: Path) -> tuple[pa.Table, list[Problem]]:
-    """JSON Lines, one object per line, every value as text. A line that is not UTF-8,
-    not valid JSON, or not an object, is a problem of its own row (the line number); the
-    others load. Blank lines are skipped (and counted, so rows keep their line numbers);
-    a byte order mark is skipped."""
+    """JSON Lines, whole (see :func:`_jsonl_batches`)."""
+    tables, problems = [], []
+    for table, bad in _jsonl_batches(path, 1 << 20):
+        tables.append(table)
+        problems += bad
+    return pa.concat_tables(tables, promote_options="default"), problems
+
+
+def _jsonl_batches(path: Path, batch_rows: int) -> Iterator[tuple[pa.Table, list[Problem]]]:
+    """JSON Lines, one object per line, every value as text, in tables of at most
+    ``batch_rows`` rows (the keys their objects have, and ``__line``). A line that is not
+    UTF-8, not valid JSON, or not an object, is a problem of its own row (the line
+    number); the others load. Blank lines are skipped (and counted, so rows keep their
+    line numbers); a byte order mark is skipped."""
     rows: list[dict[str, str | None]] = []
     lines: list[int] = []
     problems: list[Problem] = []
@@ -226,9 +428,30 @@ def _read_jsonl(path: Path) -> tuple[pa.Table, list[Problem]]:
             rows.append({k: None if v is None else v if isinstance(v, str) else
                          json.dumps(v) for k, v in obj.items()})
             lines.append(number)
+            if len(rows) == batch_rows:
+                yield _jsonl_table(rows, lines), problems
+                rows, lines, problems = [], [], []
+    yield _jsonl_table(rows, lines), problems
+
+
+def _jsonl_table(rows: list[dict[str, str | None]], lines: list[int]) -> pa.Table:
     names = list(dict.fromkeys(k for r in rows for k in r))
     table = pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
-    return table.append_column("__line", pa.array(lines, pa.int64())), problems
+    return table.append_column("__line", pa.array(lines, pa.int64()))
+
+
+def _read_arrow(path: Path) -> pa.Table:
+    """An Arrow IPC file, memory-mapped: its pages are read as batches use them (and
+    belong to the page cache, not to this process's heap). Feather v1 is read whole."""
+    try:
+        return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    except pa.ArrowInvalid:
+        pass
+    try:
+        import pyarrow.feather as feather
+        return feather.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise _unreadable(path, "arrow", e) from None
 
 
 def _not_utf8(raw: bytes, e: UnicodeDecodeError, what: str) -> str:

@@ -15,18 +15,22 @@ All SQL of the record store lives here, parameterized. Tables:
 - ``record_history``: every superseded version of a record (updated or withdrawn), with
   when and why. A withdrawn record is kept there and no longer hit.
 
-Bulk validation runs in DuckDB SQL over an Arrow table and collects every problem of every
-row; the messages are then produced by the same Python validators that check a single
-record, so a reject reads the same whichever way the record came in.
+Bulk validation takes a batch at a time and collects every problem of every row: document
+numbers in Arrow, every other field once per distinct value in DuckDB SQL (a million rows
+hold a few hundred distinct codes or dates); the messages are then produced by the same
+Python validators that check a single record, so a reject reads the same whichever way
+the record came in. A load stages its valid batches (:func:`open_staging`, :func:`stage`)
+and applies them at once (:func:`duplicates`, :func:`upsert`), all in one transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -36,7 +40,7 @@ import pyarrow.compute as pc
 
 from sltd import codes
 from sltd.errors import IndexStateError, ValidationError, reason_of
-from sltd.keyhash import key_hashes
+from sltd.keyhash import FOLD_TABLE, key_hashes
 from sltd.model import (
     CONTROL_CHARACTERS,
     EXPIRY_REASON,
@@ -45,14 +49,7 @@ from sltd.model import (
     _date,
     _text,
 )
-from sltd.normalize import (
-    MAX_LENGTH,
-    MIN_LENGTH,
-    SQL_CLEAN,
-    SQL_FOLD,
-    SQL_VALID,
-    canonical_number,
-)
+from sltd.normalize import canonical_number, canonical_numbers
 from sltd.sources import Problem, SourceTable
 
 #: 2: the folded-key hash is fmix64-mixed (:mod:`sltd.keyset`); version 1 files (a linear
@@ -232,142 +229,156 @@ def _reason(field: str, value: Any) -> str:
     return reason_of(_CHECKS[field], value)
 
 
-def _validation_sql(columns: Sequence[str]) -> str:
-    def col(name: str) -> str:
-        return f'"{name}"' if name in columns else "CAST(NULL AS VARCHAR)"
+def _code_sql(alias: str, key: str) -> str:
+    return f"""SELECT a.code AS value, a.code IS NULL AS bad FROM _distinct d
+        LEFT JOIN _alias_{alias} a ON a.alias = {key.format(col='d.v')} ORDER BY d.i"""
 
+
+def _date_sql() -> str:
     # Strict ISO shape (YYYY-MM-DD, 10 characters, dashes at 5 and 8) before the cast, so
     # the bulk path accepts exactly what model._date accepts; cheaper than a regex.
-    date_exprs = {
-        d: f"CASE WHEN length(trim({col(d)})) = 10 AND substr(trim({col(d)}), 5, 1) = '-' "
-           f"AND substr(trim({col(d)}), 8, 1) = '-' AND regexp_full_match(trim({col(d)}), "
-           f"'[0-9-]+') THEN try_cast(trim({col(d)}) AS DATE) END"
-        for d in _DATES
-    }
+    v = "trim(v)"
+    value = (f"CASE WHEN length({v}) = 10 AND substr({v}, 5, 1) = '-' AND substr({v}, 8, 1) "
+             f"= '-' AND regexp_full_match({v}, '[0-9-]+') THEN try_cast({v} AS DATE) END")
+    return f"""SELECT value, value IS NULL AND nullif({v}, '') IS NOT NULL AS bad
+        FROM (SELECT i, v, {value} AS value FROM _distinct) ORDER BY i"""
+
+
+#: Each field's check, run once per distinct value of a batch (``_distinct(i, v)``): the
+#: value to store (NULL if none) and whether the value is refused. SQL twins of the
+#: single-value validators of :data:`_CHECKS`.
+_FIELD_SQL = {
+    "document_type": _code_sql("document_type", codes.SQL_ALIAS_KEY),
+    "issuing_country": _code_sql("issuing_country", codes.SQL_COUNTRY_KEY),
+    "status": _code_sql("status", codes.SQL_ALIAS_KEY),
+    # a blank owner is no owner; any other value must be a country code (or GS)
+    "owner_ncb": f"""SELECT CASE WHEN nullif(trim(d.v), '') IS NOT NULL THEN a.code END AS value,
+        nullif(trim(d.v), '') IS NOT NULL AND a.code IS NULL AS bad FROM _distinct d
+        LEFT JOIN _alias_owner a ON a.alias = {codes.SQL_COUNTRY_KEY.format(col='d.v')}
+        ORDER BY d.i""",
     # White space as Python's str.split() sees it (RE2's \\s is ASCII only): runs of it
     # become one space, so the bulk path stores what Record stores.
-    place = (f"nullif(trim(regexp_replace({col('place_of_loss')}, '[\\s\\p{{Z}}]+', ' ', "
-             "'g')), '')")
-    raw = col("document_number")
-    # Fast path: a number that is already plain ASCII alphanumeric needs only upper().
-    clean = (f"CASE WHEN regexp_full_match({raw}, '[A-Za-z0-9]{{{MIN_LENGTH},{MAX_LENGTH}}}') "
-             f"THEN {raw} ELSE {SQL_CLEAN.format(col=raw)} END")
-    return f"""
-    CREATE OR REPLACE TEMP TABLE _checked AS
-    SELECT *, number IS NOT NULL AND doc_type IS NOT NULL AND country IS NOT NULL
-        AND status IS NOT NULL AND owner_ncb IS DISTINCT FROM '?'
-        AND coalesce(length(place_of_loss), 0) <= {PLACE_LIMIT} AND NOT place_control
-        AND coalesce(date_of_issue <= date_of_expiry, true)
-        AND {' AND '.join(f"(raw_{d} IS NULL OR {d} IS NOT NULL)" for d in _DATES)} AS ok
-    FROM (SELECT src.__row,
-        CASE WHEN {SQL_VALID.format(col='src.__clean')} THEN upper(src.__clean) END AS number,
-        t.code AS doc_type, c.code AS country, s.code AS status,
-        CASE WHEN nullif(trim({col('owner_ncb')}), '') IS NULL THEN NULL
-             ELSE coalesce(o.code, '?') END AS owner_ncb,
-        {place} AS place_of_loss,
-        coalesce(regexp_matches({col('place_of_loss')}, '{CONTROL_CHARACTERS}'), false)
-            AS place_control,
-        {', '.join(f'{e} AS {d}' for d, e in date_exprs.items())},
-        {', '.join(f"nullif(trim({col(d)}), '') AS raw_{d}" for d in _DATES)}
-    FROM (SELECT *, {clean} AS __clean FROM src) src
-    LEFT JOIN _alias_document_type t
-        ON t.alias = {codes.SQL_ALIAS_KEY.format(col=col('document_type'))}
-    LEFT JOIN _alias_issuing_country c
-        ON c.alias = {codes.SQL_COUNTRY_KEY.format(col=col('issuing_country'))}
-    LEFT JOIN _alias_status s ON s.alias = {codes.SQL_ALIAS_KEY.format(col=col('status'))}
-    LEFT JOIN _alias_owner o ON o.alias = {codes.SQL_COUNTRY_KEY.format(col=col('owner_ncb'))}
-    )
-    """
+    "place_of_loss": f"""SELECT value, coalesce(length(value), 0) > {PLACE_LIMIT}
+        OR coalesce(regexp_matches(v, '{CONTROL_CHARACTERS}'), false) AS bad
+        FROM (SELECT i, v, nullif(trim(regexp_replace(v, '[\\s\\p{{Z}}]+', ' ', 'g')), '')
+              AS value FROM _distinct) ORDER BY i""",
+    **{d: _date_sql() for d in _DATES},
+}
+_TYPES = {"place_of_loss": pa.string(), **{d: pa.date32() for d in _DATES}}
 
 
-def _problems_sql(columns: Sequence[str]) -> str:
-    """One row per (bad row, field at fault), with the value as the source gave it."""
-    given = {c: (f'src."{c}"' if c in columns else "CAST(NULL AS VARCHAR)")
-             for c in (*MANDATORY, *OPTIONAL)}
-    checks = [
-        ("document_number", "number IS NULL"),
-        ("document_type", "doc_type IS NULL"),
-        ("issuing_country", "country IS NULL"),
-        ("status", "status IS NULL"),
-        ("owner_ncb", "owner_ncb = '?'"),
-        ("place_of_loss", f"length(place_of_loss) > {PLACE_LIMIT} OR place_control"),
-        *((d, f"{d} IS NULL AND raw_{d} IS NOT NULL") for d in _DATES),
-        ("date_of_expiry", "date_of_expiry < date_of_issue"),
-    ]
-    union = "\n    UNION ALL ".join(
-        f"SELECT __row, '{field}' AS field, given_{field} AS value FROM bad WHERE {cond}"
-        for field, cond in checks)
-    return f"""
-    WITH bad AS (
-        SELECT c.*, {', '.join(f'{v} AS given_{k}' for k, v in given.items())}
-        FROM _checked c JOIN src USING (__row) WHERE NOT c.ok)
-    {union}
-    ORDER BY 1, 2
-    """
+def _check_distinct(con: duckdb.DuckDBPyConnection, field: str,
+                    column: pa.ChunkedArray | pa.Array
+                    ) -> tuple[pa.Array, pa.Array]:
+    """``field``'s stored value and whether it is refused, for each row of ``column``,
+    checked once per distinct value (a batch of a million rows has a few hundred of them
+    in a code or date field). A null is no value: refused only in a mandatory field."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks == 1 or not \
+            pa.types.is_dictionary(column.type) else column.cast(pa.string()).combine_chunks()
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    distinct = encoded.dictionary.cast(pa.string())
+    con.register("_distinct", pa.table({"i": np.arange(len(distinct)), "v": distinct}))
+    try:
+        checked = con.sql(_FIELD_SQL[field]).to_arrow_table()
+    finally:
+        con.unregister("_distinct")
+    value = checked.column("value").combine_chunks().cast(_TYPES.get(field, pa.string()))
+    bad = checked.column("bad").combine_chunks().to_numpy(zero_copy_only=False)
+    indices = encoded.indices
+    # Values stay dictionary-encoded (taking a million strings cost more than all the
+    # checks); DuckDB decodes them as it stores them.
+    refused = np.append(bad, field in MANDATORY)[indices.fill_null(len(bad)).to_numpy()]
+    return pa.DictionaryArray.from_arrays(indices, value), pa.array(refused)
+
+
+def _fold(canonical: pa.Array) -> pa.Array:
+    """:func:`sltd.normalize.fold_number` of a column of canonical numbers: one byte
+    translation of the data buffer (folding maps ASCII letters and digits one to one)."""
+    validity, offsets, data = canonical.buffers()
+    assert data is not None
+    folded = pa.py_buffer(data.to_pybytes().translate(FOLD_TABLE))
+    return pa.Array.from_buffers(pa.string(), len(canonical), [validity, offsets, folded],
+                                 canonical.null_count, canonical.offset)
+
+
+@contextlib.contextmanager
+def checker() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private in-memory DuckDB for :func:`validate`: validation reads nothing of the
+    index, and a view registered inside the index's transaction would keep its data alive
+    until the COMMIT."""
+    con = duckdb.connect()
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 @dataclasses.dataclass(frozen=True)
 class Validated:
-    """Valid rows (one per key, in store column order) and the problems of the others."""
+    """Valid rows (in store column order, then ``__row``) and the problems of the others."""
 
     valid: pa.Table
     problems: list[Problem]
 
 
 def validate(con: duckdb.DuckDBPyConnection, source: SourceTable) -> Validated:
-    """Validate every row of ``source`` (sltd column names, text) in one SQL pass.
+    """Validate every row of ``source`` (sltd column names, text; a batch of a load).
 
-    A row with any problem is left out whole, and each of its problems is reported. When a
-    key (number, type, country) occurs more than once, the last row wins and the earlier
-    ones are reported as superseded, so no row disappears silently.
+    A row with any problem is left out whole, and each of its problems is reported, with
+    the reason its field's single-value validator gives. Numbers take an Arrow fast path
+    (:func:`sltd.normalize.canonical_numbers`); every other field is checked once per
+    distinct value in DuckDB, then mapped back to its rows. Keys that occur more than once
+    are left to :func:`duplicates`, which sees the whole load.
     """
     table = source.table
-    number = table.column("document_number")
-    if not pc.all(pc.string_is_ascii(number.fill_null(""))).as_py():
-        table = table.set_column(table.column_names.index("document_number"),
-                                 "document_number", pc.utf8_normalize(number, "NFKC"))
-        raw_numbers = number  # report the value as it was given
-    else:
-        raw_numbers = None
+    n = table.num_rows
+    rows = table.column("__row").combine_chunks().cast(pa.int64())
+    given = {f: table.column(f) for f in (*MANDATORY, *OPTIONAL) if f in table.column_names}
+    raw_number = given["document_number"].combine_chunks().cast(pa.string())
+    number = canonical_numbers(raw_number)
+    values: dict[str, pa.Array] = {}
+    bad: dict[str, pa.Array] = {"document_number": pc.is_null(number)}
     for name, aliases in _alias_tables().items():
         con.register(f"_alias_{name}", aliases)  # zero-copy views, microseconds each
-    con.register("src", table)
-    try:
-        con.execute(_validation_sql(table.column_names))
-        bad = con.execute(_problems_sql(table.column_names)).fetchall()
-    finally:
-        con.unregister("src")
-    if raw_numbers is not None and bad:
-        by_row = dict(zip(source.table.column("__row").to_pylist(), raw_numbers.to_pylist(),
-                          strict=True))
-    else:
-        by_row = {}
-    problems = [
-        Problem(row, field, by_row.get(row, value) if field == "document_number" else value,
-                _reason(field, value))
-        for row, field, value in bad
-    ]
-    # Several rows with one key: the last wins, the others are reported (never dropped
-    # silently). The check is one hash aggregate; the dedupe window runs only when needed.
-    dups = con.execute("""
-        SELECT c.__row, c.number, k.keep FROM _checked c
-        JOIN (SELECT number, doc_type, country, max(__row) AS keep FROM _checked WHERE ok
-              GROUP BY ALL HAVING count(*) > 1) k USING (number, doc_type, country)
-        WHERE c.ok AND c.__row <> k.keep ORDER BY 1""").fetchall()
-    problems += [Problem(row, "document_number", value,
-                         f"same number, type and country as row {keep}, which was kept")
-                 for row, value, keep in dups]
-    dedupe = """QUALIFY row_number() OVER (PARTITION BY number, doc_type, country
-                                         ORDER BY __row DESC) = 1""" if dups else ""
-    valid = con.sql(f"""
-        SELECT number, doc_type, country, {SQL_FOLD.format(col='number')} AS fold,
-               {', '.join(_DATA)}
-        FROM _checked WHERE ok {dedupe}
-    """).to_arrow_table()
-    valid = valid.add_column(4, "fold_hash", pa.array(key_hashes(valid.column("fold"))))
-    con.execute("DROP TABLE _checked")
+    for field in (*MANDATORY[1:], *OPTIONAL):
+        if field in given:
+            values[field], bad[field] = _check_distinct(con, field, given[field])
+        else:
+            values[field] = pa.nulls(n, _TYPES.get(field, pa.string()))
+    if "date_of_expiry" in given:  # a valid expiry before a valid issue date is refused
+        early = pc.less(values["date_of_expiry"].cast(pa.date32()),
+                        values["date_of_issue"].cast(pa.date32())).fill_null(False)
+        bad["date_of_expiry"] = pc.or_(bad["date_of_expiry"], early)
+    refused = functools.reduce(pc.or_, bad.values())
+    problems = [p for field, mask in bad.items()
+                for p in _problems(field, mask, rows, given[field])]
     problems.sort(key=lambda p: (p.row, p.field))
+    ok = pc.invert(refused)
+    number = number.filter(ok)
+    fold = _fold(number)
+    valid = pa.table({
+        "number": number, "doc_type": values["document_type"].filter(ok),
+        "country": values["issuing_country"].filter(ok), "fold": fold,
+        "fold_hash": pa.array(key_hashes(fold)),
+        **{c: values[c].filter(ok) for c in _DATA}, "__row": rows.filter(ok)})
     return Validated(valid, problems)
+
+
+def _problems(field: str, mask: pa.Array, rows: pa.Array, given: pa.ChunkedArray
+              ) -> list[Problem]:
+    """One problem per masked row (few, as a rule), the value as the source gave it."""
+    if not pc.any(mask).as_py():
+        return []
+    idx = pa.array(np.flatnonzero(mask.to_numpy(zero_copy_only=False)))
+    reasons: dict[Any, str] = {}  # a value refused in many rows is worded once
+    out = []
+    for row, value in zip(rows.take(idx).to_pylist(), given.take(idx).to_pylist(),
+                          strict=True):
+        if value not in reasons:
+            reasons[value] = _reason(field, value)
+        out.append(Problem(row, field, value, reasons[value]))
+    return out
 
 
 @functools.cache
@@ -389,6 +400,131 @@ def _is_valid_date(value: str | None) -> bool:
 
 # --- writes -------------------------------------------------------------------------------
 
+#: DuckDB's memory limit while a first load (into an index without records) reads and
+#: writes its batches; its default is 80% of RAM, which it fills as a cache: 10M records
+#: peaked at 2.4 GiB without it. Aggregates spill past it to the temporary directory. Not
+#: for later loads: they maintain the ART indexes, which must fit in memory whole.
+FIRST_LOAD_MEMORY_LIMIT = "512MB"
+
+
+def drop_index_if_empty(con: duckdb.DuckDBPyConnection) -> bool:
+    """Before a load's transaction: drop the ART indexes if there are no records yet;
+    whether there were none.
+
+    A first load then writes its rows without maintaining them, and :func:`ensure_index`
+    builds them after the COMMIT (10M rows: the COMMIT took 32 s with the indexes, then
+    15 s with them dropped inside the transaction, and 0.4 s dropped before it; building
+    them takes 7 s). Lookups stay correct meanwhile, only slower, and ensure_index() runs
+    on every open in case a crash fell in between. ``con`` must not be in a transaction.
+    """
+    empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
+    if not (empty and empty[0]):
+        return False
+    con.execute("DROP INDEX IF EXISTS records_fold")
+    con.execute("DROP INDEX IF EXISTS records_id")
+    return True
+
+
+@contextlib.contextmanager
+def bulk_session(con: duckdb.DuckDBPyConnection, *, first: bool) -> Iterator[None]:
+    """Settings for a load's transaction, set and restored around it on the writer ``con``
+    (outside a transaction): rows are not kept in insertion order (records have none; an
+    ordered insert of 10M rows kept every row group in memory until COMMIT and then wrote
+    it twice: 20 s, against 8 s), and a ``first`` load (see :func:`drop_index_if_empty`)
+    keeps DuckDB to :data:`FIRST_LOAD_MEMORY_LIMIT` (a setting of the whole database)."""
+    order, limit = one(con, "SELECT current_setting('preserve_insertion_order'), "
+                            "current_setting('memory_limit')")
+    con.execute("SET SESSION preserve_insertion_order = false")
+    if first:
+        con.execute(f"SET memory_limit = '{FIRST_LOAD_MEMORY_LIMIT}'")
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = '{limit}'")
+        con.execute(f"SET SESSION preserve_insertion_order = {bool(order)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Staging:
+    """Where a load's valid rows wait, batch by batch, until :func:`upsert` applies them
+    at once (see :func:`open_staging`).
+
+    Attributes:
+        direct: the index had no records, so every row goes straight into ``records``
+            (nothing to compare with; duplicates are taken out afterwards): the data is
+            written once, and DuckDB writes it to the file as it comes.
+        base: the id of the record of data row 1 (a record's id is ``base`` plus its data
+            row minus one: no SQL cost, never reused, gaps harmless).
+        now: when the load happens (``created_at``, ``updated_at``).
+    """
+
+    direct: bool
+    base: int
+    now: dt.datetime
+
+    @property
+    def table(self) -> str:
+        return "records" if self.direct else "_staged"
+
+    @property
+    def row(self) -> str:
+        """SQL: the data row of a staged row."""
+        return f"(record_id - {self.base - 1})" if self.direct else "__row"
+
+
+def open_staging(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> Staging:
+    """Start staging a load in the caller's transaction. Into an empty index rows go
+    straight into ``records``; otherwise into a temporary table (DuckDB spills it to disk
+    past its memory limit) for :func:`upsert` to compare with the records."""
+    empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
+    staging = Staging(direct=bool(empty and empty[0]),
+                      base=int(get_meta(con, "next_record_id") or 1), now=now)
+    if not staging.direct:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _staged (
+            number VARCHAR, doc_type VARCHAR, country VARCHAR, fold VARCHAR,
+            fold_hash BIGINT, status VARCHAR, owner_ncb VARCHAR, place_of_loss VARCHAR,
+            {', '.join(f'{d} DATE' for d in _DATES)}, __row BIGINT)""")
+    return staging
+
+
+def stage(con: duckdb.DuckDBPyConnection, staging: Staging, valid: pa.Table) -> None:
+    """Append a batch's valid rows (from :func:`validate`).
+
+    The batch goes in as a relation, not a registered view: a view dropped inside a
+    transaction keeps its Arrow table alive until the COMMIT (75 MB per million rows).
+    """
+    if not valid.num_rows:
+        return
+    if staging.direct:
+        rows = valid.column("__row")
+        now = pa.array(np.full(valid.num_rows, np.datetime64(to_db(staging.now), "us")))
+        valid = pa.table({"record_id": pc.add(rows, staging.base - 1),
+                          **{c: valid.column(c) for c in _VALID_COLS},
+                          "created_at": now, "updated_at": now})
+    con.from_arrow(valid).insert_into(staging.table)
+
+
+def duplicates(con: duckdb.DuckDBPyConnection, staging: Staging) -> list[Problem]:
+    """Keys (number, type, country) staged more than once, in any batches: the last row
+    wins, the others are taken out and reported, so no row disappears silently."""
+    table, row = staging.table, staging.row
+    # One hash aggregate finds them (and the rows are looked up only if there are some).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _dups AS
+        WITH s AS (SELECT {row} AS __row, number, doc_type, country FROM {table})
+        SELECT s.__row, s.number, k.keep FROM s
+        JOIN (SELECT number, doc_type, country, max(__row) AS keep FROM s
+              GROUP BY ALL HAVING count(*) > 1) k USING (number, doc_type, country)
+        WHERE s.__row <> k.keep""")
+    dups = con.execute("SELECT * FROM _dups ORDER BY 1").fetchall()
+    if dups:
+        con.execute(f"DELETE FROM {table} WHERE {row} IN (SELECT __row FROM _dups)")
+    con.execute("DROP TABLE _dups")
+    return [Problem(r, "document_number", value,
+                    f"same number, type and country as row {keep}, which was kept")
+            for r, value, keep in dups]
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadCounts:
     """What a load did to the records: rows read, valid records by effect, rows rejected."""
@@ -404,67 +540,55 @@ class LoadCounts:
                 f"updated, {self.unchanged} unchanged, {self.rejected} rejected")
 
 
-def upsert(con: duckdb.DuckDBPyConnection, valid: pa.Table, now: dt.datetime, *,
+def upsert(con: duckdb.DuckDBPyConnection, staging: Staging, *,
            returning: bool = True) -> tuple[LoadCounts, pa.Table | None]:
-    """Insert new keys, replace changed records (old version to history), skip unchanged.
+    """Apply the staged rows (after :func:`duplicates`): insert new keys, replace changed
+    records (old version to history), skip unchanged ones.
 
-    Runs inside the caller's transaction. ``valid`` comes from :func:`validate`. Returns
-    the counts and, if ``returning``, the inserted records' :data:`KEY_COLUMNS` (an updated
-    record keeps its id, number, type and country). Without it, nothing is materialized
-    (a first 10M-record load: 14 s less).
+    Runs inside the caller's transaction, set-based: one join of the staged keys with the
+    records, whatever the number of batches. Returns the counts and, if ``returning``, the
+    inserted records' :data:`KEY_COLUMNS` (an updated record keeps its id, number, type
+    and country). Without it, nothing is materialized (a first 10M-record load: 14 s less).
     """
-    # Ids are assigned in Arrow (one arange, no SQL cost) to every valid row; only new keys
-    # use theirs. Gaps are harmless; reuse is not (hit ids name records by id), so the
-    # counter in meta only grows.
-    base = int(get_meta(con, "next_record_id") or 1)
-    valid = valid.append_column("__id", pa.array(np.arange(base, base + valid.num_rows)))
-    set_meta(con, "next_record_id", str(base + valid.num_rows))
-    con.register("_valid", valid)
-    try:
-        empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
-        bulk = bool(empty and empty[0] and valid.num_rows > 100_000)
-        if bulk:
-            # First bulk load: insert without the ART index and let the caller build it
-            # after COMMIT (10M rows: commit 32 s with the index in the transaction, 4 s
-            # to build it afterwards). Lookups stay correct without it, only slower, and
-            # ensure_index() rebuilds it on open if a crash fell in between.
-            con.execute("DROP INDEX IF EXISTS records_fold")
-            con.execute("DROP INDEX IF EXISTS records_id")
-        changed_if = " OR ".join(f"v.{c} IS DISTINCT FROM r.{c}" for c in _DATA)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _changed AS
-            SELECT r.record_id, r.created_at, {', '.join('v.' + c for c in _VALID_COLS)}
-            FROM _valid v JOIN records r USING (number, doc_type, country)
-            WHERE {changed_if}""")
-        present = one(con, """SELECT count(*) FROM _valid v
-            SEMI JOIN records r USING (number, doc_type, country)""")
-        n_changed = one(con, "SELECT count(*) FROM _changed")
-        cols = ", ".join(_VALID_COLS)
-        # Record ids come from a counter in meta rather than a sequence: nextval() is
-        # evaluated row by row, the counter is one window function; ids are never reused
-        # (hit ids name records by id, so a withdrawn id must not come back).
-        insert = f"""INSERT INTO records SELECT __id, {cols}, $now, $now
-            FROM _valid ANTI JOIN records USING (number, doc_type, country)"""
-        if returning:
-            new = con.sql(f"{insert} RETURNING {KEY_COLUMNS}",
-                          params={"now": to_db(now)}).to_arrow_table()
-            n_new = new.num_rows
-        else:
-            new = None
-            row = one(con, insert, {"now": to_db(now)})
-            n_new = int(row[0]) if row else 0
+    last = one(con, f"SELECT max({staging.row}), count(*) FROM {staging.table}")
+    set_meta(con, "next_record_id", str(staging.base + int(last[0] or 0)))
+    if staging.direct:  # already in: every staged row is a new record
+        new = con.sql(f"SELECT {KEY_COLUMNS} FROM records").to_arrow_table() \
+            if returning else None
+        return LoadCounts(inserted=int(last[1])), new
+    now = {"now": to_db(staging.now)}
+    # The one join with the records. On fold_hash too: DuckDB pushes a filter of the
+    # staged hashes into the scan of records, so a small delta reads little of them.
+    changed_if = " OR ".join(f"s.{c} IS DISTINCT FROM r.{c}" for c in _DATA)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _present AS
+        SELECT s.__row, r.record_id, r.created_at, {changed_if} AS changed
+        FROM _staged s JOIN records r ON r.fold_hash = s.fold_hash
+            AND r.number = s.number AND r.doc_type = s.doc_type AND r.country = s.country""")
+    n_present, n_changed = one(con, "SELECT count(*), count(*) FILTER (changed) "
+                                    "FROM _present")
+    insert = f"""INSERT INTO records SELECT $base + __row, {', '.join(_VALID_COLS)}, $now, $now
+        FROM _staged ANTI JOIN _present USING (__row)"""
+    params = {**now, "base": staging.base - 1}
+    if returning:
+        new = con.sql(f"{insert} RETURNING {KEY_COLUMNS}", params=params).to_arrow_table()
+        n_new = new.num_rows
+    else:
+        new = None
+        n_new = int(one(con, insert, params)[0])
+    if n_changed:
         con.execute("""INSERT INTO record_history
             SELECT r.*, 'updated', $now, NULL FROM records r
-            WHERE r.record_id IN (SELECT record_id FROM _changed)""", {"now": to_db(now)})
-        con.execute("DELETE FROM records WHERE record_id IN (SELECT record_id FROM _changed)")
+            WHERE r.record_id IN (SELECT record_id FROM _present WHERE changed)""", now)
+        con.execute("""DELETE FROM records
+            WHERE record_id IN (SELECT record_id FROM _present WHERE changed)""")
         con.execute(f"""INSERT INTO records
-            SELECT record_id, {cols}, created_at, $now FROM _changed""", {"now": to_db(now)})
-        con.execute("DROP TABLE _changed")
-    finally:
-        con.unregister("_valid")
-    n_present = present[0] if present else 0
-    n_upd = n_changed[0] if n_changed else 0
-    return LoadCounts(inserted=n_new, updated=n_upd, unchanged=n_present - n_upd), new
+            SELECT p.record_id, {', '.join('s.' + c for c in _VALID_COLS)}, p.created_at, $now
+            FROM _present p JOIN _staged s USING (__row) WHERE p.changed""", now)
+    con.execute("DROP TABLE _present")
+    con.execute("DROP TABLE _staged")
+    return LoadCounts(inserted=n_new, updated=int(n_changed),
+                      unchanged=int(n_present - n_changed)), new
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str,

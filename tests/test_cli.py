@@ -188,3 +188,26 @@ def test_workflow_end_to_end_through_the_cli(run, tmp_path, monkeypatch):
     assert "intact" in run("audit", "verify").stdout
     assert run("reveal", "hbogus", "--ncb", "DEU").exit_code == 3
     assert run("reveal", hit["hit_id"], "--ncb", "XYZ").exit_code == 3
+
+
+def test_a_load_shows_progress_on_a_terminal_only(run, tmp_path, monkeypatch):
+    import io
+
+    from sltd import LoadProgress
+    from sltd.cli import _LoadBar
+
+    out = io.StringIO()
+    with _LoadBar(show=True, file=out) as bar:  # a CSV: its size is not known up front
+        for p in (LoadProgress("reading", 2, None), LoadProgress("reading", 3, None),
+                  LoadProgress("applying", 3, None), LoadProgress("indexing", 3, None)):
+            bar(p)
+    assert out.getvalue().split("\r")[1:] == [
+        "loading: 2 rows read", "loading: 3 rows read", "applying: 3 rows read",
+        "indexing: 3 rows read\n"]
+    src = tmp_path / "r.csv"
+    src.write_text("document_number,document_type,issuing_country,status\nX1234567,P,FRA,lost\n")
+    assert run("load", str(src)).stderr == ""  # not a terminal
+    monkeypatch.setattr("sltd.cli._on_terminal", lambda: True)
+    assert "indexing: 1 rows read" in run("load", str(src)).stderr
+    for quiet in ("--quiet", "--json"):
+        assert run("load", str(src), quiet).stderr == ""

@@ -282,8 +282,8 @@ def test_a_load_that_races_the_first_build_of_the_key_sets_is_never_lost(index, 
 
     real_upsert = sltd.store.upsert
 
-    def upsert_then_a_check_builds_the_sets(con, valid, now, *, returning=True):
-        result = real_upsert(con, valid, now, returning=returning)
+    def upsert_then_a_check_builds_the_sets(con, staging, *, returning=True):
+        result = real_upsert(con, staging, returning=returning)
         assert not returning  # the sets were not built when the load began
         built = threading.Thread(target=index.check, args=("Q0000001",))
         built.start()  # another thread's first check, before this load commits

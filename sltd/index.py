@@ -35,6 +35,7 @@ from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock
 from sltd.database import Database
 from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
+from sltd.keyhash import key_hash
 from sltd.keyset import Keys, key_file_path
 from sltd.loader import LoadProgress, LoadReport
 from sltd.model import Alert, Hit, HitCase, HitDetails, Record
@@ -219,11 +220,15 @@ class Index:
         key = (canonical_number(number), codes.doc_type_code(doc_type),
                codes.country_code(country))
         now, db = self.clock.now(), self._writable()
+        fold = fold_number(key[0])
         with db.write_lock:  # commit and publish in one hold: publication in commit order
+            # the key file finds the record (every change is published under this lock)
+            ids = [r[0] for r in self._s.keys.snapshot().lookup(fold, key_hash(fold))
+                   if r[1:] == key]
             with db.write(on_rollback=self._s.audit.invalidate) as con:
-                record_id = store.withdraw(con, key, fold_number(key[0]), now, reason)
-                if record_id is None:
+                if not ids or not store.withdraw(con, ids[0], key, now, reason):
                     raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
+                record_id = ids[0]
                 self._s.audit.write(con, now, "withdraw", actor=officer or None,
                                     ncb=self.home_ncb, subject=" ".join(key), result=reason)
             self._s.keys.withdraw([record_id])  # published before we return

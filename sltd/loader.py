@@ -66,7 +66,8 @@ class LoadProgress:
     Attributes:
         stage: ``"reading"`` (reading, validating and staging batches: ``rows_read``
             grows), then ``"applying"`` (the staged rows go into the records at once),
-            then ``"indexing"`` (after the commit: the lookup indexes of a first load).
+            then ``"indexing"`` (after the commit: the key file is brought up to date,
+            or built by a first load).
         rows_read: data rows read so far (rejected ones included).
         rows_total: data rows in the source, if its format tells up front (Parquet,
             Arrow); else None.
@@ -100,34 +101,37 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
     # Commit and publish under one hold of the writer lock: keys are published in commit
     # order, so a withdrawal that commits after this load is never undone by its publish.
     with db.write_lock:
-        first = store.drop_index_if_empty(db.writer)
-        try:
-            with store.bulk_session(db.writer, first=first), store.checker() as checker, \
-                    db.write(on_rollback=audit.invalidate) as con:
-                staging = store.open_staging(con, now)
-                for batch in stream.batches():
-                    checked = store.validate(checker, batch)
-                    store.stage(con, staging, checked.valid)
-                    problems += (*batch.problems, *checked.problems)
-                    rows_read += batch.table.num_rows + len({p.row for p in batch.problems})
-                    say(LoadProgress("reading", rows_read, stream.rows))
-                    del batch, checked  # not alive while the next batch is read
-                problems += store.duplicates(con, staging)
-                say(LoadProgress("applying", rows_read, stream.rows))
-                # The new records are read back only for key sets already built (a process
-                # that has not checked yet builds them from the table when it first does).
-                counts, inserted = store.upsert(con, staging, returning=keys.built)
-                problems.sort(key=lambda p: (p.row, p.field))
-                counts = dataclasses.replace(counts, rows_read=rows_read,
-                                             rejected=len({p.row for p in problems}))
-                audit.write(con, now, "load", actor=officer or None, ncb=ncb,
-                            subject=stream.name, result=counts.summary())
-                if rejects is not None:  # inside the transaction: no load without rejects
-                    write_rejects(rejects, problems)
-            say(LoadProgress("indexing", rows_read, stream.rows))
-        finally:  # after COMMIT (or ROLLBACK: then on an empty table, at no cost)
-            store.ensure_index(db.writer)
-        keys.add(inserted)  # published before we return (checks never take this lock)
+        store.drop_indexes(db.writer)
+        first = store.no_records(db.writer)
+        with store.bulk_session(db.writer, first=first), store.checker() as checker, \
+                db.write(on_rollback=audit.invalidate) as con:
+            staging = store.open_staging(con, now)
+            for batch in stream.batches():
+                checked = store.validate(checker, batch)
+                store.stage(con, staging, checked.valid)
+                problems += (*batch.problems, *checked.problems)
+                rows_read += batch.table.num_rows + len({p.row for p in batch.problems})
+                say(LoadProgress("reading", rows_read, stream.rows))
+                del batch, checked  # not alive while the next batch is read
+            problems += store.duplicates(con, staging)
+            say(LoadProgress("applying", rows_read, stream.rows))
+            counts = store.upsert(con, staging)
+            problems.sort(key=lambda p: (p.row, p.field))
+            counts = dataclasses.replace(counts, rows_read=rows_read,
+                                         rejected=len({p.row for p in problems}))
+            audit.write(con, now, "load", actor=officer or None, ncb=ncb,
+                        subject=stream.name, result=counts.summary())
+            if rejects is not None:  # inside the transaction: no load without rejects
+                write_rejects(rejects, problems)
+        # Published before we return (checks never take this lock): the records with ids
+        # above the published ones, read back after the COMMIT; a process that had not
+        # used the keys opens the key file (or builds it, for a first load) now, so the
+        # next check, here or in another process, does not pay for it.
+        say(LoadProgress("indexing", rows_read, stream.rows))
+        if keys.built:
+            keys.add()
+        else:
+            keys.snapshot()
     return LoadReport(**dataclasses.asdict(counts), source=stream.name,
                       problems=tuple(problems),
                       rejects_path=os.fspath(rejects) if rejects is not None else None,

@@ -128,9 +128,6 @@ CREATE TABLE IF NOT EXISTS audit (
     hash VARCHAR NOT NULL
 );
 """
-_INDEX = "CREATE INDEX IF NOT EXISTS records_fold ON records (fold)"
-# Reveal finds a record by the id its hit id carries: one indexed column, no scan.
-_ID_INDEX = "CREATE INDEX IF NOT EXISTS records_id ON records (record_id)"
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
@@ -154,8 +151,6 @@ def from_db(t: dt.datetime | None) -> dt.datetime | None:
 def create_schema(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
     """Create an empty index in ``con`` (idempotent; inside the caller's transaction)."""
     con.execute(SCHEMA)
-    con.execute(_INDEX)
-    con.execute(_ID_INDEX)
     for key, value in (("schema_version", str(SCHEMA_VERSION)),
                        ("hit_secret", secrets.token_hex(32)),
                        ("created_at", now.isoformat())):
@@ -403,26 +398,26 @@ def _is_valid_date(value: str | None) -> bool:
 #: DuckDB's memory limit while a first load (into an index without records) reads and
 #: writes its batches; its default is 80% of RAM, which it fills as a cache: 10M records
 #: peaked at 2.4 GiB without it. Aggregates spill past it to the temporary directory. Not
-#: for later loads: they maintain the ART indexes, which must fit in memory whole.
+#: for later loads, whose joins with the records are sized by DuckDB's own limit.
 FIRST_LOAD_MEMORY_LIMIT = "512MB"
 
 
-def drop_index_if_empty(con: duckdb.DuckDBPyConnection) -> bool:
-    """Before a load's transaction: drop the ART indexes if there are no records yet;
-    whether there were none.
+def drop_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the ART indexes that index files made before the key file carry.
 
-    A first load then writes its rows without maintaining them, and :func:`ensure_index`
-    builds them after the COMMIT (10M rows: the COMMIT took 32 s with the indexes, then
-    15 s with them dropped inside the transaction, and 0.4 s dropped before it; building
-    them takes 7 s). Lookups stay correct meanwhile, only slower, and ensure_index() runs
-    on every open in case a crash fell in between. ``con`` must not be in a transaction.
-    """
-    empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
-    if not (empty and empty[0]):
-        return False
+    Records are found by folded key in the key file and by record id through DuckDB's
+    zone maps (ids grow with insertion: a lookup by id took 7.0 ms without the index
+    against 7.7 ms with it, at 10M records). Maintaining the indexes made every load
+    slower (a first 10M-record load committed in 32 s with them, 0.4 s without), and at
+    130M records they would not fit in memory. ``con`` must not be in a transaction."""
     con.execute("DROP INDEX IF EXISTS records_fold")
     con.execute("DROP INDEX IF EXISTS records_id")
-    return True
+
+
+def no_records(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the index holds no active record (a first load: see :func:`bulk_session`)."""
+    empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
+    return bool(empty and empty[0])
 
 
 @contextlib.contextmanager
@@ -430,7 +425,7 @@ def bulk_session(con: duckdb.DuckDBPyConnection, *, first: bool) -> Iterator[Non
     """Settings for a load's transaction, set and restored around it on the writer ``con``
     (outside a transaction): rows are not kept in insertion order (records have none; an
     ordered insert of 10M rows kept every row group in memory until COMMIT and then wrote
-    it twice: 20 s, against 8 s), and a ``first`` load (see :func:`drop_index_if_empty`)
+    it twice: 20 s, against 8 s), and a ``first`` load (into an index with no records)
     keeps DuckDB to :data:`FIRST_LOAD_MEMORY_LIMIT` (a setting of the whole database)."""
     order, limit = one(con, "SELECT current_setting('preserve_insertion_order'), "
                             "current_setting('memory_limit')")
@@ -540,22 +535,19 @@ class LoadCounts:
                 f"updated, {self.unchanged} unchanged, {self.rejected} rejected")
 
 
-def upsert(con: duckdb.DuckDBPyConnection, staging: Staging, *,
-           returning: bool = True) -> tuple[LoadCounts, pa.Table | None]:
+def upsert(con: duckdb.DuckDBPyConnection, staging: Staging) -> LoadCounts:
     """Apply the staged rows (after :func:`duplicates`): insert new keys, replace changed
     records (old version to history), skip unchanged ones.
 
     Runs inside the caller's transaction, set-based: one join of the staged keys with the
-    records, whatever the number of batches. Returns the counts and, if ``returning``, the
-    inserted records' :data:`KEY_COLUMNS` (an updated record keeps its id, number, type
-    and country). Without it, nothing is materialized (a first 10M-record load: 14 s less).
+    records, whatever the number of batches. New records get ids above every earlier one
+    (an updated record keeps its id, number, type and country), which is how the key
+    structures find them after the COMMIT (:meth:`sltd.keyset.Keys.add`).
     """
     last = one(con, f"SELECT max({staging.row}), count(*) FROM {staging.table}")
     set_meta(con, "next_record_id", str(staging.base + int(last[0] or 0)))
     if staging.direct:  # already in: every staged row is a new record
-        new = con.sql(f"SELECT {KEY_COLUMNS} FROM records").to_arrow_table() \
-            if returning else None
-        return LoadCounts(inserted=int(last[1])), new
+        return LoadCounts(inserted=int(last[1]))
     now = {"now": to_db(staging.now)}
     # The one join with the records. On fold_hash too: DuckDB pushes a filter of the
     # staged hashes into the scan of records, so a small delta reads little of them.
@@ -570,12 +562,7 @@ def upsert(con: duckdb.DuckDBPyConnection, staging: Staging, *,
     insert = f"""INSERT INTO records SELECT $base + __row, {', '.join(_VALID_COLS)}, $now, $now
         FROM _staged ANTI JOIN _present USING (__row)"""
     params = {**now, "base": staging.base - 1}
-    if returning:
-        new = con.sql(f"{insert} RETURNING {KEY_COLUMNS}", params=params).to_arrow_table()
-        n_new = new.num_rows
-    else:
-        new = None
-        n_new = int(one(con, insert, params)[0])
+    n_new = int(one(con, insert, params)[0])
     if n_changed:
         con.execute("""INSERT INTO record_history
             SELECT r.*, 'updated', $now, NULL FROM records r
@@ -588,7 +575,7 @@ def upsert(con: duckdb.DuckDBPyConnection, staging: Staging, *,
     con.execute("DROP TABLE _present")
     con.execute("DROP TABLE _staged")
     return LoadCounts(inserted=n_new, updated=int(n_changed),
-                      unchanged=int(n_present - n_changed)), new
+                      unchanged=int(n_present - n_changed))
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str,
@@ -596,14 +583,15 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
     """Bring the index in ``con`` up to date; returns the version it had if it was older.
 
     Creates tables added since it was made (every statement of the schema is idempotent)
-    and the ART indexes. A version-1 index (linear key hash) gets every stored
-    ``fold_hash`` recomputed with today's hash, in one transaction with the new version
-    number: a crash leaves it wholly old (migrated again next time) or wholly new.
+    and drops the ART indexes of older files (:func:`drop_indexes`). A version-1 index
+    (linear key hash) gets every stored ``fold_hash`` recomputed with today's hash, in one
+    transaction with the new version number: a crash leaves it wholly old (migrated again
+    next time) or wholly new.
     ``con`` must not be inside a transaction.
     """
     version = schema_version(con, path)
     con.execute(SCHEMA)
-    ensure_index(con)
+    drop_indexes(con)
     if version == SCHEMA_VERSION:
         return None
     say = progress or (lambda _: None)
@@ -629,27 +617,19 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
     return version
 
 
-def ensure_index(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ART indexes if missing (after a bulk load, or a crash in between)."""
-    con.execute(_INDEX)
-    con.execute(_ID_INDEX)
-
-
-def withdraw(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str], fold: str,
-             now: dt.datetime, reason: str | None) -> int | None:
-    """Move the active record ``key`` to history as withdrawn; its record id, or None if
-    there is none.
+def withdraw(con: duckdb.DuckDBPyConnection, record_id: int, key: tuple[str, str, str],
+             now: dt.datetime, reason: str | None) -> bool:
+    """Move the active record ``record_id`` (found by its key in the key file), whose key
+    must be ``key``, to history as withdrawn; whether there was such a record.
 
     Runs inside the caller's transaction.
     """
-    number, doc_type, country = key
-    # fold = ? first: the ART index serves the one-column equality, the rest filters.
-    where = "fold = ? AND number = ? AND doc_type = ? AND country = ?"
-    params = [fold, number, doc_type, country]
+    where = "record_id = ? AND number = ? AND doc_type = ? AND country = ?"
+    params = [record_id, *key]
     con.execute(f"""INSERT INTO record_history
         SELECT *, 'withdrawn', ?, ? FROM records WHERE {where}""", [to_db(now), reason, *params])
-    deleted = one(con, f"DELETE FROM records WHERE {where} RETURNING record_id", params)
-    return int(deleted[0]) if deleted else None
+    return one(con, f"DELETE FROM records WHERE {where} RETURNING record_id", params) \
+        is not None
 
 
 # --- reads --------------------------------------------------------------------------------

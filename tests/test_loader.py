@@ -120,8 +120,7 @@ def test_a_failure_in_a_late_batch_leaves_the_index_as_it_was(tmp_path, monkeypa
     with open_index(tmp_path / "i.duckdb") as ix:
         assert len(ix) == (50 if empty else 80)
         cur = ix._db.cursor()
-        assert {i[0] for i in cur.execute("SELECT index_name FROM duckdb_indexes()")
-                .fetchall()} == {"records_fold", "records_id"}
+        assert cur.execute("SELECT index_name FROM duckdb_indexes()").fetchall() == []
 
 
 def test_progress_is_heard_after_each_batch_then_while_applying_and_indexing(tmp_path):

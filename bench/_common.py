@@ -156,8 +156,11 @@ def build_sltd(path: Path, db: Path) -> tuple[Path, float, float, float]:
     load s, load + key file s, peak RSS GiB)."""
     for f in (db, Path(str(db) + ".wal"), Path(str(db) + ".keys")):
         f.unlink(missing_ok=True)
-    out = subprocess.run([sys.executable, "-c", _BUILD, str(db), str(path)], check=True,
-                         capture_output=True, text=True).stdout.split()
+    done = subprocess.run([sys.executable, "-c", _BUILD, str(db), str(path)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"building {db} failed:\n{done.stderr}")
+    out = done.stdout.split()
     return db, float(out[0]), float(out[1]), float(out[2])
 
 

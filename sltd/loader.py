@@ -103,7 +103,8 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
     with db.write_lock:
         store.drop_indexes(db.writer)
         first = store.no_records(db.writer)
-        with store.bulk_session(db.writer, first=first), store.checker() as checker, \
+        with store.bulk_session(db.writer, first=first, rows=stream.rows), \
+                store.checker() as checker, \
                 db.write(on_rollback=audit.invalidate) as con:
             staging = store.open_staging(con, now)
             for batch in stream.batches():

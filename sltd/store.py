@@ -399,7 +399,18 @@ def _is_valid_date(value: str | None) -> bool:
 #: writes its batches; its default is 80% of RAM, which it fills as a cache: 10M records
 #: peaked at 2.4 GiB without it. Aggregates spill past it to the temporary directory. Not
 #: for later loads, whose joins with the records are sized by DuckDB's own limit.
-FIRST_LOAD_MEMORY_LIMIT = "512MB"
+FIRST_LOAD_MEMORY_LIMIT = 512 << 20
+#: ... plus this much per row of the source when its size is known up front (Parquet,
+#: Arrow): a first load of 130M records ran out of memory at 512 MB.
+FIRST_LOAD_BYTES_PER_ROW = 32
+#: ... up to this much.
+FIRST_LOAD_MEMORY_CAP = 6 << 30
+
+
+def first_load_memory(rows: int | None) -> int:
+    """DuckDB's memory limit for a first load of ``rows`` (None: unknown) records."""
+    return min(FIRST_LOAD_MEMORY_CAP,
+               FIRST_LOAD_MEMORY_LIMIT + FIRST_LOAD_BYTES_PER_ROW * (rows or 0))
 
 
 def drop_indexes(con: duckdb.DuckDBPyConnection) -> None:
@@ -421,17 +432,19 @@ def no_records(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 @contextlib.contextmanager
-def bulk_session(con: duckdb.DuckDBPyConnection, *, first: bool) -> Iterator[None]:
+def bulk_session(con: duckdb.DuckDBPyConnection, *, first: bool,
+                 rows: int | None = None) -> Iterator[None]:
     """Settings for a load's transaction, set and restored around it on the writer ``con``
     (outside a transaction): rows are not kept in insertion order (records have none; an
     ordered insert of 10M rows kept every row group in memory until COMMIT and then wrote
     it twice: 20 s, against 8 s), and a ``first`` load (into an index with no records)
-    keeps DuckDB to :data:`FIRST_LOAD_MEMORY_LIMIT` (a setting of the whole database)."""
+    keeps DuckDB to :func:`first_load_memory` of its ``rows`` (a setting of the whole
+    database)."""
     order, limit = one(con, "SELECT current_setting('preserve_insertion_order'), "
                             "current_setting('memory_limit')")
     con.execute("SET SESSION preserve_insertion_order = false")
     if first:
-        con.execute(f"SET memory_limit = '{FIRST_LOAD_MEMORY_LIMIT}'")
+        con.execute(f"SET memory_limit = '{first_load_memory(rows) >> 20}MB'")
     try:
         yield
     finally:

@@ -102,7 +102,7 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
     with db.write_lock:
         first = store.drop_index_if_empty(db.writer)
         try:
-            with store.bulk_session(db.writer, first=first), store.checker() as checker, \
+            with store.bulk_session(db.writer, first=first), store.checker(db.writer) as checker, \
                     db.write(on_rollback=audit.invalidate) as con:
                 staging = store.open_staging(con, now)
                 for batch in stream.batches():

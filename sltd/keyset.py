@@ -860,11 +860,13 @@ class Keys:
     def _build(self, con: duckdb.DuckDBPyConnection) -> KeyTable:
         path = self.path if self.writable and self.path is not None and is_key_file(
             self.path) else None
-        try:
-            return build_key_file(con, path)
-        except OSError as e:  # a full disk or a read-only directory: keep going in memory
-            log.warning("cannot write the key file %s (%s): keys kept in memory", path, e)
-            return build_key_file(con, None)
+        with store.memory_limit(con, store.KEY_BUILD_MEMORY):  # the sort spills past it
+            try:
+                return build_key_file(con, path)
+            except OSError as e:  # a full disk or a read-only directory: keep going
+                log.warning("cannot write the key file %s (%s): keys kept in memory",
+                            path, e)
+                return build_key_file(con, None)
 
     def _maybe_compacted(self, snap: KeySnapshot) -> KeySnapshot:
         """``snap``, or once its delta is due, a new base from the database (the caller

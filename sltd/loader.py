@@ -3,7 +3,7 @@ transaction with its audit entry, then publish the new keys to the checks.
 
 The source is read, validated and staged in batches (:data:`BATCH_ROWS`), then applied at
 once, so memory follows the batch size and not the file's (a first load of 10M records
-peaks at ~1.2 GiB, most of it DuckDB building the lookup indexes after the COMMIT). A
+peaks at 1.25-1.5 GiB, most of it DuckDB building the lookup indexes after the COMMIT). A
 failure or Ctrl-C at any point leaves the index as it was.
 
 The order is what keeps concurrent checks right: COMMIT, then publish the key sets, then
@@ -104,7 +104,7 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
         store.drop_indexes(db.writer)
         first = store.no_records(db.writer)
         with store.bulk_session(db.writer, first=first, rows=stream.rows), \
-                store.checker() as checker, \
+                store.checker(db.writer) as checker, \
                 db.write(on_rollback=audit.invalidate) as con:
             staging = store.open_staging(con, now)
             for batch in stream.batches():

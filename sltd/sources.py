@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -241,49 +242,36 @@ def open_source(
     if isinstance(source, pa.RecordBatch):
         source = pa.Table.from_batches([source])
     if isinstance(source, pa.Table):
-        table = source
-        present = [c for c in table.column_names if c != "__line"]
-        _check_columns("<arrow table>", present, wanted, required, (), table.num_rows)
-        return SourceStream("<arrow table>", table.num_rows, lambda: _sltd_batches(
-            _table_batches(table, _taken(wanted, present), batch_rows), wanted, present))
-    path, fmt = _resolve(source, format)
-    name = str(path)
-    if fmt == "jsonl":
-        return SourceStream(name, None, lambda: _jsonl_stream(path, wanted, required,
-                                                              batch_rows))
-    if fmt == "parquet":
-        try:
-            # pre_buffer caches every row group's column chunks for the reader's lifetime
-            pf = pq.ParquetFile(path, pre_buffer=False, read_dictionary=[
-                wanted[c] for c in dictionary if c in wanted])
-            present, rows = pf.schema_arrow.names, pf.metadata.num_rows
-        except (pa.ArrowException, OSError) as e:
-            raise _unreadable(path, fmt, e) from None
-        _check_columns(name, present, wanted, required, (), rows)
-        taken = _taken(wanted, present)
-
-        def parquet() -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
-            return ((b, [], None) for b in pf.iter_batches(batch_size=batch_rows,
-                                                           columns=taken))
-
-        return SourceStream(name, rows, lambda: _sltd_batches(
-            _guarded(parquet, path, fmt), wanted, present))
-    if fmt == "arrow":
-        table = _read_arrow(path)
-        present = table.column_names
-        _check_columns(name, present, wanted, required, (), table.num_rows)
-        return SourceStream(name, table.num_rows, lambda: _sltd_batches(
-            _table_batches(table, _taken(wanted, present), batch_rows), wanted, present))
-    present = csv_header(path)
-    _check_columns(name, present, wanted, required, (), 1)
-    taken = _taken(wanted, present)
-    return SourceStream(name, None, lambda: _sltd_batches(
-        _guarded(lambda: _csv_batches(path, taken, batch_rows), path, fmt), wanted, present))
+        name, fmt, rows = "<arrow table>", None, source.num_rows
+        present = [c for c in source.column_names if c != "__line"]
+    else:
+        path, fmt = _resolve(source, format)
+        name = str(path)
+        if fmt == "jsonl":
+            return SourceStream(name, None, lambda: _jsonl_stream(path, wanted, required,
+                                                                  batch_rows))
+        present, rows = _columns(path, fmt)
+    _check_columns(name, present, wanted, required, (), 1 if rows is None else rows)
+    taken = [c for c in dict.fromkeys(wanted.values()) if c in present]
+    batches = functools.partial(iter_batches, source, format=fmt, columns=taken,
+                                batch_rows=batch_rows,
+                                dictionary=[wanted[c] for c in dictionary if c in wanted])
+    return SourceStream(name, rows, lambda: _sltd_batches(batches(), wanted, present))
 
 
-def _taken(wanted: Mapping[str, str], present: Sequence[str]) -> list[str]:
-    """The source columns to read (each once, though two sltd columns may map to it)."""
-    return list(dict.fromkeys(src for src in wanted.values() if src in present))
+def _columns(path: Path, fmt: str) -> tuple[list[str], int | None]:
+    """The columns of a file, and its rows if its format says so up front (footer,
+    schema); nothing else is read."""
+    try:
+        if fmt == "parquet":
+            pf = pq.ParquetFile(path)
+            return pf.schema_arrow.names, pf.metadata.num_rows
+        if fmt == "arrow":
+            table = _read_arrow(path)  # memory-mapped: nothing is read yet
+            return table.column_names, table.num_rows
+    except (pa.ArrowException, OSError) as e:
+        raise _unreadable(path, fmt, e) from None
+    return csv_header(path), None
 
 
 def _unreadable(path: Path, fmt: str, e: BaseException) -> SourceError:
@@ -291,30 +279,13 @@ def _unreadable(path: Path, fmt: str, e: BaseException) -> SourceError:
     return SourceError(f"{path}: cannot read as {fmt}: {first}", source=str(path))
 
 
-def _guarded(batches: Callable[[], Iterator[tuple[pa.RecordBatch, list[Problem],
-                                                   np.ndarray | None]]],
-             path: Path, fmt: str
-             ) -> Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]]:
-    """``batches()``, with a reader's failure midway as a SourceError."""
-    try:
-        yield from batches()
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise _unreadable(path, fmt, e) from None
-
-
-def _sltd_batches(batches: Iterator[tuple[pa.RecordBatch, list[Problem], np.ndarray | None]],
-                  wanted: Mapping[str, str], present: Sequence[str]
+def _sltd_batches(batches: Batches, wanted: Mapping[str, str], present: Sequence[str]
                   ) -> Iterator[SourceTable]:
     """Batches of source columns as SourceTables of sltd columns (text) and ``__row``."""
-    done = 0
+    names = [col for col, src in wanted.items() if src in present]
     for batch, problems, rows in batches:
-        if rows is None:
-            rows = np.arange(done + 1, done + batch.num_rows + 1, dtype=np.int64)
-        if len(rows):
-            done = int(rows[-1])
-        arrays = [_as_text(batch.column(batch.schema.get_field_index(src)))
-                  for col, src in wanted.items() if src in present]
-        names = [col for col, src in wanted.items() if src in present]
+        arrays = [_as_text(batch.column(batch.schema.get_field_index(wanted[col])))
+                  for col in names]
         yield SourceTable(pa.Table.from_arrays([*arrays, pa.array(rows, pa.int64())],
                                                names=[*names, "__row"]), tuple(problems))
 
@@ -381,8 +352,7 @@ def read_file(path: Path, fmt: str) -> tuple[pa.Table, list[Problem]]:
     except SourceError:
         raise
     except (pa.ArrowException, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SourceError(f"{path}: cannot read as {fmt}: {first}", source=str(path)) from None
+        raise _unreadable(path, fmt, e) from None
 
 
 def _read_jsonl(path: Path) -> tuple[pa.Table, list[Problem]]:

@@ -204,6 +204,13 @@ def test_a_load_shows_progress_on_a_terminal_only(run, tmp_path, monkeypatch):
     assert out.getvalue().split("\r")[1:] == [
         "loading: 2 rows read", "loading: 3 rows read", "applying: 3 rows read",
         "indexing: 3 rows read\n"]
+    out = io.StringIO()
+    with _LoadBar(show=True, file=out) as bar:  # Parquet: a bar (click draws it on a tty)
+        for p in (LoadProgress("reading", 2, 3), LoadProgress("reading", 3, 3),
+                  LoadProgress("applying", 3, 3), LoadProgress("indexing", 3, 3)):
+            bar(p)
+        assert (bar.bar.pos, bar.bar.label) == (3, "indexing")
+    assert out.getvalue().startswith("loading")
     src = tmp_path / "r.csv"
     src.write_text("document_number,document_type,issuing_country,status\nX1234567,P,FRA,lost\n")
     assert run("load", str(src)).stderr == ""  # not a terminal

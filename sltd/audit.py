@@ -14,14 +14,16 @@ last of them. Deleting the tail of the trail together with its batches is not de
 from the trail alone.
 
 Checks are the hot path (an exact miss takes ~4 µs; a DuckDB insert per check would cost
-~0.5 ms): a check is one append to an in-memory buffer, written in batches: when the
-buffer fills, on every other write (reveal, decision, delivery), on :meth:`AuditLog.flush`
-and on close. A batch is built column-wise (Arrow slices and kernels; its hash from the
-Arrow buffers; the digests computed by DuckDB as it inserts them), so no Python code runs
-per entry but the conversion of its fields (10,000 checks take ~25 ms to write; hashing
-each entry in Python took ~50 ms). Entries of a process that is killed before a flush are
-lost; reveals and decisions are never buffered (they are written in the same transaction
-as the state they change).
+~0.5 ms): a check is one append to an in-memory buffer. When the buffer holds
+``buffer_size`` checks, the log's writer thread writes it, waiting for the write lock if a
+load holds it: a check never writes and never waits. A batch is built column-wise (Arrow
+slices and kernels; its hash from the Arrow buffers; the digests computed by DuckDB as it
+inserts them), so no Python code runs per entry but the conversion of its fields (10,000
+checks take ~25 ms to write, in that thread; hashing each entry in Python, in the checking
+thread, took ~50 ms). Every other write (reveal, decision, delivery) writes the buffer
+first, in its own transaction, as do :meth:`AuditLog.flush` and closing. Entries of a
+process that is killed before a flush are lost; reveals and decisions are never buffered
+(they are written in the same transaction as the state they change).
 
 Example:
     >>> import datetime as dt
@@ -45,6 +47,8 @@ import hashlib
 import itertools
 import operator
 import struct
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +63,8 @@ if TYPE_CHECKING:
     from sltd.database import Database
 
 GENESIS = "0" * 64
+#: Seconds the writer thread waits before trying again after a failed write.
+RETRY_SECONDS = 1.0
 _TEXT_FIELDS = ("actor", "ncb", "action", "subject", "result")
 _EPOCH = dt.datetime(1970, 1, 1)
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -296,10 +302,11 @@ class AuditLog:
     Thread-safe. Checks are appended to a lock-free buffer (extending a list by a tuple is
     atomic) by any thread; entries are numbered and hashed only inside a write
     transaction, so the chain head has one writer at a time. A check that fills the buffer
-    flushes it only if no write is under way (it never waits behind a load); the next
-    write or :meth:`flush` takes what is left. A batch of up to :data:`_SMALL` entries is
-    hashed in Python and inserted with parameters; a larger one is built column-wise in
-    Arrow, hashed from its buffers, and DuckDB computes the digests as it inserts it.
+    wakes the log's writer thread (started then), which writes all it finds there,
+    waiting for the write lock if it must; the next write, :meth:`flush` or :meth:`close`
+    takes what is left. A batch of up to :data:`_SMALL` entries is hashed in Python and
+    inserted with parameters; a larger one is built column-wise in Arrow, hashed from its
+    buffers, and DuckDB computes the digests as it inserts it.
     """
 
     def __init__(self, db: Database, *, buffer_size: int = 10_000, enabled: bool = True):
@@ -317,12 +324,17 @@ class AuditLog:
         # table (one per file per process, and the file has one process), and it is only
         # read or moved under the database's write lock.
         self._head: tuple[int, str] | None = None
-        self._full_at = buffer_size * len(_CHECK)  # list length of a full buffer
+        self._wake_at = buffer_size * len(_CHECK)  # list length of a full buffer
+        self._full = threading.Event()  # set by a check that fills the buffer
+        self._stop = threading.Event()  # set by close: the writer thread ends
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        db.on_close(self.close)
 
     @property
     def buffer_size(self) -> int:
-        """How many checks fill the buffer."""
-        return self._full_at // len(_CHECK)
+        """How many checks fill the buffer (and wake the writer thread)."""
+        return self._wake_at // len(_CHECK)
 
     def record_check(self, at: dt.datetime, officer: str, ncb: str, number: str,
                      doc_type: str | None, country: str | None, result: str) -> None:
@@ -330,8 +342,8 @@ class AuditLog:
         if self.enabled:
             checks = self._checks
             checks += (at, officer, ncb, number, doc_type, country, result)
-            if len(checks) >= self._full_at:
-                self.flush(wait=False)
+            if len(checks) >= self._wake_at and not self._full.is_set():
+                self._wake_writer()
 
     def record(self, at: dt.datetime, action: str, *, actor: str | None = None,
                ncb: str | None = None, subject: str | None = None,
@@ -359,17 +371,54 @@ class AuditLog:
         self._taken = []
 
     def flush(self, *, wait: bool = True) -> None:
-        """Write buffered entries in their own transaction. With ``wait=False``, do
-        nothing if another write is under way."""
-        if not self.enabled or (not self._checks and not self._pending):
-            return
-        if not self.db.write_lock.acquire(blocking=wait):
+        """Write buffered entries in their own transaction, after the write under way if
+        any (so every entry recorded before the call is committed when it returns). With
+        ``wait=False``, do nothing if another write is under way."""
+        if not self.enabled or not self.db.write_lock.acquire(blocking=wait):
             return
         try:
-            with self.db.write(on_rollback=self.invalidate) as con:
-                self.write_pending(con)
+            if self._checks or self._pending:
+                with self.db.write(on_rollback=self.invalidate) as con:
+                    self.write_pending(con)
         finally:
             self.db.write_lock.release()
+
+    def close(self) -> None:
+        """Stop the writer thread, then write what is buffered (run when the database
+        closes; checks recorded after it are written by a :meth:`flush` only)."""
+        self._stop.set()
+        with self._thread_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._full.set()
+            thread.join()
+        self.flush()
+
+    def _wake_writer(self) -> None:
+        with self._thread_lock:
+            if self._stop.is_set():
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write_when_full, daemon=True,
+                                                name=f"sltd audit writer {self.db.path}")
+                self._thread.start()
+        self._full.set()
+
+    def _write_when_full(self) -> None:
+        """The writer thread: write the buffer each time a check fills it, until closed.
+        A failed write leaves the checks buffered; it is reported and tried again."""
+        while True:
+            self._full.wait()
+            if self._stop.is_set():
+                return
+            self._full.clear()
+            try:
+                self.flush()
+            except Exception as e:  # noqa: BLE001 - nothing to raise to; nothing is lost
+                print(f"sltd: {self.db.path}: writing the audit buffer failed "
+                      f"({type(e).__name__}: {e}); trying again in {RETRY_SECONDS:g} s",
+                      file=sys.stderr)
+                self._stop.wait(RETRY_SECONDS)
 
     def write_pending(self, con: duckdb.DuckDBPyConnection) -> None:
         """Write buffered entries inside the caller's write transaction on ``con``, as one

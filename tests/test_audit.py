@@ -1,6 +1,8 @@
 """The audit trail records every action and detects any tampering."""
 
 import datetime as dt
+import threading
+import time
 
 import duckdb
 import pyarrow as pa
@@ -457,3 +459,88 @@ def test_a_slice_of_a_table_hashes_as_its_rows_do(trail):
     part = table.slice(7, 40)
     assert part.num_rows > audit._SMALL
     assert audit._table_hash(GENESIS, part) == batch_hash(GENESIS, audit._rows(part))
+
+
+# --- the writer thread: checks never write, nothing is lost --------------------------------
+
+
+def _log_on_file(tmp_path, buffer_size):
+    db = Database.open(tmp_path / "w.duckdb", create=True)
+    with db.write() as con:
+        store.create_schema(con, T0)
+    return db, AuditLog(db, buffer_size=buffer_size)
+
+
+def _record(log, n, start=0):
+    for i in range(start, start + n):
+        log.record_check(T0 + dt.timedelta(microseconds=i), "A", "DEU", f"X{i:07d}", "P",
+                         "FRA", "miss")
+
+
+def test_a_check_that_fills_the_buffer_never_waits_behind_a_write(tmp_path):
+    db, log = _log_on_file(tmp_path, buffer_size=10)
+    held, release = threading.Event(), threading.Event()
+
+    def long_write():
+        with db.write():
+            held.set()
+            release.wait(10)
+
+    loader = threading.Thread(target=long_write)
+    loader.start()
+    held.wait(10)
+    start = time.monotonic()
+    _record(log, 100)  # fills the buffer ten times over while the write holds the lock
+    assert time.monotonic() - start < 1
+    release.set()
+    loader.join()
+    log.flush()  # waits for the writer thread's write, then writes the rest
+    assert verify(db.cursor()) == AuditReport(100)
+    db.release()
+
+
+def test_the_writer_thread_writes_full_buffers_and_stops_on_close(tmp_path):
+    db, log = _log_on_file(tmp_path, buffer_size=20)
+    _record(log, 50)
+    writer = log._thread
+    assert writer is not None
+    deadline = time.monotonic() + 10
+    while not _written(db) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _written(db) >= 20  # by the writer thread: no flush was asked for
+    assert writer.is_alive()
+    db.release()  # closes the log: the thread ends, what is left is written
+    assert not writer.is_alive()
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    assert verify(con) == AuditReport(50)
+    con.close()
+
+
+def _written(db):
+    return db.cursor().execute("SELECT count(*) FROM audit").fetchall()[0][0]
+
+
+def test_a_failed_background_write_is_reported_retried_and_loses_no_check(
+        tmp_path, monkeypatch, capfd):
+    db, log = _log_on_file(tmp_path, buffer_size=20)
+    monkeypatch.setattr(audit, "RETRY_SECONDS", 0.01)
+    real, failures = audit._table_hash, []
+
+    def failing_once(*args):
+        if not failures:
+            failures.append(1)
+            raise OSError("disk full")
+        return real(*args)
+
+    monkeypatch.setattr(audit, "_table_hash", failing_once)
+    _record(log, 30)  # the first write fails and rolls back; its checks go back
+    deadline = time.monotonic() + 10
+    while log._checks and time.monotonic() < deadline:
+        _record(log, 1, start=1000 + len(log._checks))  # fills it again: a retry
+        time.sleep(0.01)
+    log.flush()
+    assert "writing the audit buffer failed (OSError: disk full)" in capfd.readouterr().err
+    report = verify(db.cursor())
+    assert report.ok
+    assert report.entries >= 30
+    db.release()

@@ -9,9 +9,9 @@ All SQL of the record store lives here, parameterized. Tables:
   through that one column.
 - Times are stored as UTC ``TIMESTAMP`` (naive in the database, aware UTC in Python; see
   :func:`to_db` and :func:`from_db`).
-- ``hit_cases``, ``outbox``, ``audit``: the hit workflow (:mod:`sltd.workflow`), the
-  alert outbox (:mod:`sltd.alerts`) and the audit chain (:mod:`sltd.audit`); their SQL
-  lives in those modules.
+- ``hit_cases``, ``outbox``, ``audit`` and ``audit_batches``: the hit workflow
+  (:mod:`sltd.workflow`), the alert outbox (:mod:`sltd.alerts`) and the audit trail with
+  its chain of batch hashes (:mod:`sltd.audit`); their SQL lives in those modules.
 - ``record_history``: every superseded version of a record (updated or withdrawn), with
   when and why. A withdrawn record is kept there and no longer hit.
 
@@ -54,7 +54,9 @@ from sltd.sources import Problem, SourceTable
 
 #: 2: the folded-key hash is fmix64-mixed (:mod:`sltd.keyset`); version 1 files (a linear
 #: hash) are migrated on a writable open (:func:`migrate`).
-SCHEMA_VERSION = 2
+#: 3: the audit trail is hashed per batch (``audit_batches``); entries written before keep
+#: their per-entry chain (``prev_hash``, NULL in batched entries).
+SCHEMA_VERSION = 3
 
 #: Columns of a record, in loader (default source) names.
 MANDATORY = ("document_number", "document_type", "issuing_country", "status")
@@ -124,6 +126,13 @@ CREATE TABLE IF NOT EXISTS audit (
     action VARCHAR NOT NULL,
     subject VARCHAR,
     result VARCHAR,
+    prev_hash VARCHAR,
+    hash VARCHAR,
+    digest UBIGINT
+);
+CREATE TABLE IF NOT EXISTS audit_batches (
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
     prev_hash VARCHAR NOT NULL,
     hash VARCHAR NOT NULL
 );
@@ -603,11 +612,15 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
             progress: Callable[[str], None] | None = None) -> int | None:
     """Bring the index in ``con`` up to date; returns the version it had if it was older.
 
-    Creates tables added since it was made (every statement of the schema is idempotent)
-    and drops the ART indexes of older files (:func:`drop_indexes`). A version-1 index
-    (linear key hash) gets every stored ``fold_hash`` recomputed with today's hash, in one
-    transaction with the new version number: a crash leaves it wholly old (migrated again
-    next time) or wholly new.
+    Creates tables added since it was made (every statement of the schema is idempotent),
+    drops the ART indexes of older files (:func:`drop_indexes`), then runs each step from
+    its version to today's, all in one transaction with the new version number: a crash
+    leaves it wholly old (migrated again next time) or wholly new. The steps:
+
+    - 1 to 2: every stored ``fold_hash`` is recomputed with today's key hash;
+    - 2 to 3: ``audit.prev_hash`` may be NULL (batched entries have no per-entry link);
+      the entries already there keep theirs, and verify as they are.
+
     ``con`` must not be inside a transaction.
     """
     version = schema_version(con, path)
@@ -618,17 +631,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
     say = progress or (lambda _: None)
     con.execute("BEGIN")
     try:
-        say("reading the folded keys")
-        folds = con.sql("SELECT DISTINCT fold FROM records UNION "
-                        "SELECT DISTINCT fold FROM record_history").to_arrow_table()
-        say(f"rehashing {folds.num_rows:,} folded keys")
-        con.register("_rehash", pa.table({"fold": folds.column("fold"),
-                                          "fold_hash": key_hashes(folds.column("fold"))}))
-        for table in ("records", "record_history"):
-            say(f"updating {table}")
-            con.execute(f"UPDATE {table} SET fold_hash = m.fold_hash FROM _rehash m "
-                        f"WHERE {table}.fold = m.fold")
-        con.unregister("_rehash")
+        for step in _MIGRATIONS[version - 1:]:
+            step(con, say)
         set_meta(con, "schema_version", str(SCHEMA_VERSION))
         con.execute("COMMIT")
     except BaseException:
@@ -636,6 +640,31 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
         raise
     say(f"schema version {version} -> {SCHEMA_VERSION}")
     return version
+
+
+def _rehash_keys(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -> None:
+    say("reading the folded keys")
+    folds = con.sql("SELECT DISTINCT fold FROM records UNION "
+                    "SELECT DISTINCT fold FROM record_history").to_arrow_table()
+    say(f"rehashing {folds.num_rows:,} folded keys")
+    con.register("_rehash", pa.table({"fold": folds.column("fold"),
+                                      "fold_hash": key_hashes(folds.column("fold"))}))
+    for table in ("records", "record_history"):
+        say(f"updating {table}")
+        con.execute(f"UPDATE {table} SET fold_hash = m.fold_hash FROM _rehash m "
+                    f"WHERE {table}.fold = m.fold")
+    con.unregister("_rehash")
+
+
+def _batch_the_audit(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -> None:
+    say("letting the audit trail be hashed per batch")
+    for column in ("prev_hash", "hash"):
+        con.execute(f"ALTER TABLE audit ALTER COLUMN {column} DROP NOT NULL")
+    con.execute("ALTER TABLE audit ADD COLUMN digest UBIGINT")
+
+
+#: The step from each schema version to the next (the first: from 1 to 2).
+_MIGRATIONS = (_rehash_keys, _batch_the_audit)
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, record_id: int, key: tuple[str, str, str],

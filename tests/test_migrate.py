@@ -44,7 +44,7 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
     steps = []
     with open_index(v1_file, progress=steps.append) as ix:
         assert ix.migrated_from == 1
-        assert steps[-1] == "schema version 1 -> 2"
+        assert steps[-1] == "schema version 1 -> 3"
         assert len(ix) == 7
         assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
         assert [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")] == [
@@ -59,7 +59,7 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
         assert ix.verify_audit().ok  # the release's audit chain still verifies
     for table in ("records", "record_history"):
         version, rows = _stored(v1_file, table)
-        assert version == 2
+        assert version == 3
         assert rows
         assert all(h == key_hash(fold) for fold, h in rows)
     with open_index(v1_file) as ix:
@@ -100,8 +100,47 @@ def test_sltd_migrate_says_what_it_did_and_is_idempotent(v1_file):
 
     first = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
     assert first.exit_code == 0, first.output
-    assert "migrated from schema version 1 to 2 (7 records)" in first.stdout
+    assert "migrated from schema version 1 to 3 (7 records)" in first.stdout
     assert "rehashing" in first.stderr
     again = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
-    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 2")) \
+    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 3")) \
         == (0, True)
+
+
+def _trail_after_migration(v1_file):
+    """The release's two chained entries, then batches written by today's sltd."""
+    with open_index(v1_file) as ix:
+        for number in ("Q0000001", "Q0000002", "Q0000003"):
+            ix.check(number, "P", "FRA", ncb="DEU", officer="K. Weber")
+        ix.set_validation_window(30, officer="K. Weber")  # a batch: 3 checks, 1 setting
+        ix.check("Q0000004", "P", "FRA", ncb="DEU", officer="K. Weber")
+    con = duckdb.connect(v1_file)
+    assert [r[0] for r in con.execute(
+        "SELECT prev_hash IS NULL FROM audit ORDER BY seq").fetchall()] == [False] * 2 + [True] * 5
+    return con
+
+
+def test_the_release_chain_then_batches_verify(v1_file):
+    con = _trail_after_migration(v1_file)
+    con.close()
+    with open_index(v1_file) as ix:
+        report = ix.verify_audit()
+    assert (report.ok, report.entries) == (True, 7)
+
+
+@pytest.mark.parametrize(("tamper", "named", "reason"), [
+    ("UPDATE audit SET actor = 'eve' WHERE seq = 1", 1, "content does not match its hash"),
+    ("UPDATE audit SET result = 'miss' WHERE seq = 2", 2, "content does not match its hash"),
+    ("DELETE FROM audit WHERE seq = 2", 2, "entry 2 is missing (next stored is 3)"),
+    ("UPDATE audit SET subject = 'Q9 P FRA' WHERE seq = 4", 4, "content does not match its hash"),
+    ("UPDATE audit SET seq = 9 - seq WHERE seq IN (4, 5)", 4, "content does not match its hash"),
+    ("DELETE FROM audit WHERE seq = 3", 3, "entry 3 is missing (next stored is 4)"),
+    ("DELETE FROM audit WHERE seq = 7", 7, "entry 7 is missing (its batch ends at 7)"),
+])
+def test_tampering_on_either_side_of_the_migration_is_named(v1_file, tamper, named, reason):
+    con = _trail_after_migration(v1_file)
+    con.execute(tamper)
+    con.close()
+    with open_index(v1_file) as ix:
+        report = ix.verify_audit()
+    assert (report.first_broken, report.reason) == (named, reason)

@@ -180,6 +180,25 @@ def fold_matrix(canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.frombuffer(m.tobytes().translate(FOLD_TABLE), np.uint8).reshape(m.shape)
 
 
+def fold_strings(canonical: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`sltd.normalize.fold_number` over a string column: folding maps a byte to a
+    byte, so the folded column keeps the offsets and translates the data buffer (one
+    ``bytes.translate``).
+
+    Example:
+        >>> fold_strings(pa.array(["GB1O5", None])).to_pylist()
+        ['68105', None]
+    """
+    if isinstance(canonical, pa.ChunkedArray):
+        canonical = canonical.combine_chunks() if canonical.num_chunks else \
+            pa.array([], canonical.type)
+    validity, offsets, data = canonical.buffers()
+    folded = pa.py_buffer(data.to_pybytes().translate(FOLD_TABLE)) if data is not None \
+        else data
+    return pa.Array.from_buffers(canonical.type, len(canonical), [validity, offsets, folded],
+                                 canonical.null_count, canonical.offset)
+
+
 def country_codes(countries: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """uint64 code of each country (its ASCII bytes as a little-endian integer)."""
     if isinstance(countries, pa.ChunkedArray):

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from sltd import store
 from sltd.codes import DOC_TYPES
 from sltd.errors import IndexStateError
-from sltd.keyhash import country_code, key_hash
+from sltd.keyhash import country_code, fold_strings, key_hash
 from sltd.normalize import MAX_LENGTH, fold_number
 
 log = logging.getLogger(__name__)
@@ -390,6 +390,46 @@ class KeyTable:
                     out.append((record_id, number, _TYPE_CODES[self._tv[i]],
                                 self.names[self._cv[i]]))
             i += 1
+
+    def matching(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every (position in ``hashes``, row) whose row has that hash, vectorized (bulk
+        screening). The hashes are looked up in sorted order, so the binary searches walk
+        the table (memory-mapped: pages read in order) once."""
+        hashes = np.asarray(hashes, np.int64)
+        n = len(self.hashes)
+        if n == 0 or len(hashes) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        order = np.argsort(hashes, kind="stable")
+        pos = np.empty(len(hashes), np.int64)
+        pos[order] = self.hashes.searchsorted(hashes[order])
+        queries, rows = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        live = np.flatnonzero(pos < n)
+        while len(live):  # a hash has one row, rarely a few (the same key in countries)
+            at = pos[live]
+            live = live[self.hashes[at] == hashes[live]]
+            queries.append(live)
+            rows.append(pos[live])
+            pos[live] += 1
+            live = live[pos[live] < n]
+        return np.concatenate(queries), np.concatenate(rows)
+
+    def fields_at(self, rows: np.ndarray) -> dict[str, pa.Array]:
+        """``record_id, record_number, record_type, record_country`` of ``rows``."""
+        rows = np.asarray(rows, np.int64)
+        starts = self.offsets[rows].astype(np.int64)
+        lengths = self.offsets[rows + 1].astype(np.int64) - starts
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        chars = self.data[np.repeat(starts - offsets[:-1], lengths)
+                          + np.arange(offsets[-1], dtype=np.int64)]
+        numbers = pa.Array.from_buffers(pa.large_string(), len(rows), [
+            None, pa.py_buffer(offsets), pa.py_buffer(chars)]).cast(pa.string())
+        names = pa.array(self.names or [""], pa.string())
+        return {"record_id": pa.array(self.ids[rows].astype(np.int64)),
+                "record_number": numbers,
+                "record_type": pa.array(_TYPE_CODES, pa.string()).take(
+                    pa.array(self.types[rows])),
+                "record_country": names.take(pa.array(self.countries[rows]))}
 
     def in_country(self, hashes: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Mask: which ``hashes`` a record of this table has in the country of the
@@ -752,6 +792,42 @@ class KeySnapshot:
         if self._delta_keys is not None:
             out += self.delta.rows(folds, hashes, self.withdrawn)
         return out
+
+    def pairs(self, candidates: pa.Table, carried: Sequence[str] = ()) -> pa.Table:
+        """Screening's join, from memory: each candidate (``row, number, type, country,
+        fold, fold_hash`` and the ``carried`` columns) with every active record of the
+        same folded key: ``record_id, record_number, record_type, record_country`` added,
+        one row per (candidate row, record). The twin of
+        :func:`sltd.store.candidate_pairs` (which screening uses only with ``--since``,
+        for the records' change times), without a scan of the records.
+        """
+        hashes = candidates.column("fold_hash").to_numpy()
+        parts = []
+        for table in (self.base, self.delta):
+            query, rows = table.matching(hashes)
+            if len(query):
+                fields = table.fields_at(rows)
+                if self.withdrawn:
+                    live = ~np.isin(fields["record_id"].to_numpy(),
+                                    np.fromiter(self.withdrawn, np.int64))
+                    query, fields = query[live], {k: v.filter(pa.array(live))
+                                                  for k, v in fields.items()}
+                parts.append((query, fields))
+        columns = ["row", "number", "type", "country", *carried]
+        if not parts:
+            return pa.table({**{c: candidates.column(c).slice(0, 0) for c in columns},
+                             **store.empty_pairs_fields()})
+        query = np.concatenate([q for q, _ in parts])
+        fields = {k: pa.concat_arrays([f[k] for _, f in parts]) for k in parts[0][1]}
+        taken = candidates.select([*columns, "fold"]).take(pa.array(query))
+        same = pc.equal(taken.column("fold"), fold_strings(fields["record_number"]))
+        pairs = pa.table({**{c: taken.column(c) for c in columns}, **fields}).filter(same)
+        # one row per (candidate row, record): near-miss probes of one row can repeat
+        key = np.stack([pairs.column("row").to_numpy(),
+                        pairs.column("record_id").to_numpy()], axis=1)
+        _, first = np.unique(key, axis=0, return_index=True)
+        return pairs.take(pa.array(np.sort(first))) if len(first) < pairs.num_rows \
+            else pairs
 
     def lookup(self, fold: str, h: int) -> list[tuple[int, str, str, str]]:
         """:meth:`rows` of one folded key and its hash: the path of every check, most of

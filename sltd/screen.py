@@ -153,7 +153,7 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
         source: CSV, Parquet, JSON Lines, Arrow IPC file or an Arrow table.
         keys: the index's key sets (one snapshot for the whole run).
         hit_ids: mints the hit ids of the result.
-        con: a DuckDB cursor of the index (this thread's), for the final join.
+        con: a DuckDB cursor of the index (this thread's), for the join with ``since``.
         now: issue time of the hit ids.
         ncb: the searching NCB the hit ids are issued to.
         out: write the hits here (Parquet, or CSV by the file name) when given.
@@ -232,7 +232,7 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
             collect(fut)
     if progress:
         progress(rows_read)
-    hits = _classify(con, hit_ids, now, ncb, cand_parts, keep, since, exact_only)
+    hits = _classify(keys, con, hit_ids, now, ncb, cand_parts, keep, since, exact_only)
     if out is not None:
         _write(hits, out)
     problems.sort(key=lambda p: (p.row, p.field))
@@ -425,7 +425,8 @@ def _edits(block: np.ndarray, n: int) -> Iterator[tuple[np.ndarray, np.ndarray |
                 yield np.insert(block, i, c, axis=1), None
 
 
-def _classify(con: duckdb.DuckDBPyConnection, hit_ids: HitIds, now: dt.datetime, ncb: str,
+def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds,
+              now: dt.datetime, ncb: str,
               parts: list[pa.Table], keep: Sequence[str], since: dt.datetime | None,
               exact_only: bool) -> pa.Table:
     schema = pa.schema([("row", pa.int64()), *((c, pa.string()) for c in keep),
@@ -437,7 +438,10 @@ def _classify(con: duckdb.DuckDBPyConnection, hit_ids: HitIds, now: dt.datetime,
         return schema.empty_table()
     cands = pa.concat_tables(parts, promote_options="permissive")
     carried = [*keep, *([_MRZ_CHECK] if _MRZ_CHECK in cands.column_names else [])]
-    pairs = candidate_pairs(con, cands, carried, since)
+    # From the key table, which holds every first-level field; only records' change
+    # times (--since) need DuckDB (130M records: a scan of records.fold_hash, ~3 s).
+    pairs = keys.pairs(cands, carried) if since is None else \
+        candidate_pairs(con, cands, carried, since)
     hits = classify_table(pairs, exact_only=exact_only)
     if _MRZ_CHECK in carried:
         hits = _plausible_misreadings(hits)

@@ -768,6 +768,13 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def empty_pairs_fields() -> dict[str, pa.Array]:
+    """The record columns :func:`candidate_pairs` adds, empty."""
+    return {"record_id": pa.array([], pa.int64()), "record_number": pa.array([], pa.string()),
+            "record_type": pa.array([], pa.string()),
+            "record_country": pa.array([], pa.string())}
+
+
 def candidate_pairs(con: duckdb.DuckDBPyConnection, candidates: pa.Table,
                     carried: Sequence[str], since: dt.datetime | None) -> pa.Table:
     """Screening's join: each candidate (``row, number, type, country, fold, fold_hash``

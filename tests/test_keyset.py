@@ -85,6 +85,20 @@ def test_a_snapshot_answers_like_a_plain_dict(loads, withdraw_picks, queries):
     expected = sorted((i, *r) for i, r in reference.items() if fold_number(r[0]) in folds)
     assert sorted(snap.rows(folds)) == expected
     assert len(snap) == len(reference)
+    # screening's join from memory: every (candidate row, active record of its fold)
+    candidates = pa.table({
+        "row": pa.array(range(len(queries) * 2), pa.int64()),
+        "number": queries * 2, "type": pa.nulls(len(queries) * 2, pa.string()),
+        "country": pa.nulls(len(queries) * 2, pa.string()),
+        "fold": [fold_number(q) for q in queries] * 2,
+        "fold_hash": key_hashes(pa.array([fold_number(q) for q in queries] * 2))})
+    candidates = pa.concat_tables([candidates, candidates.slice(0, 1)])  # a repeated row
+    pairs = snap.pairs(candidates)
+    assert sorted(zip(*(pairs[c].to_pylist() for c in (
+        "row", "record_id", "record_number", "record_type", "record_country")),
+        strict=True)) == sorted(
+        (row, i, *r) for row, q in enumerate(queries * 2) for i, r in reference.items()
+        if fold_number(r[0]) == fold_number(q))
     hashes = key_hashes(pa.array(folds, pa.string()))
     for country in ("FRA", "DEU"):  # listed in that country (withdrawn ones may stay)
         want = [any(fold_number(r[0]) == f and r[2] == country for r in reference.values())

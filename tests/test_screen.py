@@ -257,3 +257,27 @@ def test_screening_never_writes_over_the_index_file(db_path, tmp_path, option):
         with pytest.raises(SourceError, match="refusing"):
             ix.screen(pa.table({"document_number": ["X1234567"]}), **{option: db_path})
         assert Path(db_path).read_bytes() == before
+
+
+@pytest.mark.parametrize("exact_only", [True, False])
+def test_the_join_from_memory_equals_the_join_in_duckdb(exact_only):
+    """Screening joins candidates with the key table; with ``since`` it joins DuckDB's
+    records. With every record changed since then, both give the same hits, including
+    records loaded into the delta, withdrawn ones, and keys listed in several countries."""
+    with open_index(":memory:", create=True, clock=ManualClock(T0)) as ix:
+        ix.load(RECORDS)
+        ix.check("X1234567")  # the base is built: what follows goes into the delta
+        extra = RECORDS.slice(0, 60).to_pylist()
+        ix.upsert([Record(r["document_number"], r["document_type"], "UTO", "stolen")
+                   for r in extra])
+        for r in RECORDS.slice(100, 30).to_pylist():
+            ix.withdraw(r["document_number"], r["document_type"], r["issuing_country"])
+        m = pa.concat_tables([manifest(), pa.Table.from_pylist(
+            [{"passenger_id": f"x{i}", "document_number": r["document_number"],
+              "document_type": r["document_type"], "issuing_country": r["issuing_country"]}
+             for i, r in enumerate(RECORDS.slice(90, 60).to_pylist())])])
+        memory, _ = ix.screen(m, exact_only=exact_only)
+        duck, _ = ix.screen(m, exact_only=exact_only, since=T0 - dt.timedelta(days=1))
+    assert result_set(memory) == result_set(duck)
+    assert any(r[3] == "UTO" for r in result_set(memory))  # the delta answered
+    assert len(memory) == len(duck)

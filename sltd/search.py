@@ -23,7 +23,6 @@ and it cannot be forged to fish for a record by number or reused by another NCB.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import functools
@@ -254,12 +253,8 @@ def classify_table(pairs: pa.Table, *, exact_only: bool = False) -> pa.Table:
 _TOKEN = struct.Struct(">QI")
 _blake2b = hashlib.blake2b
 _MAC_BYTES = 10
-# A 22-byte token padded to 25 bytes is 40 base32 characters, of which the first 36 are
-# its unpadded encoding: 18 pairs of characters, 10 bits each, from the top (a table of
-# triples would save ~0.5 µs a hit and cost every sltd start 13 ms to build).
-_B32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-_B32_PAIRS = tuple(a + b for a in _B32_ALPHABET for b in _B32_ALPHABET)
-_PAIR_SHIFTS = tuple(range(190, 190 - 18 * 10, -10))
+_TOKEN_BYTES = _TOKEN.size + _MAC_BYTES
+_ID_CHARS = 1 + 2 * _TOKEN_BYTES  # "h" and the token in hex
 #: How long a hit id from a check can be revealed.
 HIT_ID_LIFETIME = dt.timedelta(minutes=30)
 
@@ -301,35 +296,30 @@ class HitIds:
 
     def mint(self, record_id: int, issued_at: dt.datetime, ncb: str) -> str:
         """A hit id for ``record_id``, bound to ``ncb`` and its issue time: "h" and the
-        unpadded lower-case base32 of the token (the stdlib encoder is pure Python, ~5 µs;
-        this one reads the token as one integer, two characters per table lookup)."""
+        hexadecimal token (record id, issue time, MAC): 45 characters, case-insensitive,
+        ~1.2 µs (a table-driven base32 in Python cost 3.6 µs; the stdlib's, 5 µs)."""
         payload = _TOKEN.pack(record_id, int(issued_at.timestamp()))
-        n = int.from_bytes(payload + self._mac(payload, ncb) + b"\0\0\0", "big")
-        return "h" + "".join([_B32_PAIRS[(n >> s) & 1023] for s in _PAIR_SHIFTS])
+        return "h" + (payload + self._mac(payload, ncb)).hex()
 
     def mint_many(self, record_ids: Sequence[int], issued_at: dt.datetime, ncb: str
                   ) -> pa.Array:
-        """:meth:`mint` for many records at once (screening), as an Arrow string array.
-
-        Each 22-byte token is padded to 25 bytes (a whole number of 5-byte base32 groups)
-        and all are base32-encoded at once in NumPy (the stdlib encoder is pure Python:
-        65 ms for 16k ids); the first 36 characters of each 40 are exactly the unpadded
-        base32 of the token. A test pins this to :meth:`mint`.
-        """
+        """:meth:`mint` for many records at once (screening), as an Arrow string array:
+        the tokens are hex-encoded together (each 22 bytes, so 44 characters) and "h"
+        is put before each in NumPy. A test pins this to :meth:`mint`."""
         ts = int(issued_at.timestamp())
+        pack, mac = _TOKEN.pack, self._mac
         tokens = bytearray()
         for record_id in record_ids:
-            payload = _TOKEN.pack(record_id, ts)
+            payload = pack(record_id, ts)
             tokens += payload
-            tokens += self._mac(payload, ncb)
-            tokens += b"\0\0\0"
-        n = len(tokens) // 25
-        text = b32_lower(np.frombuffer(bytes(tokens), np.uint8)).reshape(n, 40)
-        out = np.empty((n, 37), np.uint8)
+            tokens += mac(payload, ncb)
+        n = len(tokens) // _TOKEN_BYTES
+        out = np.empty((n, _ID_CHARS), np.uint8)
         out[:, 0] = ord("h")
-        out[:, 1:] = text[:, :36]
-        return pa.StringArray.from_buffers(
-            n, pa.py_buffer(np.arange(0, 37 * n + 1, 37, dtype=np.int32)), pa.py_buffer(out))
+        out[:, 1:] = np.frombuffer(tokens.hex().encode("ascii"), np.uint8).reshape(
+            n, _ID_CHARS - 1)
+        return pa.StringArray.from_buffers(n, pa.py_buffer(
+            np.arange(0, _ID_CHARS * n + 1, _ID_CHARS, dtype=np.int32)), pa.py_buffer(out))
 
     def verify(self, hit_id: str, ncb: str, *, now: dt.datetime) -> HitToken:
         """The token of ``hit_id`` if it was minted here for ``ncb``, less than
@@ -361,37 +351,17 @@ class HitIds:
         return token
 
     def _open(self, text: str, ncb: str) -> HitToken | None:
-        if not text.startswith("h"):
+        if len(text) != _ID_CHARS or not text.startswith("h"):
             return None
-        body = text[1:].upper()
         try:
-            raw = base64.b32decode(body + "=" * (-len(body) % 8))
-        except (ValueError, TypeError):
-            return None
-        if len(raw) != _TOKEN.size + _MAC_BYTES:
+            raw = bytes.fromhex(text[1:])
+        except ValueError:
             return None
         payload, mac = raw[: _TOKEN.size], raw[_TOKEN.size :]
         if not hmac.compare_digest(mac, self._mac(payload, ncb)):
             return None
         record_id, ts = _TOKEN.unpack(payload)
         return HitToken(record_id, dt.datetime.fromtimestamp(ts, dt.UTC))
-
-
-_B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", np.uint8)
-_B32_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)
-_BYTE_SHIFTS = np.arange(32, -1, -8, dtype=np.uint64)
-
-
-def b32_lower(data: np.ndarray) -> np.ndarray:
-    """Lower-case base32 (RFC 4648) of uint8 ``data`` whose length is a multiple of 5,
-    as a uint8 array of characters: :func:`base64.b32encode` vectorized.
-
-    Example:
-        >>> b32_lower(np.frombuffer(b"hello", np.uint8)).tobytes()
-        b'nbswy3dp'
-    """
-    groups = (data.reshape(-1, 5).astype(np.uint64) << _BYTE_SHIFTS).sum(axis=1)
-    return _B32[(groups[:, None] >> _B32_SHIFTS) & np.uint64(31)].reshape(-1)
 
 
 # --- first-level search -------------------------------------------------------------------

@@ -1,9 +1,7 @@
 """First-level checks: exact, partial and near hits, explanations, hit ids."""
 
-import base64
 import datetime as dt
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import assume, given
@@ -12,7 +10,6 @@ from hypothesis import strategies as st
 from sltd import HitIdError, InvalidNumber, MatchKind, Record, UnknownCountry, open_index
 from sltd.search import (
     HitIds,
-    b32_lower,
     classify,
     classify_table,
     edit1_variants,
@@ -118,12 +115,6 @@ def test_a_hit_id_minted_without_an_ncb_says_how_to_get_a_revealable_one():
     ids = HitIds(b"secret")
     with pytest.raises(HitIdError, match="without a searching NCB.*init --ncb"):
         ids.verify(ids.mint(7, t, ""), "DEU", now=t)
-
-
-@given(st.binary(max_size=60).map(lambda b: b + bytes(-len(b) % 5)))
-def test_vectorized_base32_equals_the_stdlib(data):
-    got = b32_lower(np.frombuffer(data, np.uint8)).tobytes()
-    assert got == base64.b32encode(data).lower()
 
 
 @given(st.lists(st.integers(0, 2**63 - 1), max_size=20), st.sampled_from(["FRA", "GS", ""]))

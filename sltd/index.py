@@ -35,7 +35,6 @@ from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock
 from sltd.database import Database
 from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
-from sltd.keyhash import key_hash
 from sltd.keyset import Keys, key_file_path
 from sltd.loader import LoadProgress, LoadReport
 from sltd.model import Alert, Hit, HitCase, HitDetails, Record
@@ -223,7 +222,7 @@ class Index:
         fold = fold_number(key[0])
         with db.write_lock:  # commit and publish in one hold: publication in commit order
             # the key file finds the record (every change is published under this lock)
-            ids = [r[0] for r in self._s.keys.snapshot().lookup(fold, key_hash(fold))
+            ids = [r[0] for r in self._s.keys.snapshot().lookup(fold.encode("ascii"))
                    if r[1:] == key]
             with db.write(on_rollback=self._s.audit.invalidate) as con:
                 if not ids or not store.withdraw(con, ids[0], key, now, reason):

@@ -89,6 +89,58 @@ _SIGN = 1 << 63
 _TWO64 = 1 << 64
 
 
+#: The probe hash's 128-bit odd multiplier (digits of the golden ratio and of pi).
+PROBE_MULTIPLIER = 0x9E3779B97F4A7C15_F39CC0605CEDC835
+_PROBE_LO = PROBE_MULTIPLIER & _M64
+_PROBE_HI = PROBE_MULTIPLIER >> 64
+
+
+def probe_hash_bytes(key: bytes) -> int:
+    """A cheap 64-bit hash of a folded key (ASCII bytes), unsigned: the middle 64 bits of
+    the key, read as a little-endian integer, times :data:`PROBE_MULTIPLIER`. One
+    multiplication, ~0.2 µs against ~1.2 µs for :func:`key_hash`: the key structures'
+    probe filter (:class:`sltd.keyset.KeyTable`) is addressed by it, so most absent keys
+    are answered without computing the key hash at all.
+
+    Multiply-shift hashing: the top bits depend on every bit of the first 16 characters
+    (characters 17 to 24 do not count; a filter of a superset is still a filter). Not a
+    key hash: it only decides which keys are worth one.
+
+    Example:
+        >>> probe_hash_bytes(b"X1234567") == int(probe_hashes(
+        ...     key_matrix(pa.array(["X1234567"])))[0])
+        True
+    """
+    return (_FROM_BYTES(key, "little") * PROBE_MULTIPLIER >> 64) & _M64
+
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+_32 = np.uint64(32)
+
+
+def _mul_high(x: np.ndarray, c: int) -> np.ndarray:
+    """The high 64 bits of each 128-bit product ``x * c`` (uint64 array, 64-bit ``c``),
+    from four 32-bit partial products (NumPy has no 128-bit integers)."""
+    c_lo, c_hi = np.uint64(c & 0xFFFFFFFF), np.uint64(c >> 32)
+    x_lo, x_hi = x & _LOW32, x >> _32
+    lo_lo, hi_lo, lo_hi = x_lo * c_lo, x_hi * c_lo, x_lo * c_hi
+    cross = (lo_lo >> _32) + (hi_lo & _LOW32) + lo_hi  # < 2**64: no carry lost
+    return (hi_lo >> _32) + (cross >> _32) + x_hi * c_hi
+
+
+def probe_hashes(matrix: np.ndarray) -> np.ndarray:
+    """:func:`probe_hash_bytes` of every row of an (n, w) zero-padded uint8 key matrix
+    (w a multiple of 8): the same middle 64 bits, as ``hi64(w0 * lo) + w0 * hi +
+    w1 * lo`` modulo 2**64 over the key's first two 64-bit words (uint64)."""
+    words = np.ascontiguousarray(matrix).view("<u8")
+    w0 = words[:, 0]
+    out = _mul_high(w0, _PROBE_LO)
+    out += w0 * np.uint64(_PROBE_HI)
+    if words.shape[1] > 1:
+        out += words[:, 1] * np.uint64(_PROBE_LO)
+    return out
+
+
 def country_code(country: str) -> int:
     """A country code's ASCII bytes as a little-endian integer (what the key structures
     compare countries by).

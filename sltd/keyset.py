@@ -45,7 +45,15 @@ import pyarrow.compute as pc
 from sltd import store
 from sltd.codes import DOC_TYPES
 from sltd.errors import IndexStateError
-from sltd.keyhash import country_code, fold_strings, key_hash
+from sltd.keyhash import (
+    country_code,
+    fold_matrix,
+    fold_strings,
+    key_hash,
+    key_hash_bytes,
+    probe_hash_bytes,
+    probe_hashes,
+)
 from sltd.normalize import MAX_LENGTH, fold_number
 
 log = logging.getLogger(__name__)
@@ -64,11 +72,16 @@ def _filter_shift(size: int) -> int:
 
 def _filter_slots(values: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each hash sits in a byte-blocked filter: (byte, two-bit mask). The byte is
-    the hash's top bits, offset to be non-negative (so sorted hashes give sorted bytes);
-    the two bits in it come from the six bits just below. Two bits a key cut false
-    positives ~2.5x against one (10M keys: ~1.5% of absent keys pass, not 3.7%)."""
-    byte = (values >> shift) + (1 << (63 - shift))
-    six = (values >> (shift - 6)) & 63
+    the hash's top bits, offset to be non-negative for int64 key hashes (so sorted hashes
+    give sorted bytes; uint64 probe hashes need no offset); the two bits in it come from
+    the six bits just below. Two bits a key cut false positives ~2.5x against one (10M
+    keys: ~1.5% of absent keys pass, not 3.7%)."""
+    if values.dtype == np.uint64:
+        byte = (values >> np.uint64(shift)).astype(np.int64)
+        six = ((values >> np.uint64(shift - 6)) & np.uint64(63)).astype(np.int64)
+    else:
+        byte = (values >> shift) + (1 << (63 - shift))
+        six = (values >> (shift - 6)) & 63
     first = six & 7
     second = (first + 1 + ((six >> 3) & 3)) & 7  # never the first bit
     one = np.uint8(1)
@@ -82,6 +95,15 @@ def _set_slots(bitmap: np.ndarray, values: np.ndarray, shift: int) -> None:
     byte, mask = _filter_slots(values, shift)
     first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
     bitmap[byte[first]] |= np.bitwise_or.reduceat(mask, first)
+
+
+def _probe_filter(probes: np.ndarray, size: int) -> tuple[int, np.ndarray]:
+    """(shift, bitmap): the probe filter of a table of ``size`` rows whose folded keys
+    have these :func:`sltd.keyhash.probe_hashes` (any order)."""
+    shift = _filter_shift(size)
+    bitmap = np.zeros(1 << (64 - shift), np.uint8)
+    _set_slots(bitmap, np.sort(probes), shift)
+    return shift, bitmap
 
 
 def _sorted_unique(hashes: Any) -> np.ndarray:
@@ -294,11 +316,13 @@ class KeyTable:
     """
 
     __slots__ = ("keys", "hashes", "ids", "offsets", "data", "types", "countries", "names",
-                 "codes", "max_id", "digest", "_iv", "_ov", "_dv", "_tv", "_cv")
+                 "codes", "max_id", "digest", "probe", "probe_test", "_iv", "_ov", "_dv",
+                 "_tv", "_cv")
 
     def __init__(self, keys: KeySet, ids: np.ndarray, offsets: np.ndarray, data: np.ndarray,
                  types: np.ndarray, countries: np.ndarray, names: Sequence[str],
-                 max_id: int, digest: Digest | None = None):
+                 max_id: int, digest: Digest | None = None,
+                 probe: tuple[int, np.ndarray] | None = None):
         self.keys = keys
         self.hashes = keys._array
         self.ids = ids
@@ -312,6 +336,14 @@ class KeyTable:
         #: The highest record id in this table or before it (ids only grow).
         self.max_id = max_id
         self.digest = _digest(self.hashes, ids) if digest is None else digest
+        #: The probe filter: (shift, bitmap) over the rows' folded keys'
+        #: :func:`sltd.keyhash.probe_hash_bytes`, as the key set's filter is over their
+        #: key hashes; built from the numbers when not given (in-memory tables).
+        self.probe = probe if probe is not None or not len(ids) else _probe_filter(
+            probe_hashes(fold_matrix(self._numbers())), len(ids))
+        #: What :meth:`KeySnapshot.lookup` reads of it: (shift, bitmap memoryview).
+        self.probe_test = None if self.probe is None else (self.probe[0],
+                                                           self.probe[1].data)
         # memoryviews: Python ints per index without NumPy calls (no GIL hand-over)
         self._iv = ids.data
         self._ov = offsets.data
@@ -455,7 +487,8 @@ class KeyTable:
     @property
     def nbytes(self) -> int:
         return int(self.keys.nbytes + self.ids.nbytes + self.offsets.nbytes
-                   + self.data.nbytes + self.types.nbytes + self.countries.nbytes)
+                   + self.data.nbytes + self.types.nbytes + self.countries.nbytes
+                   + (self.probe[1].nbytes if self.probe is not None else 0))
 
 
 def _codes(records: pa.Table, names: Sequence[str]
@@ -492,7 +525,7 @@ def _string_buffers(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 #: First bytes of a key file; the header follows as JSON.
 MAGIC = b"SLTDKEYS"
 #: Layout version of the key file (the hash is :data:`sltd.store.SCHEMA_VERSION`'s).
-FORMAT = 2
+FORMAT = 3
 _ALIGN = 64
 
 
@@ -515,6 +548,7 @@ class _Layout:
                  "offsets": (n + 1) * self.offset_dtype.itemsize, "types": n,
                  "countries": n * 2,
                  "filter": (1 << (64 - self.shift)) if self.filtered else 0,
+                 "probe": (1 << (64 - self.shift)) if n else 0,
                  "directory": ((1 << self.bits) + 1) * self.dir_dtype.itemsize
                  if self.filtered else 0}
         self.at: dict[str, int] = {}
@@ -540,6 +574,7 @@ def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
     sink: _Sink = _FileSink(path) if path is not None else _MemorySink()
     try:
         bitmap = np.zeros(1 << (64 - lay.shift) if lay.filtered else 0, np.uint8)
+        probe = np.zeros(1 << (64 - lay.shift) if n else 0, np.uint8)
         counts = np.zeros(1 << lay.bits if lay.filtered else 0, np.int64)
         row, chars = 0, 0
         offsets_tail = np.zeros(1, lay.offset_dtype)
@@ -559,6 +594,7 @@ def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
             sink.write(lay.at["types"] + row, types.tobytes())
             sink.write(lay.at["countries"] + row * 2, countries.astype(np.uint16).tobytes())
             sink.write(lay.data_at + chars, data.tobytes())
+            _set_slots(probe, np.sort(probe_hashes(fold_matrix(numbers))), lay.shift)
             if lay.filtered:
                 _set_slots(bitmap, hashes, lay.shift)
                 counts += np.bincount(_directory_top(hashes, lay.bits), minlength=len(counts))
@@ -566,6 +602,8 @@ def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
             chars += len(data)
         if row != n:  # the writer lock or a read-only snapshot keeps this from happening
             raise IndexStateError(f"{n} records were expected, {row} were read")
+        if n:
+            sink.write(lay.at["probe"], probe.tobytes())
         if lay.filtered:
             sink.write(lay.at["filter"], bitmap.tobytes())
             sink.write(lay.at["directory"], _directory(counts, n).astype(lay.dir_dtype)
@@ -708,7 +746,9 @@ def _table_from(buf: Any, header: dict[str, Any]) -> KeyTable:
                     np.frombuffer(buf, np.uint8, header["chars"], header["data_at"])
                     if header["chars"] else np.zeros(0, np.uint8),
                     section("types", np.uint8, n), section("countries", np.uint16, n),
-                    header["names"], header["max_id"], (digest[0], digest[1], digest[2]))
+                    header["names"], header["max_id"], (digest[0], digest[1], digest[2]),
+                    (header["shift"], section("probe", np.uint8, 1 << (64 - header["shift"])))
+                    if n else None)
 
 
 # --- snapshots ----------------------------------------------------------------------------
@@ -730,7 +770,7 @@ class KeySnapshot:
         []
     """
 
-    __slots__ = ("base", "delta", "withdrawn", "_base_keys", "_delta_keys")
+    __slots__ = ("base", "delta", "withdrawn", "_base_keys", "_delta_keys", "_probes")
 
     def __init__(self, base: KeyTable, delta: KeyTable | None = None,
                  withdrawn: frozenset[int] = frozenset()):
@@ -740,6 +780,8 @@ class KeySnapshot:
         self.withdrawn = withdrawn
         self._base_keys = base.keys
         self._delta_keys = self.delta.keys if len(self.delta) else None
+        self._probes = tuple(t.probe_test for t in (base, self.delta)
+                             if t.probe_test is not None)
 
     def with_keys(self, keys: pa.Table) -> KeySnapshot:
         """A new snapshot with the records of ``keys`` (:data:`sltd.store.KEY_COLUMNS`)
@@ -829,9 +871,23 @@ class KeySnapshot:
         return pairs.take(pa.array(np.sort(first))) if len(first) < pairs.num_rows \
             else pairs
 
-    def lookup(self, fold: str, h: int) -> list[tuple[int, str, str, str]]:
-        """:meth:`rows` of one folded key and its hash: the path of every check, most of
-        which end at the key set's filter."""
+    def lookup(self, folded: bytes) -> list[tuple[int, str, str, str]]:
+        """:meth:`rows` of one folded key (ASCII bytes): the path of every check. Most
+        end at the probe filters, on the cheap probe hash; the key hash is computed only
+        for the few keys that pass one."""
+        g = probe_hash_bytes(folded)
+        # the filter test (the twin of _filter_slots), inlined: one read of a bitmap
+        for test in self._probes:
+            shift, bits = test
+            six = (g >> (shift - 6)) & 63
+            first = six & 7
+            mask = (1 << first) | (1 << ((first + 1 + ((six >> 3) & 3)) & 7))
+            if bits[g >> shift] & mask == mask:
+                break
+        else:
+            return []
+        h = key_hash_bytes(folded)
+        fold = folded.decode("ascii")
         out: list[tuple[int, str, str, str]] = []
         i = self._base_keys.find(h)
         if i >= 0:

@@ -40,7 +40,7 @@ from rapidfuzz.distance import OSA, Levenshtein
 
 from sltd import codes
 from sltd.errors import HitIdError
-from sltd.keyhash import key_hash_bytes, matrix_hashes
+from sltd.keyhash import matrix_hashes
 from sltd.keyset import Keys
 from sltd.model import DocType, Hit, MatchKind
 from sltd.normalize import CONFUSIONS, MAX_LENGTH, canonical_number, fold_bytes
@@ -417,9 +417,8 @@ class Search:
         qcountry = _country(country) if country is not None else None
         folded = fold_bytes(canonical)
         keys = self.keys.snapshot()  # one snapshot for the whole check
-        fold = folded.decode()
-        # most checks end here: not listed, from memory (the key set's filter)
-        rows = keys.lookup(fold, key_hash_bytes(folded))
+        # most checks end here: not listed, from memory (the probe filter)
+        rows = keys.lookup(folded)
         if exact_only:
             return self._hits(canonical, qtype, qcountry, rows, True, ncb, now) if rows \
                 else []
@@ -429,7 +428,8 @@ class Search:
             chunk = variants[start:start + _PROBE_CHUNK]
             present = keys.present(matrix_hashes(chunk), qcountry)
             found.update(bytes(r) for r in chunk[np.flatnonzero(present)])
-        folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found) if f != fold]
+        folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found)
+                 if f != folded.decode("ascii")]
         if folds:
             rows += keys.rows(folds)
         return self._hits(canonical, qtype, qcountry, rows, False, ncb, now) if rows else []

@@ -128,6 +128,13 @@ def test_a_key_table_built_into_the_key_file_answers_like_one_built_in_memory(tm
     assert on_disk.keys.contains_any(hashes).tolist() == \
         in_memory.keys.contains_any(hashes).tolist()
     assert on_disk.digest == in_memory.digest
+    # every listed key passes both probe filters (a miss there is a wrong "not listed")
+    snap_disk, snap_memory = KeySnapshot(on_disk), KeySnapshot(in_memory)
+    for r in rows:
+        folded = fold_number(r[0]).encode()
+        assert snap_disk.lookup(folded), r
+        assert snap_memory.lookup(folded), r
+    assert snap_disk.lookup(b"X9999999") == []
 
 
 def _count_builds(monkeypatch):

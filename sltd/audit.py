@@ -33,8 +33,8 @@ Example:
     >>> with db.write() as con:
     ...     store.create_schema(con, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     >>> log = AuditLog(db)
-    >>> log.record_check(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "ana", "FRA", "X1234567",
-    ...                  "P", "FRA", "miss")
+    >>> log.record_check(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp(), "ana", "FRA",
+    ...                  "X1234567", "P", "FRA", "miss")
     >>> log.flush(); verify(db.cursor())
     AuditReport(entries=1, first_broken=None, reason=None)
 """
@@ -239,6 +239,19 @@ _NO_TEXT = pa.scalar(None, pa.string())
 _Entry = tuple[dt.datetime, str | None, str | None, str, str | None, str | None]
 
 
+def _from_seconds(at: float) -> dt.datetime:
+    """A check's time (seconds since the epoch) as a datetime, to the microsecond (as
+    :func:`_seconds` rounds it)."""
+    return _EPOCH_UTC + dt.timedelta(microseconds=round(at * 1e6))
+
+
+def _seconds(values: list[float]) -> pa.Array:
+    """Checks' times (seconds since the epoch) as the naive UTC timestamps ``audit``
+    stores, rounded to the microsecond, in NumPy."""
+    micros = np.rint(np.array(values, np.float64) * 1e6).astype(np.int64)
+    return pa.array(micros).cast(pa.timestamp("us"))
+
+
 def _times(values: list[dt.datetime]) -> pa.Array:
     """Times (aware, as clocks give them) as the naive UTC timestamps ``audit`` stores, in
     C: Arrow reads timedeltas from the epoch ~5x faster than datetimes, on each of which
@@ -255,8 +268,9 @@ def _check_rows(flat: list[Any], first: int) -> list[Row]:
     """Buffered checks (their fields in one flat list) as ``audit`` rows from ``first``
     (few of them: :func:`_checks_table` for many)."""
     width = len(_CHECK)
-    return [(seq, at, officer or None, ncb or None, "check", f"{number} {doc_type} {country}",
-             result) for seq, (at, officer, ncb, number, doc_type, country, result)
+    return [(seq, _from_seconds(at), officer or None, ncb or None, "check",
+             f"{number} {doc_type} {country}", result)
+            for seq, (at, officer, ncb, number, doc_type, country, result)
             in enumerate(zip(*(flat[i::width] for i in range(width)), strict=True), first)]
 
 
@@ -268,7 +282,7 @@ def _checks_table(flat: list[Any], first: int) -> pa.Table:
         pa.array(flat[i::len(_CHECK)], pa.string()) for i in range(1, len(_CHECK)))
     return pa.Table.from_arrays([
         pa.array(np.arange(first, first + n, dtype=np.int64)),
-        _times(flat[0::len(_CHECK)]),
+        _seconds(flat[0::len(_CHECK)]),
         pc.if_else(pc.equal(officer, ""), _NO_TEXT, officer),
         pc.if_else(pc.equal(ncb, ""), _NO_TEXT, ncb),
         pa.repeat("check", n),
@@ -336,9 +350,11 @@ class AuditLog:
         """How many checks fill the buffer (and wake the writer thread)."""
         return self._wake_at // len(_CHECK)
 
-    def record_check(self, at: dt.datetime, officer: str, ncb: str, number: str,
+    def record_check(self, at: float, officer: str, ncb: str, number: str,
                      doc_type: str | None, country: str | None, result: str) -> None:
-        """Buffer a check (the hot path: one append; formatted and hashed when written)."""
+        """Buffer a check made at ``at`` (seconds since the epoch: reading a clock as a
+        float is 6x cheaper than as a datetime). The hot path: one append; formatted and
+        hashed when written."""
         if self.enabled:
             checks = self._checks
             checks += (at, officer, ncb, number, doc_type, country, result)

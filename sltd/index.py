@@ -32,7 +32,7 @@ import pyarrow as pa
 from sltd import alerts, codes, loader, store, workflow
 from sltd.audit import AuditLog, AuditReport
 from sltd.audit import verify as verify_audit
-from sltd.clock import Clock, SystemClock
+from sltd.clock import Clock, SystemClock, timestamp_of
 from sltd.database import Database
 from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
 from sltd.keyset import Keys, key_file_path
@@ -96,7 +96,7 @@ class Index:
         self.path = os.fspath(path)
         #: The schema version this open migrated the file from (None: it was current).
         self.migrated_from: int | None = None
-        self.clock: Clock = clock or SystemClock()
+        self.clock = clock or SystemClock()
         self._read_only = read_only
         self._db = Database.open(self.path, create=create, read_only=read_only, wait=wait)
         try:
@@ -139,6 +139,16 @@ class Index:
     def __len__(self) -> int:
         row = store.one(self._db.cursor(), "SELECT count(*) FROM records")
         return int(row[0]) if row else 0
+
+    @property
+    def clock(self) -> Clock:
+        """Where this index's times come from (injected: tests drive it)."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
+        self._timestamp = timestamp_of(clock)  # what checks read: seconds, no datetime
 
     @property
     def key_set_bytes(self) -> int:
@@ -253,10 +263,13 @@ class Index:
             >>> [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")]
             [('near', 'X1234567')]
         """
-        who, now = self._searching(ncb), self.clock.now()
-        hits = self._s.search.check(number, doc_type, country, ncb=who, now=now,
+        who, at = self._searching(ncb), self._timestamp()
+        hits = self._s.search.check(number, doc_type, country, ncb=who, now=at,
                                     exact_only=exact_only)
-        return self._audited(now, hits, number, doc_type, country, who, officer)
+        if not self._read_only:
+            self._s.audit.record_check(at, officer, who, number, doc_type, country,
+                                       _summary(hits) if hits else "miss")
+        return hits
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
                   ncb: str | None = None, officer: str = "") -> MRZCheck:
@@ -276,20 +289,15 @@ class Index:
             (('document number', 'composite'), [('near', "'0' read as 'O' at position 6")])
         """
         read = parse_mrz(mrz)
-        who, now = self._searching(ncb), self.clock.now()
-        hits = self._s.search.check_mrz(read, ncb=who, now=now, exact_only=exact_only)
-        return MRZCheck(read, self._audited(now, hits, read.number, read.doc_type,
-                                            read.country, who, officer))
+        who, at = self._searching(ncb), self._timestamp()
+        hits = self._s.search.check_mrz(read, ncb=who, now=at, exact_only=exact_only)
+        if not self._read_only:
+            self._s.audit.record_check(at, officer, who, read.number, read.doc_type,
+                                       read.country, _summary(hits))
+        return MRZCheck(read, hits)
 
     def _searching(self, ncb: str | None) -> str:
         return _ncb(ncb, "ncb") if ncb else self._s.home_ncb
-
-    def _audited(self, now: dt.datetime, hits: list[Hit], number: str, doc_type: str | None,
-                 country: str | None, ncb: str, officer: str) -> list[Hit]:
-        if not self._read_only:
-            self._s.audit.record_check(now, officer, ncb, number, doc_type, country,
-                                       _summary(hits))
-        return hits
 
 
     def reveal(self, hit_id: str, *, officer: str, ncb: str | None = None) -> HitDetails:

@@ -449,7 +449,7 @@ def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds
         "row": hits["row"], **{k: hits[k].cast(pa.string()) for k in keep},
         "record_number": hits["record_number"], "record_type": hits["record_type"],
         "record_country": hits["record_country"],
-        "hit_id": hit_ids.mint_many(hits["record_id"].to_pylist(), now, ncb),
+        "hit_id": hit_ids.mint_many(hits["record_id"].to_pylist(), now.timestamp(), ncb),
         "match": hits["match"], "score": hits["score"],
         "explanation": hits["explanation"]}, schema=schema)
 

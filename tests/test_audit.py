@@ -193,8 +193,8 @@ def trail():
         checks = size - 1 if i % 2 else size
         for _ in range(checks):
             seq += 1
-            log.record_check(T0 + dt.timedelta(seconds=seq), f"officer {seq}", "DEU",
-                             f"X{seq:07d}", "P" if seq % 3 else None, "FRA", "miss")
+            log.record_check((T0 + dt.timedelta(seconds=seq)).timestamp(), f"officer {seq}",
+                             "DEU", f"X{seq:07d}", "P" if seq % 3 else None, "FRA", "miss")
         if i % 2:
             seq += 1
             with db.write() as con:
@@ -419,7 +419,8 @@ check_text = st.one_of(st.sampled_from(["", "K. Weber", "é", "a\x1fb"]), st.tex
                           st.sampled_from([None, "P", "I"]), st.sampled_from([None, "FRA"]),
                           check_text), min_size=1, max_size=40))
 def test_checks_are_formatted_alike_in_arrow_and_in_python(checks):
-    flat = [v for i, c in enumerate(checks) for v in (T0 + dt.timedelta(microseconds=i), *c)]
+    flat = [v for i, c in enumerate(checks)
+            for v in ((T0 + dt.timedelta(microseconds=i)).timestamp(), *c)]
     table = audit._checks_table(flat, 5)
     assert audit._rows(table) == [
         (seq, at.replace(tzinfo=None), *rest) for seq, at, *rest in audit._check_rows(flat, 5)]
@@ -436,7 +437,7 @@ def test_a_large_batch_stores_the_digests_and_hash_the_references_give(checks, e
         store.create_schema(con, T0)
     log = AuditLog(db, buffer_size=10**6)
     for i, check in enumerate(checks):
-        log.record_check(T0 + dt.timedelta(microseconds=i), *check)
+        log.record_check((T0 + dt.timedelta(microseconds=i)).timestamp(), *check)
     with db.write() as con:
         for actor, ncb, action, subject, result in entries:
             log.record(T0, action, actor=actor, ncb=ncb, subject=subject, result=result)
@@ -473,8 +474,8 @@ def _log_on_file(tmp_path, buffer_size):
 
 def _record(log, n, start=0):
     for i in range(start, start + n):
-        log.record_check(T0 + dt.timedelta(microseconds=i), "A", "DEU", f"X{i:07d}", "P",
-                         "FRA", "miss")
+        log.record_check((T0 + dt.timedelta(microseconds=i)).timestamp(), "A", "DEU",
+                         f"X{i:07d}", "P", "FRA", "miss")
 
 
 def test_a_check_that_fills_the_buffer_never_waits_behind_a_write(tmp_path):

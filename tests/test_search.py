@@ -91,7 +91,7 @@ def test_hit_is_first_level_only(listed):
 def test_hit_ids_are_bound_to_the_searching_ncb_and_unforgeable():
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     ids = HitIds(b"secret")
-    h = ids.mint(7, t, "FRA")
+    h = ids.mint(7, t.timestamp(), "FRA")
     assert ids.verify(h, "FRA", now=t).record_id == 7
     for other, hit_id, ncb in ((ids, h, "DEU"), (HitIds(b"other"), h, "FRA"),
                                (ids, h[:-2] + "aa", "FRA"), (ids, "garbage!", "FRA")):
@@ -107,22 +107,22 @@ def test_hit_ids_from_the_future_or_too_old_are_refused(later, message):
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     ids = HitIds(b"secret")
     with pytest.raises(HitIdError, match=message):
-        ids.verify(ids.mint(7, t, "FRA"), "FRA", now=t + later)
+        ids.verify(ids.mint(7, t.timestamp(), "FRA"), "FRA", now=t + later)
 
 
 def test_a_hit_id_minted_without_an_ncb_says_how_to_get_a_revealable_one():
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     ids = HitIds(b"secret")
     with pytest.raises(HitIdError, match="without a searching NCB.*init --ncb"):
-        ids.verify(ids.mint(7, t, ""), "DEU", now=t)
+        ids.verify(ids.mint(7, t.timestamp(), ""), "DEU", now=t)
 
 
 @given(st.lists(st.integers(0, 2**63 - 1), max_size=20), st.sampled_from(["FRA", "GS", ""]))
 def test_batch_hit_ids_equal_single_ones_and_verify(record_ids, ncb):
     t = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
     minter = HitIds(b"secret")
-    ids = minter.mint_many(record_ids, t, ncb).to_pylist()
-    assert ids == [minter.mint(r, t, ncb) for r in record_ids]
+    ids = minter.mint_many(record_ids, t.timestamp(), ncb).to_pylist()
+    assert ids == [minter.mint(r, t.timestamp(), ncb) for r in record_ids]
     assert [minter.verify(h, ncb, now=t).record_id for h in ids] == record_ids
 
 

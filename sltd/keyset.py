@@ -46,6 +46,7 @@ from sltd import store
 from sltd.codes import DOC_TYPES
 from sltd.errors import IndexStateError
 from sltd.keyhash import (
+    FOLD_TABLE,
     country_code,
     fold_matrix,
     fold_strings,
@@ -54,7 +55,7 @@ from sltd.keyhash import (
     probe_hash_bytes,
     probe_hashes,
 )
-from sltd.normalize import MAX_LENGTH, fold_number
+from sltd.normalize import MAX_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -406,20 +407,21 @@ class KeyTable:
             h = key_hash(fold) if hashes is None else hashes[k]
             i = self.keys.find(h)
             if i >= 0:
-                self.rows_at(i, h, fold, withdrawn, out)
+                self.rows_at(i, h, fold.encode("ascii"), withdrawn, out)
         return out
 
-    def rows_at(self, i: int, h: int, fold: str, withdrawn: frozenset[int] | set[int],
+    def rows_at(self, i: int, h: int, folded: bytes, withdrawn: frozenset[int] | set[int],
                 out: list[tuple[int, str, str, str]]) -> None:
-        """Append to ``out`` the rows of ``fold`` from row ``i``, the first of hash ``h``."""
+        """Append to ``out`` the rows of the folded key ``folded`` (ASCII bytes) from row
+        ``i``, the first of hash ``h``."""
         n = len(self.hashes)
         hv, ids, offsets, data = self.keys._view, self._iv, self._ov, self._dv
         while i < n and hv[i] == h:
             record_id = ids[i]
             if record_id not in withdrawn:
-                number = str(data[offsets[i]:offsets[i + 1]], "ascii")
-                if fold_number(number) == fold:
-                    out.append((record_id, number, _TYPE_CODES[self._tv[i]],
+                number = bytes(data[offsets[i]:offsets[i + 1]])
+                if number.translate(FOLD_TABLE) == folded:  # not a hash collision
+                    out.append((record_id, number.decode("ascii"), _TYPE_CODES[self._tv[i]],
                                 self.names[self._cv[i]]))
             i += 1
 
@@ -887,15 +889,14 @@ class KeySnapshot:
         else:
             return []
         h = key_hash_bytes(folded)
-        fold = folded.decode("ascii")
         out: list[tuple[int, str, str, str]] = []
         i = self._base_keys.find(h)
         if i >= 0:
-            self.base.rows_at(i, h, fold, self.withdrawn, out)
+            self.base.rows_at(i, h, folded, self.withdrawn, out)
         if self._delta_keys is not None:
             i = self._delta_keys.find(h)
             if i >= 0:
-                self.delta.rows_at(i, h, fold, self.withdrawn, out)
+                self.delta.rows_at(i, h, folded, self.withdrawn, out)
         return out
 
     def __len__(self) -> int:

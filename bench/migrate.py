@@ -27,6 +27,7 @@ from _common import DATA, machine, peak_rss_gib, print_table, records_parquet  #
 
 from sltd import open_index  # noqa: E402
 from sltd.keyhash import key_hashes  # noqa: E402
+from sltd.store import SCHEMA_VERSION  # noqa: E402
 
 _P = (1 << 61) - 1
 
@@ -87,7 +88,8 @@ def main() -> None:
     for f in (work, Path(f"{work}.wal")):
         f.unlink(missing_ok=True)
     label = f"{n / 1e6:g}M"
-    rows = [(f"[{label}] migrate schema 1 -> 2 (writable open, one transaction)",
+    rows = [(f"[{label}] migrate schema 1 -> {SCHEMA_VERSION} (writable open, one "
+             "transaction)",
              f"{migrate:.1f} s", "-", "-")]
     begins = [0.0, *(at for at, _ in steps)]
     ends = [*(at for at, _ in steps), migrate]

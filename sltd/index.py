@@ -37,7 +37,7 @@ from sltd.database import Database
 from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
 from sltd.keyset import Keys, key_file_path
 from sltd.loader import LoadProgress, LoadReport
-from sltd.model import Alert, Hit, HitCase, HitDetails, Record
+from sltd.model import Alert, Hit, HitCase, HitDetails, MatchKind, Record
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
 from sltd.search import HitIds, Search
@@ -268,7 +268,7 @@ class Index:
                                     exact_only=exact_only)
         if not self._read_only:
             self._s.audit.record_check(at, officer, who, number, doc_type, country,
-                                       _summary(hits) if hits else "miss")
+                                       _summary(hits))
         return hits
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
@@ -411,11 +411,15 @@ class Index:
         return s
 
 
+_ONE = {kind: f"{kind.value} 1" for kind in MatchKind}
+
+
 def _summary(hits: list[Hit]) -> str:
+    """A check's result as the audit stores it: "miss", or the hits by kind."""
     if not hits:
         return "miss"
     if len(hits) == 1:
-        return f"{hits[0].match.value} 1"
+        return _ONE[hits[0].match]
     kinds: dict[str, int] = {}
     for h in hits:
         kinds[h.match.value] = kinds.get(h.match.value, 0) + 1

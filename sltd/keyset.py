@@ -210,6 +210,19 @@ class KeySet:
         i = bisect_left(self._view, h, directory[top], hi)
         return i if i < hi and self._view[i] == h else -1
 
+    def locate(self, h: int) -> int:
+        """:meth:`find` without the filter, for a hash that passed another filter (the
+        probe filter of :meth:`KeySnapshot.lookup`): most are present."""
+        f = self._scalar
+        if f is None:
+            i = bisect_left(self._view, h, 0, self._size)
+            return i if i < self._size and self._view[i] == h else -1
+        top = (h >> f[3]) + f[4]
+        directory = f[5]
+        hi = directory[top + 1]
+        i = bisect_left(self._view, h, directory[top], hi)
+        return i if i < hi and self._view[i] == h else -1
+
     def __contains__(self, h: int) -> bool:
         return self.find(h) >= 0
 
@@ -890,11 +903,11 @@ class KeySnapshot:
             return []
         h = key_hash_bytes(folded)
         out: list[tuple[int, str, str, str]] = []
-        i = self._base_keys.find(h)
+        i = self._base_keys.locate(h)
         if i >= 0:
             self.base.rows_at(i, h, folded, self.withdrawn, out)
         if self._delta_keys is not None:
-            i = self._delta_keys.find(h)
+            i = self._delta_keys.locate(h)
             if i >= 0:
                 self.delta.rows_at(i, h, folded, self.withdrawn, out)
         return out

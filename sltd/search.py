@@ -449,6 +449,14 @@ class Search:
     def _hits(self, canonical: str, qtype: str | None, qcountry: str | None,
               rows: list[tuple[int, str, str, str]], exact_only: bool, ncb: str,
               now: float) -> list[Hit]:
+        if len(rows) == 1:  # the usual hit: one record, nothing to rank
+            record_id, number, rtype, rcountry = rows[0]
+            match = classify(canonical, qtype, qcountry, number, rtype, rcountry,
+                             exact_only=exact_only)
+            if match is None:
+                return []
+            return [Hit(self.hit_ids.mint(record_id, now, ncb), number, _DOC_TYPES[rtype],
+                        rcountry, *match)]
         ranked = []
         for record_id, number, rtype, rcountry in rows:
             match = classify(canonical, qtype, qcountry, number, rtype, rcountry,

@@ -1,19 +1,22 @@
-"""Near-miss search: latency against brute force, and a labelled quality evaluation.
+"""Near-miss search: latency against brute force, and the near-miss policy's quality.
 
-Latency: sltd's default check (exact + partial + near) of clean documents and of listed
-documents read with one error, against the brute-force baseline a user would write with
-rapidfuzz: ``process.extract`` over every number of the queried country with the OSA
-distance (a transposition counts one edit), cut off at 1.
+Latency (randomly numbered lists, ``--sizes``): sltd's default check (exact + partial +
+near) of clean documents and of listed documents read with one error, against the
+brute-force baseline a user would write with rapidfuzz: ``process.extract`` over every
+number of the queried country with the OSA distance (a transposition counts one edit),
+cut off at 1.
 
-Quality: listed documents queried with one injected error of each kind (substitution,
-insertion, deletion, neighbour transposition, one OCR confusion, every confusable character
-confused at once, one confusion plus one substitution) must be found (recall), and clean
-unlisted documents of the same shapes must not raise near-miss hits (spurious rate). The
-evaluation runs twice: numbers as typed, and whole MRZs as a passport reader reads them
-(check digits printed for the true number, so a misreading usually fails its digit).
+Quality (lists numbered by issuance ranges, ``--quality-sizes``; dense: a clean number
+often has listed neighbours one edit away): listed documents queried with one injected
+error of each class (OCR confusion, transposition, insertion, deletion, substitution)
+must be found: typed (as a near hit; as a near hit or a lead; as a near hit when the
+document's expiry date is given) and read from an MRZ (check digits and expiry printed for
+the true document, so a misreading usually fails the number's digit). Clean documents
+issued from the same ranges must not raise near hits: the share raising a near hit or a
+lead, typed and read from an MRZ.
 
-    python bench/near_miss.py                    # 1M and 10M records
-    python bench/near_miss.py --sizes 100000     # quick
+    python bench/near_miss.py                    # latency at 1M, 10M; quality at 10M, 130M
+    python bench/near_miss.py --sizes 100000 --quality-sizes 1000000 --queries 2000
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -32,18 +37,20 @@ from rapidfuzz.distance import OSA
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (  # noqa: E402
     DATA,
+    build_sltd,
     fmt_us,
     latencies,
     machine,
     pct,
     print_table,
+    ranges_parquet,
     ratio,
     records_parquet,
     sample_queries,
 )
 
 from sltd import MatchKind, canonical_number, open_index  # noqa: E402
-from sltd.synth import ERROR_KINDS, MRZ_CODES, inject_error, synth_mrz  # noqa: E402
+from sltd.synth import MRZ_CODES, inject_error, synth_mrz  # noqa: E402
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -70,7 +77,7 @@ def open_bench_index(n: int):
     return ix, build, time.perf_counter() - t
 
 
-def run(n: int, k: int, brute_queries: int) -> tuple[list, list]:
+def run(n: int, k: int, brute_queries: int) -> list:
     path = records_parquet(n)
     index, build, open_s = open_bench_index(n)
     listed, unlisted = sample_queries(path, k, seed=3)
@@ -112,81 +119,130 @@ def run(n: int, k: int, brute_queries: int) -> tuple[list, list]:
     if build is not None:
         lat.append((f"[{label}] index build", f"{build:.1f} s", "-", "-"))
 
-    # --- quality ---------------------------------------------------------------------
-    quality = []
-    for kind in ERROR_KINDS:
-        found = tried = 0
-        ranks = []
-        for q in listed[:k]:
-            bad = inject(q[0], kind, rng)
-            if bad is None or len(bad) < 3 or bad == q[0]:
-                continue
-            tried += 1
-            hits = index.check(bad, q[1], q[2])
-            pos = next((i for i, h in enumerate(hits)
-                        if h.number == q[0] and h.country == q[2]), None)
-            if pos is not None:
-                found += 1
-                ranks.append(pos)
-        quality.append((f"[{label}] recall: {kind}", f"{found / tried:.2%} of {tried}",
-                        f"true record ranked first in {sum(r == 0 for r in ranks) / max(1, len(ranks)):.1%}",  # noqa: E501
-                        ""))
-    spurious = 0
-    for q in unlisted:
-        if any(h.match is MatchKind.NEAR for h in index.check(*q)):
-            spurious += 1
-    quality.append((f"[{label}] clean queries with a near-miss hit",
-                    f"{spurious} of {len(unlisted)} ({spurious / len(unlisted):.3%})", "", ""))
-    # a 4x larger clean sample: the MRZ rate is low enough that 5,000 queries see ~1 hit
-    _, more_clean = sample_queries(path, 4 * k, seed=4)
-    quality += mrz_quality(index, label, listed[:k], more_clean, rng)
     index.close()
-    return lat, quality
+    return lat
 
 
-def mrz_quality(index, label: str, listed: list[tuple], unlisted: list[tuple],
-                rng: np.random.Generator) -> list[tuple]:
-    """The same evaluation with the documents' MRZs read by a passport reader: a misread
-    number keeps the check digits printed for the true one (types with an MRZ code,
-    numbers of at most 9 characters)."""
-    def has_mrz(q: tuple) -> bool:
-        return q[1] in MRZ_CODES and len(q[0]) <= 9
+# --- quality: the near-miss policy on ranges-numbered lists ------------------------------
 
-    rows = []
-    for kind in ERROR_KINDS:
-        found = tried = 0
-        for q in filter(has_mrz, listed):
-            bad = inject(q[0], kind, rng)
-            if bad is None or not 3 <= len(bad) <= 9 or bad == q[0]:
+#: The reading errors of the quality table, by the class a near hit or lead reports.
+CLASSES = {"ocr (one)": "OCR confusion", "transposition": "transposition",
+           "insertion": "insertion", "deletion": "deletion", "substitution": "substitution"}
+
+
+def _rows(table, k: int, rng: np.random.Generator) -> list[dict]:
+    idx = rng.choice(table.num_rows, size=min(k, table.num_rows), replace=False)
+    return table.take(pa.array(np.sort(idx))).to_pylist()
+
+
+def _yymmdd(d) -> str:
+    return d.strftime("%y%m%d") if d else "310415"
+
+
+def quality(n: int, k: int) -> list[tuple]:
+    """Recall per error class and the share of clean documents raising a near hit or a
+    lead, typed (without and with the document's expiry date) and read from an MRZ, on a
+    ranges-numbered list (dense: most clean numbers have listed neighbours one edit
+    away), with clean documents from the same issued ranges."""
+    records, manifest = ranges_parquet(n, manifest_rows=min(n, 1_000_000))
+    db = DATA / f"world_{n}.duckdb"
+    if not db.exists():
+        build_sltd(records, db)
+    index = open_index(db)
+    label = f"{n / 1e6:g}M ranges"
+    rng = np.random.default_rng(11)
+    pf = pq.ParquetFile(records)
+    groups = rng.choice(pf.num_row_groups, size=min(20, pf.num_row_groups), replace=False)
+    rec = pf.read_row_groups(sorted(groups.tolist()), columns=[
+        "document_number", "document_type", "issuing_country", "status", "date_of_expiry"])
+    rec = rec.filter(pc.and_(pc.not_equal(rec["status"], "stolen_blank"),
+                             pc.is_valid(rec["date_of_expiry"])))
+    listed = _rows(rec, k, rng)
+    man = pq.read_table(manifest, columns=["document_number", "document_type",
+                                           "issuing_country", "date_of_expiry", "listed"])
+    clean = _rows(man.filter(pc.invert(man["listed"])), k, rng)
+
+    def has_mrz(r: dict) -> bool:
+        return r["document_type"] in MRZ_CODES and len(r["document_number"]) <= 9
+
+    def key(r: dict) -> tuple:
+        return r["document_number"], r["document_type"], r["issuing_country"]
+
+    def finds(hits, r: dict, tiers: tuple) -> bool:
+        return any(h.number == r["document_number"] and h.country == r["issuing_country"]
+                   and h.match.value in tiers for h in hits)
+
+    out = []
+    for kind, name in CLASSES.items():
+        typed = lead = dated = mrz = mrz_detected = tried = tried_mrz = detected = 0
+        for r in listed:
+            bad = inject(r["document_number"], kind, rng)
+            if bad is None or len(bad) < 3 or bad == r["document_number"]:
                 continue
             tried += 1
-            hits = index.check_mrz(synth_mrz(q[0], q[1], q[2], read_as=bad)).hits
-            found += any(h.number == q[0] and h.country == q[2] for h in hits)
-        rows.append((f"[{label}] MRZ recall: {kind}", f"{found / max(1, tried):.2%} of {tried}",
-                     "", ""))
-    clean = [q for q in unlisted if has_mrz(q)]
-    spurious = sum(
-        any(h.match is MatchKind.NEAR for h in index.check_mrz(synth_mrz(*q)).hits)
-        for q in clean)
-    rows.append((f"[{label}] clean MRZ queries with a near-miss hit",
-                 f"{spurious} of {len(clean)} ({spurious / max(1, len(clean)):.3%})", "", ""))
-    return rows
+            hits = index.check(bad, r["document_type"], r["issuing_country"], leads=True)
+            typed += finds(hits, r, ("near",))
+            lead += finds(hits, r, ("near", "lead"))
+            dated += finds(index.check(bad, r["document_type"], r["issuing_country"],
+                                       expiry=r["date_of_expiry"]), r, ("near",))
+            if has_mrz(r) and len(bad) <= 9:
+                tried_mrz += 1
+                read = index.check_mrz(synth_mrz(*key(r), read_as=bad,
+                                                 expiry=_yymmdd(r["date_of_expiry"])))
+                found = finds(read.hits, r, ("near",))
+                mrz += found
+                if "document number" in read.mrz.failed_checks:
+                    detected += 1
+                    mrz_detected += found
+        out.append((f"[{label}] recall, {name}: typed hit / typed hit or lead / typed "
+                    "with expiry", f"{typed / tried:.1%} / {lead / tried:.1%} / "
+                    f"{dated / tried:.1%} of {tried}", "", ""))
+        out.append((f"[{label}] recall, {name}: MRZ hit (misreads the digit detects)",
+                    f"{mrz / max(1, tried_mrz):.1%} ({mrz_detected / max(1, detected):.1%} "
+                    f"of {detected})", "", ""))
+    near_typed = lead_typed = near_dated = near_mrz = mrz_n = 0
+    for r in clean:
+        hits = index.check(*key(r), leads=True)
+        near_typed += any(h.match is MatchKind.NEAR for h in hits)
+        lead_typed += any(h.match is MatchKind.LEAD for h in hits)
+        near_dated += any(h.match is MatchKind.NEAR for h in index.check(
+            *key(r), expiry=r["date_of_expiry"]))
+        if has_mrz(r):
+            mrz_n += 1
+            near_mrz += any(h.match is MatchKind.NEAR for h in index.check_mrz(
+                synth_mrz(*key(r), expiry=_yymmdd(r["date_of_expiry"]))).hits)
+    m = len(clean)
+    out += [
+        (f"[{label}] clean typed documents with a near hit / with a lead",
+         f"{near_typed / m:.2%} / {lead_typed / m:.1%} of {m}", "", ""),
+        (f"[{label}] clean typed documents with a near hit, expiry given",
+         f"{near_dated / m:.2%} of {m}", "", ""),
+        (f"[{label}] clean MRZ reads with a near hit", f"{near_mrz / max(1, mrz_n):.2%} of "
+         f"{mrz_n}", "", ""),
+    ]
+    index.close()
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--sizes", default="1000000,10000000",
+                    help="latency: records of the randomly numbered lists")
+    ap.add_argument("--quality-sizes", default="10000000,130000000",
+                    help="quality: records of the ranges-numbered lists (the 130M one is "
+                    "bench/world.py's index, built if missing)")
     ap.add_argument("--queries", type=int, default=10000)
     ap.add_argument("--brute", type=int, default=30, help="brute-force baseline queries")
     args = ap.parse_args()
     print(machine())
     lat, qual = [], []
-    for n in (int(float(s)) for s in args.sizes.split(",")):
-        a, b = run(n, args.queries, args.brute)
-        lat += a
-        qual += b
-    print_table(lat, "Near-miss latency (baseline: rapidfuzz.process over the country)")
-    print_table(qual, "Near-miss quality (labelled, generated)")
+    for n in (int(float(s)) for s in args.sizes.split(",") if s):
+        lat += run(n, args.queries, args.brute)
+    for n in (int(float(s)) for s in args.quality_sizes.split(",") if s):
+        qual += quality(n, args.queries)
+    if lat:
+        print_table(lat, "Near-miss latency (baseline: rapidfuzz.process over the country)")
+    print_table(qual, "Near-miss policy: recall and noise (labelled, generated)")
 
 
 if __name__ == "__main__":

@@ -280,33 +280,45 @@ def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--mrz", help="Check by machine-readable zone instead of NUMBER (lines "
               "separated by newlines).")
 @click.option("--exact-only", is_flag=True, help="Skip near-miss search.")
+@click.option("--expiry", metavar="DATE", help="The document's expiry date (YYYY-MM-DD): "
+              "a listed number one edit away with this expiry date is a near hit, not a "
+              "lead.")
+@click.option("--leads", is_flag=True, help="Also show leads: listed numbers one edit away "
+              "that no evidence supports (never a hit: they do not change the exit code).")
 @ncb_option
 @officer_option
 @json_option
 @click.pass_context
 def check(ctx: click.Context, number: str | None, doc_type: str | None, country: str | None,
-          mrz: str | None, exact_only: bool, ncb: str | None, officer: str,
-          as_json: bool) -> None:
-    """First-level check of one document, by NUMBER or --mrz. Exit 1 if listed, 0 if not."""
+          mrz: str | None, exact_only: bool, expiry: str | None, leads: bool,
+          ncb: str | None, officer: str, as_json: bool) -> None:
+    """First-level check of one document, by NUMBER or --mrz. Exit 1 if listed (a hit),
+    0 if not (leads are not hits)."""
     if (number is None) == (mrz is None):
         raise click.UsageError("give either NUMBER or --mrz")
-    if mrz is not None and (doc_type or country):
-        raise click.UsageError("--type and --country come from the MRZ; do not give them")
+    if mrz is not None and (doc_type or country or expiry):
+        raise click.UsageError("--type, --country and --expiry come from the MRZ; do not "
+                               "give them")
     index = _open(ctx)
     read: MRZ | None = None
     if mrz is not None:
-        result = index.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer)
-        hits, read = result.hits, result.mrz
+        result = index.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
+                                 leads=leads)
+        found, read = result.hits, result.mrz
     else:
         assert number is not None
-        hits = index.check(number, doc_type, country, exact_only=exact_only, ncb=ncb,
-                           officer=officer)
+        found = index.check(number, doc_type, country, exact_only=exact_only, ncb=ncb,
+                            officer=officer, expiry=expiry, leads=leads)
+    hits = [h for h in found if h.match.is_hit]
+    lead_hits = [h for h in found if not h.match.is_hit]
     if hits and not ncb and not index.home_ncb:
         click.echo("note: no searching NCB (no --ncb, and the index has no home NCB), so "
                    "no NCB can reveal these hit ids; set one with `sltd init --ncb CODE`",
                    err=True)
     if as_json:
         out: dict[str, Any] = {"hits": [h.as_dict() for h in hits]}
+        if leads:
+            out["leads"] = [h.as_dict() for h in lead_hits]
         if read is not None:
             out["mrz"] = read.as_dict()
         _echo_json(out)
@@ -318,16 +330,17 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
                        f"{state}")
         if not hits:
             click.echo("no hit: not listed")
-        for h in hits:
+        for h in hits + lead_hits:
             click.echo(_hit_line(h))
     ctx.exit(EXIT_HIT if hits else 0)
 
 
 def _hit_line(h: Hit) -> str:
-    line = (f"HIT {h.match.value:<7} {h.number:<12} {h.doc_type!s:<2} {h.country}  "
-            f"hit_id={h.hit_id}")
+    label = "HIT " + f"{h.match.value:<7}" if h.match.is_hit else "LEAD" + " " * 7
+    line = f"{label} {h.number:<12} {h.doc_type!s:<2} {h.country}  hit_id={h.hit_id}"
     if h.explanation:
-        line += f"  ({h.explanation}; score {h.score:.0f})"
+        evidence = "".join(f", {e}" for e in h.evidence)
+        line += f"  ({h.explanation}; score {h.score:.0f}; {h.error}{evidence})"
     return line
 
 
@@ -446,6 +459,8 @@ def demo(n: int, workdir: str) -> None:
               help="Rows that could not be screened, even if none (default: "
                    "OUT.rejects.csv, only when some rows are rejected).")
 @click.option("--exact-only", is_flag=True, help="Skip near-miss matching.")
+@click.option("--leads", is_flag=True, help="Also write leads (match=lead): listed numbers "
+              "one edit away that no evidence supports; never counted as hits.")
 @click.option("--mrz-column", metavar="COLUMN",
               help="Read number, type and country from this column of MRZs instead.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
@@ -456,8 +471,8 @@ def demo(n: int, workdir: str) -> None:
 @click.pass_context
 def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
            mapping: tuple[str, ...], keep: tuple[str, ...], rejects: str | None,
-           exact_only: bool, mrz_column: str | None, since: Any, quiet: bool,
-           ncb: str | None, as_json: bool) -> None:
+           exact_only: bool, leads: bool, mrz_column: str | None, since: Any,
+           quiet: bool, ncb: str | None, as_json: bool) -> None:
     """Screen a passenger manifest (API/PNR list) against the index; exit 1 if any hit."""
     import datetime as dt
     import sys
@@ -477,7 +492,7 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
             manifest, out=out, format=fmt, mapping=_parse_mapping(mapping), keep=keep,
             rejects=rejects, exact_only=exact_only,
             since=since.replace(tzinfo=dt.UTC) if since else None, ncb=ncb,
-            mrz_column=mrz_column, progress=progress)
+            mrz_column=mrz_column, progress=progress, leads=leads)
     if rejects is None and report.problems:
         default = _write_default_rejects(
             f"{out}.rejects.csv", report.problems, [manifest, out, index.path],
@@ -492,6 +507,8 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
         click.echo(f"{report.rows_read} rows read, {report.rejected} rejected, hits: {kinds} "
                    f"({report.rows_with_hits} rows) in {report.seconds:.1f} s "
                    f"({report.rows_per_second:,.0f} rows/s) -> {report.out}")
+        if leads:
+            click.echo(f"leads (not hits): {report.leads}")
         if report.rejected:
             click.echo(f"rejected rows with reasons: {report.rejects}")
     ctx.exit(EXIT_HIT if report.hits else 0)

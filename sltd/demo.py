@@ -38,9 +38,10 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
                f"({report.rejected} rejected)")
         # issued passports reported lost or stolen: the commonest hit (a stolen blank's
         # neighbours are listed too, so each of its near misses finds ~20 records)
-        passports = table.filter(pc.and_(pc.equal(table.column("document_type"), "P"),
-                                         pc.is_in(table.column("status"),
-                                                  pa.array(["lost", "stolen"]))))
+        passports = table.filter(pc.and_(pc.and_(
+            pc.equal(table.column("document_type"), "P"),
+            pc.is_in(table.column("status"), pa.array(["lost", "stolen"]))),
+            pc.is_valid(table.column("date_of_expiry"))))
         listed = passports.slice(0, 2).to_pylist()
         a, b = listed[0], listed[1]
         num_a = a["document_number"]
@@ -51,7 +52,9 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
             ("listed passport, exact", num_a, "P", a["issuing_country"]),
             ("same number, other country", num_a, "P", other),
             ("listed, read with one OCR error", ocr, "P", a["issuing_country"]),
-            ("listed, two characters swapped", swapped, "P", a["issuing_country"]),
+            ("listed, two characters swapped: a lead", swapped, "P", a["issuing_country"]),
+            ("the same, with the document's expiry date: a near hit", swapped, "P",
+             a["issuing_country"]),
             ("listed, typed with spaces/lower case",
              " ".join([b["document_number"][:4].lower(), b["document_number"][4:]]),
              "passport", b["issuing_country"]),
@@ -59,15 +62,19 @@ def run(workdir: Path, n: int, *, seed: int = 2026) -> Iterator[str]:
         ]
         for label, number, doc_type, country in queries:
             t = time.perf_counter()
-            hits = index.check(number, doc_type, country)
+            expiry = a["date_of_expiry"] if "expiry" in label else None
+            hits = index.check(number, doc_type, country, leads=True, expiry=expiry)
             ms = (time.perf_counter() - t) * 1000
             yield ""
-            yield f"check {number!r} {doc_type} {country}  [{label}]  {ms:.2f} ms"
-            if not hits:
+            dated = f" --expiry {expiry}" if expiry else ""
+            yield f"check {number!r} {doc_type} {country}{dated}  [{label}]  {ms:.2f} ms"
+            if not any(h.match.is_hit for h in hits):
                 yield "  no hit: not listed"
             for h in hits:
-                why = f"  ({h.explanation}; score {h.score:.0f})" if h.explanation else ""
-                yield f"  HIT {h.match.value:<7} {h.number} {h.doc_type} {h.country}{why}"
+                why = f"  ({h.explanation}; score {h.score:.0f}; {h.error})" \
+                    if h.explanation else ""
+                tier = f"HIT {h.match.value:<7}" if h.match.is_hit else "LEAD       "
+                yield f"  {tier} {h.number} {h.doc_type} {h.country}{why}"
     yield ""
     yield f"done in {time.perf_counter() - start:.1f} s; try: sltd --db {db} check {num_a}"
 

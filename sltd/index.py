@@ -34,10 +34,27 @@ from sltd.audit import AuditLog, AuditReport
 from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock, timestamp_of
 from sltd.database import Database
-from sltd.errors import IndexStateError, RecordNotFound, SourceError, ValidationError
+from sltd.errors import (
+    IndexStateError,
+    InvalidDate,
+    RecordNotFound,
+    SourceError,
+    ValidationError,
+)
 from sltd.keyset import Keys, key_file_path
 from sltd.loader import LoadProgress, LoadReport
-from sltd.model import Alert, Hit, HitCase, HitDetails, MatchKind, Record
+from sltd.model import (
+    DATE_REASON,
+    TYPED,
+    Alert,
+    Hit,
+    HitCase,
+    HitDetails,
+    MatchKind,
+    Reading,
+    Record,
+    parse_date,
+)
 from sltd.mrz import MRZCheck, parse_mrz
 from sltd.normalize import canonical_number, fold_number
 from sltd.search import HitIds, Search
@@ -244,8 +261,8 @@ class Index:
 
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,
-              *, exact_only: bool = False, ncb: str | None = None, officer: str = ""
-              ) -> list[Hit]:
+              *, exact_only: bool = False, ncb: str | None = None, officer: str = "",
+              expiry: dt.date | str | None = None, leads: bool = False) -> list[Hit]:
         """First-level check of one document: hits with number, type and country only.
 
         ``number`` as typed or read (separators and case ignored); ``doc_type`` and
@@ -253,6 +270,12 @@ class Index:
         home NCB) is the searching NCB, the only one that can reveal the hit ids;
         ``officer`` is audited. Returns exact, then partial, then near hits by score (at
         most :data:`sltd.search.MAX_HITS`); an empty list means not listed.
+
+        A typed number one edit away from a listed one is a *lead*, not a hit
+        (:func:`sltd.search.near_tier`): returned only with ``leads`` (``match`` is
+        ``lead``), and promoted to a near hit when ``expiry`` (the document's expiry
+        date, ISO text or a date) equals the record's. Numbers equal up to look-alike
+        characters (O/0, I/1 ...) are near hits.
 
         Raises:
             ValidationError: the number, type, country or NCB is not acceptable.
@@ -264,18 +287,23 @@ class Index:
             [('near', 'X1234567')]
         """
         who, at = self._searching(ncb), self._timestamp()
+        reading = TYPED if expiry is None else Reading(expiry=_expiry(expiry))
         hits = self._s.search.check(number, doc_type, country, ncb=who, now=at,
-                                    exact_only=exact_only)
+                                    exact_only=exact_only, reading=reading, leads=leads,
+                                    expiries=self._expiries)
         if not self._read_only:
             self._s.audit.record_check(at, officer, who, number, doc_type, country,
                                        _summary(hits))
         return hits
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
-                  ncb: str | None = None, officer: str = "") -> MRZCheck:
+                  ncb: str | None = None, officer: str = "", leads: bool = False
+                  ) -> MRZCheck:
         """First-level check by machine-readable zone. Check digits are verified; a failed
         one is reported in ``result.mrz.failed_checks`` and does not stop the search. When
-        the number's digit matches, only near misses it cannot rule out are kept.
+        the number's digit matches, only look-alikes of the number can be near hits; when
+        it fails, only listed numbers with the printed digit, with the MRZ's expiry date
+        compared with the record's as evidence.
 
         Raises:
             MRZError: the text is not an MRZ.
@@ -290,11 +318,15 @@ class Index:
         """
         read = parse_mrz(mrz)
         who, at = self._searching(ncb), self._timestamp()
-        hits = self._s.search.check_mrz(read, ncb=who, now=at, exact_only=exact_only)
+        hits = self._s.search.check_mrz(read, ncb=who, now=at, exact_only=exact_only,
+                                        leads=leads, expiries=self._expiries)
         if not self._read_only:
             self._s.audit.record_check(at, officer, who, read.number, read.doc_type,
                                        read.country, _summary(hits))
         return MRZCheck(read, hits)
+
+    def _expiries(self, record_ids: Sequence[int]) -> dict[int, dt.date | None]:
+        return store.expiry_dates(self._db.cursor(), record_ids)
 
     def _searching(self, ncb: str | None) -> str:
         return _ncb(ncb, "ncb") if ncb else self._s.home_ncb
@@ -412,6 +444,14 @@ class Index:
 
 
 _ONE = {kind: f"{kind.value} 1" for kind in MatchKind}
+
+
+def _expiry(value: dt.date | str) -> dt.date:
+    """A document's expiry date given to a check (a date, or ISO text)."""
+    date = parse_date(value, "date_of_expiry")
+    if date is None:
+        raise InvalidDate(DATE_REASON, field="date_of_expiry", value=value)
+    return date
 
 
 def _summary(hits: list[Hit]) -> str:

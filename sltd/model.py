@@ -54,12 +54,41 @@ class MatchKind(enum.StrEnum):
     """How a first-level hit matches the query.
 
     EXACT: number, type and country all equal. PARTIAL: number equal, type or country
-    different or not given. NEAR: number differs by a likely typing or OCR error.
+    different or not given. NEAR: number differs by a likely typing or OCR error that the
+    evidence supports (look-alike characters; an MRZ check digit; a matching expiry
+    date). LEAD: a listed number one edit away that nothing corroborates: shown on
+    request, never counted as a hit (exit codes, screening totals).
     """
 
     EXACT = "exact"
     PARTIAL = "partial"
     NEAR = "near"
+    LEAD = "lead"
+
+    @property
+    def is_hit(self) -> bool:
+        """Whether this counts as a hit (all but leads)."""
+        return self is not MatchKind.LEAD
+
+
+class ErrorClass(enum.StrEnum):
+    """The reading error a near hit or lead supposes between the query and the record."""
+
+    OCR_CONFUSION = "ocr_confusion"  # look-alike characters only (O/0, I/1, B/8 ...)
+    SUBSTITUTION = "substitution"
+    TRANSPOSITION = "transposition"
+    INSERTION = "insertion"  # the query has a character the record has not
+    DELETION = "deletion"  # the query lacks a character of the record
+
+
+class Evidence(enum.StrEnum):
+    """What supports (or weakens) a near hit or lead."""
+
+    LOOK_ALIKE = "look_alike"  # same number up to look-alike characters
+    CHECK_DIGIT_CONSISTENT = "check_digit_consistent"  # the record's number has the
+    # printed MRZ check digit, which the reading failed
+    EXPIRY_MATCHES = "expiry_matches"  # the document's expiry date is the record's
+    EXPIRY_DIFFERS = "expiry_differs"  # the record has another expiry date
 
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -69,7 +98,12 @@ OWNER_REASON = "owner NCB must be given by its country code (e.g. FRA)"
 PLACE_LIMIT = 200
 
 
-def _date(value: Any, field: str) -> dt.date | None:
+def parse_date(value: Any, field: str) -> dt.date | None:
+    """A date field: a date (or datetime), ISO text ``YYYY-MM-DD``, or None / empty.
+
+    Raises:
+        InvalidDate: anything else, naming ``field`` and the value.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
@@ -175,7 +209,7 @@ class Record:
             s(self, "owner_ncb", None)
         s(self, "place_of_loss", _text(self.place_of_loss, "place_of_loss"))
         for name in ("date_of_loss", "date_of_issue", "date_of_expiry"):
-            s(self, name, _date(getattr(self, name), name))
+            s(self, name, parse_date(getattr(self, name), name))
         if (self.date_of_issue and self.date_of_expiry
                 and self.date_of_expiry < self.date_of_issue):
             raise InvalidDate(EXPIRY_REASON, field="date_of_expiry",
@@ -198,6 +232,27 @@ class Record:
         }
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What the channel of a query says about its number, beyond the number itself.
+
+    Attributes:
+        check_digit: the number's check digit as printed in an MRZ (None: typed, or no
+            digit there).
+        verified: whether that digit matched the number as read.
+        expiry: the document's expiry date, when known (an MRZ's whose digit matched, or
+            given by the caller).
+    """
+
+    check_digit: int | None = None
+    verified: bool = False
+    expiry: dt.date | None = None
+
+
+#: A typed number with nothing else known.
+TYPED = Reading()
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """A first-level hit: what an officer may see before deciding it fits the document.
@@ -205,9 +260,12 @@ class Hit:
     Attributes:
         hit_id: opaque id to reveal the second-level details with.
         number, doc_type, country: the listed record's key.
-        match: exact, partial or near.
+        match: exact, partial, near or lead (leads only when asked for).
         score: similarity 0-100 (100 for exact and partial).
-        explanation: how the listed number differs from the query, for near misses.
+        explanation: how the listed number differs from the query, for near hits and
+            leads.
+        error: the reading error a near hit or lead supposes.
+        evidence: what supports (or weakens) it.
     """
 
     hit_id: str
@@ -217,9 +275,12 @@ class Hit:
     match: MatchKind
     score: float = 100.0
     explanation: str | None = None
+    error: ErrorClass | None = None
+    evidence: tuple[Evidence, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``hit_id, number, type, country, match`` (+ score/explanation)."""
+        """JSON-ready form: ``hit_id, number, type, country, match`` (+ ``score,
+        explanation, error, evidence`` for near hits and leads)."""
         d: dict[str, Any] = {
             "hit_id": self.hit_id,
             "number": self.number,
@@ -227,9 +288,11 @@ class Hit:
             "country": self.country,
             "match": str(self.match),
         }
-        if self.match is MatchKind.NEAR:
+        if self.error is not None:
             d["score"] = round(self.score, 1)
             d["explanation"] = self.explanation
+            d["error"] = str(self.error)
+            d["evidence"] = [str(e) for e in self.evidence]
         return d
 
 

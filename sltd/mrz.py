@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from sltd import codes
 from sltd.errors import MRZError, ValidationError
-from sltd.model import Hit
+from sltd.model import Hit, Reading
 
 _VALUES = {**{str(d): d for d in range(10)},
            **{chr(ord("A") + i): 10 + i for i in range(26)}, "<": 0}
@@ -92,16 +92,16 @@ class MRZ:
         """All check digits match."""
         return not self.failed_checks
 
-    def could_be_misread(self, listed: str) -> bool:
-        """Whether the listed number ``listed`` could be this document's number, misread.
+    @property
+    def reading(self) -> Reading:
+        """What this MRZ says about its number: the printed check digit, whether it
+        matched, and the expiry date if its own check digit matched."""
+        return Reading(self.number_check_digit, "document number" not in self.failed_checks,
+                       self.expiry_date if "expiry date" not in self.failed_checks else None)
 
-        When the document number's check digit matches, the reading is confirmed except
-        for the errors a 7-3-1 digit cannot see (values 10 apart such as ``A``/``K`` or
-        ``1``/``B``, some transpositions): a near miss is then only plausible if
-        ``listed`` has the same check digit. Listed numbers that differ only by
-        look-alike characters (``O``/``0``, ``I``/``1``...) stay plausible whatever the
-        digit says, since a record can carry that confusion itself. With a failed or
-        missing number digit, every listed number is plausible.
+    def could_be_misread(self, listed: str) -> bool:
+        """Whether the listed number ``listed`` could be this document's number, misread
+        (:func:`plausible_misreading`).
 
         Example:
             >>> m = parse_mrz(["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
@@ -109,9 +109,8 @@ class MRZ:
             >>> m.could_be_misread("L898902C4"), m.could_be_misread("L8989O2C3")
             (False, True)
         """
-        verified = "document number" not in self.failed_checks
-        return plausible_misreading(listed, self.number,
-                                    self.number_check_digit if verified else None)
+        return plausible_misreading(listed, self.number, self.number_check_digit,
+                                    "document number" not in self.failed_checks)
 
     def as_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -122,21 +121,33 @@ class MRZ:
         return d
 
 
-def plausible_misreading(listed: str, read: str, verified_digit: int | None) -> bool:
-    """The rule of :meth:`MRZ.could_be_misread`, for single checks and MRZ screening:
-    ``verified_digit`` is the number's printed check digit when it matched ``read``, else
-    None (nothing is ruled out).
+def plausible_misreading(listed: str, read: str, printed: int | None,
+                         verified: bool) -> bool:
+    """Whether an MRZ number ``read``, whose check digit was printed as ``printed``
+    (None: no digit) and ``verified`` against it or not, could be a misreading of the
+    listed number ``listed`` (the rule of single checks and MRZ screening):
+
+    - numbers equal up to look-alike characters (``O``/``0``, ``I``/``1``...) always
+      could: a record can carry that confusion itself;
+    - a verified digit confirms the reading: no other number could;
+    - a failed digit: only a number whose own check digit is the printed one could (the
+      reader misread the number, not the digit);
+    - no digit: any could.
 
     Example:
-        >>> plausible_misreading("X1234568", "X1234567", 8), plausible_misreading(
-        ...     "X1234568", "X1234567", None)
-        (False, True)
+        >>> check_digit("X1234568"), check_digit("X1234567")
+        (0, 7)
+        >>> plausible_misreading("X1234568", "X1234567", 7, True), plausible_misreading(
+        ...     "X1234568", "X1234567", 0, False), plausible_misreading(
+        ...     "X1234568", "X1234567", 3, False), plausible_misreading(
+        ...     "X12345G7", "X1234567", 7, True)
+        (False, True, False, True)
     """
     from sltd.normalize import fold_number
 
-    if verified_digit is None:
+    if fold_number(listed) == fold_number(read) or printed is None:
         return True
-    return fold_number(listed) == fold_number(read) or check_digit(listed) == verified_digit
+    return not verified and check_digit(listed) == printed
 
 
 def check_digits(fields: pa.Array) -> np.ndarray:
@@ -323,8 +334,9 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
     screening: no Python per value).
 
     Returns the fields (as text, fillers kept for the number: canonicalization removes
-    them; ``number_check``: the number's check digit where it matches, else -1) and a
-    mask of the values that are not an MRZ of a known shape.
+    them; ``number_check``: the number's check digit as printed, -1 when there is none;
+    ``number_verified``: whether it matches) and a mask of the values that are not an MRZ
+    of a known shape.
 
     Example:
         >>> f, bad = mrz_fields(pa.array([
@@ -355,12 +367,12 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
     number = pc.if_else(td1, pc.binary_join_element_wise(pc.struct_field(long_td1, "head"),
                                                          tail, ""), number)
     digit = pc.if_else(td1, pc.struct_field(long_td1, "digit"), digit)
-    # The number's check digit when it matches (-1 otherwise): near misses it rules out
-    # are dropped, as in single MRZ checks (sltd.mrz.plausible_misreading).
+    # The number's check digit as printed, and whether it matches: evidence for near
+    # misses, as in single MRZ checks (sltd.search.near_tier).
     printed = pc.if_else(pc.match_substring_regex(pc.fill_null(digit, ""), "^[0-9]$"),
                          digit, "-1").cast(pa.int8())
     matches = pc.equal(printed, pa.array(check_digits(number), pa.int8()))
-    verified = pc.if_else(pc.fill_null(matches, False), printed, pa.scalar(-1, pa.int8()))
+    verified = pc.fill_null(matches, False)
     number = pc.replace_substring(number, "<", "")
     code = pc.if_else(is_mrz, pc.replace_substring(pc.utf8_slice_codeunits(text, 0, 2), "<", ""),
                       null)
@@ -369,4 +381,4 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
                      ).take(enc.indices) if len(enc.dictionary) else null
     country = pc.if_else(is_mrz, pc.utf8_slice_codeunits(text, 2, 5), null)
     return ({"document_number": number, "document_type": types, "issuing_country": country,
-             "number_check": verified}, pc.invert(is_mrz))
+             "number_check": printed, "number_verified": verified}, pc.invert(is_mrz))

@@ -40,9 +40,10 @@ from sltd import codes
 from sltd.errors import SltdError, SourceError, ValidationError, reason_of
 from sltd.keyhash import country_codes, fold_matrix, matrix_hashes
 from sltd.keyset import KeySnapshot
-from sltd.mrz import mrz_fields, parse_mrz, plausible_misreading
+from sltd.model import TYPED, MatchKind, Reading
+from sltd.mrz import mrz_fields, parse_mrz
 from sltd.normalize import MAX_LENGTH, MIN_LENGTH, canonical_number, canonical_numbers
-from sltd.search import FOLDED_ALPHABET, HitIds, classify_table
+from sltd.search import FOLDED_ALPHABET, Expiries, HitIds, classify_table, near_tier
 from sltd.sources import (
     Problem,
     Source,
@@ -53,12 +54,12 @@ from sltd.sources import (
     refuse_overwrite,
     write_rejects,
 )
-from sltd.store import candidate_pairs
+from sltd.store import candidate_pairs, expiry_dates
 
 #: Manifest columns sltd reads (by default name; map others with ``mapping``).
 FIELDS = ("document_number", "document_type", "issuing_country")
 OUTPUT_COLUMNS = ("row", "record_number", "record_type", "record_country", "hit_id",
-                  "match", "score", "explanation")
+                  "match", "score", "explanation", "error", "evidence")
 _ALPHABET = np.frombuffer(FOLDED_ALPHABET.encode(), dtype=np.uint8)
 
 
@@ -69,8 +70,9 @@ class ScreenReport:
     Attributes:
         rows_read: manifest rows read.
         rejected: rows that could not be screened (listed in the rejects file).
-        hits: hits by kind (exact, partial, near).
+        hits: hits by kind (exact, partial, near); leads are not hits.
         rows_with_hits: manifest rows with at least one hit.
+        leads: lead rows in the result (with ``leads`` only).
         seconds, rows_per_second: wall time, end to end.
         out, rejects: the files written.
         problems: every problem of the rejected rows (row, field, value, reason).
@@ -80,6 +82,7 @@ class ScreenReport:
     rejected: int
     hits: dict[str, int]
     rows_with_hits: int
+    leads: int
     seconds: float
     out: str | None
     rejects: str | None
@@ -146,7 +149,8 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
            exact_only: bool = False, since: dt.datetime | None = None,
            batch_rows: int = 1_000_000, mrz_column: str | None = None,
            progress: Callable[[int], None] | None = None,
-           index_path: str | None = None) -> tuple[pa.Table, ScreenReport]:
+           index_path: str | None = None, leads: bool = False
+           ) -> tuple[pa.Table, ScreenReport]:
     """Screen every document of a manifest; one result row per first-level hit.
 
     Args:
@@ -163,6 +167,9 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
             (e.g. ``passenger_id``).
         rejects: CSV file for rows that could not be screened (row, field, value, reason).
         exact_only: skip near-miss matching.
+        leads: keep leads in the result (``match`` = ``lead``): listed numbers one edit
+            away that no evidence supports (:func:`sltd.search.near_tier`). They are
+            never counted as hits.
         since: screen only against records added or changed since this UTC time.
         batch_rows: rows per batch (bounds memory).
         mrz_column: read number, type and country from this column of machine-readable
@@ -232,17 +239,21 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
             collect(fut)
     if progress:
         progress(rows_read)
-    hits = _classify(keys, con, hit_ids, now, ncb, cand_parts, keep, since, exact_only)
+    hits = _classify(keys, con, hit_ids, now, ncb, cand_parts, keep, since, exact_only,
+                     leads)
     if out is not None:
         _write(hits, out)
     problems.sort(key=lambda p: (p.row, p.field))
     if rejects is not None:
         write_rejects(rejects, problems)
-    kinds = pc.value_counts(hits.column("match")).to_pylist() if hits.num_rows else []
+    kinds = {k["values"]: k["counts"] for k in pc.value_counts(hits.column("match"))
+             .to_pylist()} if hits.num_rows else {}
+    n_leads = kinds.pop(MatchKind.LEAD.value, 0)
+    counted = hits.filter(pc.not_equal(hits.column("match"), MatchKind.LEAD.value))
     report = ScreenReport(
-        rows_read=rows_read, rejected=len({p.row for p in problems}),
-        hits={k["values"]: k["counts"] for k in kinds},
-        rows_with_hits=len(pc.unique(hits.column("row"))) if hits.num_rows else 0,
+        rows_read=rows_read, rejected=len({p.row for p in problems}), hits=kinds,
+        rows_with_hits=len(pc.unique(counted.column("row"))) if counted.num_rows else 0,
+        leads=n_leads,
         seconds=time.perf_counter() - start,
         out=os.fspath(out) if out is not None else None,
         rejects=os.fspath(rejects) if rejects is not None else None,
@@ -304,7 +315,7 @@ def _screen_batch(keys: KeySnapshot, batch: pa.RecordBatch, rows: np.ndarray,
                                    sel(cols["country"]), sel(row))
     extra = {c: sel(batch.column(batch.schema.get_field_index(c))) for c in keep}
     if "mrz" in src_cols:
-        extra[_MRZ_CHECK] = sel(fields["number_check"])
+        extra[_MRZ_TEXT] = sel(raw_mrz).cast(pa.string())
     folded = fold_matrix(vnum)
     hit_rows = np.flatnonzero(keys.present(matrix_hashes(folded)))
     if len(hit_rows):
@@ -428,48 +439,81 @@ def _edits(block: np.ndarray, n: int) -> Iterator[tuple[np.ndarray, np.ndarray |
 def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds,
               now: dt.datetime, ncb: str,
               parts: list[pa.Table], keep: Sequence[str], since: dt.datetime | None,
-              exact_only: bool) -> pa.Table:
+              exact_only: bool, leads: bool = False) -> pa.Table:
     schema = pa.schema([("row", pa.int64()), *((c, pa.string()) for c in keep),
                         ("record_number", pa.string()), ("record_type", pa.string()),
                         ("record_country", pa.string()), ("hit_id", pa.string()),
                         ("match", pa.string()), ("score", pa.float64()),
-                        ("explanation", pa.string())])
+                        ("explanation", pa.string()), ("error", pa.string()),
+                        ("evidence", pa.string())])
     if not parts:
         return schema.empty_table()
     cands = pa.concat_tables(parts, promote_options="permissive")
-    carried = [*keep, *([_MRZ_CHECK] if _MRZ_CHECK in cands.column_names else [])]
+    carried = [*keep, *([_MRZ_TEXT] if _MRZ_TEXT in cands.column_names else [])]
     # From the key table, which holds every first-level field; only records' change
     # times (--since) need DuckDB (130M records: a scan of records.fold_hash, ~3 s).
     pairs = keys.pairs(cands, carried) if since is None else \
         candidate_pairs(con, cands, carried, since)
-    hits = classify_table(pairs, exact_only=exact_only)
-    if _MRZ_CHECK in carried:
-        hits = _plausible_misreadings(hits)
+    hits = _tiers(classify_table(pairs, exact_only=exact_only), leads,
+                  lambda ids: expiry_dates(con, ids))
     return pa.table({
         "row": hits["row"], **{k: hits[k].cast(pa.string()) for k in keep},
         "record_number": hits["record_number"], "record_type": hits["record_type"],
         "record_country": hits["record_country"],
         "hit_id": hit_ids.mint_many(hits["record_id"].to_pylist(), now.timestamp(), ncb),
         "match": hits["match"], "score": hits["score"],
-        "explanation": hits["explanation"]}, schema=schema)
+        "explanation": hits["explanation"], "error": hits["error"],
+        "evidence": hits["evidence"]}, schema=schema)
 
 
-#: Candidate column of MRZ screening: the number's check digit where it matched, else -1.
-_MRZ_CHECK = "_mrz_number_check"
+#: Candidate column of MRZ screening: the MRZ's text, read again for the few near rows.
+_MRZ_TEXT = "_mrz_text"
 
 
-def _plausible_misreadings(hits: pa.Table) -> pa.Table:
-    """Drop the near misses a verified MRZ number's check digit rules out."""
-    near = np.flatnonzero(pc.and_(pc.equal(hits["match"], "near"),
-                                  pc.greater_equal(hits[_MRZ_CHECK], 0)
-                                  ).to_numpy(zero_copy_only=False))
-    if not len(near):
-        return hits
-    keep = np.ones(hits.num_rows, bool)
-    idx = pa.array(near)
-    for i, listed, read, digit in zip(near.tolist(), *(hits[c].take(idx).to_pylist() for c in (
-            "record_number", "number", _MRZ_CHECK)), strict=True):
-        keep[i] = plausible_misreading(listed, read, digit)
+def _reading(text: str) -> Reading:
+    """What an MRZ that screening sliced says of its number (nothing, in the unlikely
+    case that the full parser refuses what the column-wise slicing accepted)."""
+    try:
+        return parse_mrz(text).reading
+    except SltdError:
+        return TYPED
+
+
+def _tiers(hits: pa.Table, leads: bool, expiries: Expiries) -> pa.Table:
+    """The near-miss policy (:func:`sltd.search.near_tier`) on the near rows of
+    classified pairs: each becomes a near hit or a lead with its error class and evidence
+    (comma-separated), or is dropped; leads are kept only with ``leads``. An MRZ row
+    gives what a single MRZ check reads (:attr:`sltd.mrz.MRZ.reading`: the number's check
+    digit, the expiry date), its MRZ parsed again (near rows are few); a typed row gives
+    only its number (a manifest's expiry dates are not read: typed edit-distance
+    candidates stay leads)."""
+    n = hits.num_rows
+    match = hits["match"].to_numpy(zero_copy_only=False).astype(object)
+    error: list[str | None] = [None] * n
+    evidence: list[str | None] = [None] * n
+    keep = np.ones(n, bool)
+    near = np.flatnonzero(match == MatchKind.NEAR.value)
+    if len(near):
+        idx = pa.array(near)
+        mrz = _MRZ_TEXT in hits.column_names
+        columns = [hits[c].take(idx).to_pylist() for c in (
+            "number", "record_number", "record_id", *((_MRZ_TEXT,) if mrz else ()))]
+        readings = {text: _reading(text) for text in set(columns[3])} if mrz else {}
+        dated = [r for r, *text in zip(columns[2], *columns[3:], strict=True)
+                 if text and readings[text[0]].expiry is not None]
+        known = expiries(dated) if dated else {}
+        for i, read, listed, record_id, *text in zip(near.tolist(), *columns, strict=True):
+            reading = readings[text[0]] if text else TYPED
+            tier = near_tier(read, listed, reading, known.get(record_id))
+            if tier is None or (tier[0] is MatchKind.LEAD and not leads):
+                keep[i] = False
+                continue
+            match[i], error[i] = tier[0].value, tier[1].value
+            evidence[i] = ",".join(e.value for e in tier[2])
+    hits = hits.set_column(hits.schema.get_field_index("match"), "match",
+                           pa.array(match, pa.string())) \
+        .append_column("error", pa.array(error, pa.string())) \
+        .append_column("evidence", pa.array(evidence, pa.string()))
     return hits.filter(pa.array(keep))
 
 

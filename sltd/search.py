@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import operator
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,8 +42,9 @@ from sltd import codes
 from sltd.errors import HitIdError
 from sltd.keyhash import matrix_hashes
 from sltd.keyset import Keys
-from sltd.model import DocType, Hit, MatchKind
-from sltd.normalize import CONFUSIONS, MAX_LENGTH, canonical_number, fold_bytes
+from sltd.model import TYPED, DocType, ErrorClass, Evidence, Hit, MatchKind, Reading
+from sltd.mrz import check_digit
+from sltd.normalize import CONFUSIONS, MAX_LENGTH, canonical_number, fold_bytes, fold_number
 
 if TYPE_CHECKING:
     from sltd.mrz import MRZ
@@ -160,8 +161,78 @@ def _explain_same_length(query: str, listed: str) -> list[str]:
 
 # --- the matching rule ----------------------------------------------------------------------
 
-#: Order of an answer: exact hits first, then partial, then near misses.
-RANK = {MatchKind.EXACT: 0, MatchKind.PARTIAL: 1, MatchKind.NEAR: 2}
+#: Order of an answer: exact hits first, then partial, then near hits, then leads.
+RANK = {MatchKind.EXACT: 0, MatchKind.PARTIAL: 1, MatchKind.NEAR: 2, MatchKind.LEAD: 3}
+
+
+def error_class(query: str, listed: str) -> ErrorClass:
+    """The reading error between a query and a listed number that near-miss search found
+    for it (equal folds, or folds one edit apart).
+
+    Example:
+        >>> [str(error_class("X1O34", n)) for n in ("X1034", "X1035", "X0134", "X134",
+        ...                                         "X10345")]
+        ['ocr_confusion', 'substitution', 'transposition', 'insertion', 'deletion']
+    """
+    q, r = fold_number(query), fold_number(listed)
+    if q == r:
+        return ErrorClass.OCR_CONFUSION
+    if len(q) > len(r):
+        return ErrorClass.INSERTION
+    if len(q) < len(r):
+        return ErrorClass.DELETION
+    diff = [i for i, (a, b) in enumerate(zip(q, r, strict=True)) if a != b]
+    if len(diff) == 2 and diff[1] == diff[0] + 1 and q[diff[0]] == r[diff[1]] \
+            and q[diff[1]] == r[diff[0]]:
+        return ErrorClass.TRANSPOSITION
+    return ErrorClass.SUBSTITUTION
+
+
+def near_tier(query: str, listed: str, reading: Reading, record_expiry: dt.date | None
+              ) -> tuple[MatchKind, ErrorClass, tuple[Evidence, ...]] | None:
+    """The near-miss policy: whether a listed number that is not the query's is a near
+    hit, a lead, or nothing, given what the query's channel says (``reading``) and the
+    record's expiry date.
+
+    - Look-alike characters only (``O``/``0``...): a near hit (the record itself may
+      carry the confusion), unless the document's expiry date contradicts the record's
+      and no failed MRZ digit points to the record: then a lead (in ranges with mixed
+      letters and digits, a look-alike neighbour issued on another day is another
+      document).
+    - MRZ whose number digit verified: nothing (the reading is confirmed).
+    - MRZ whose digit failed: a near hit if the listed number has the printed digit,
+      else nothing (the MRZ's expiry date, compared with the record's, is evidence
+      either way; it demotes nothing: a record's date may be wrong).
+    - Typed (or no digit): a lead, promoted to a near hit when the document's expiry
+      date equals the record's.
+
+    Returns:
+        (tier, error class, evidence), or None when the candidate is dropped.
+
+    Example:
+        >>> near_tier("X1234567", "X1234568", TYPED, None)[0]
+        <MatchKind.LEAD: 'lead'>
+        >>> near_tier("X1234567", "X1234568", Reading(expiry=dt.date(2030, 1, 1)),
+        ...           dt.date(2030, 1, 1))[::2]
+        (<MatchKind.NEAR: 'near'>, (<Evidence.EXPIRY_MATCHES: 'expiry_matches'>,))
+    """
+    error = error_class(query, listed)
+    dated = reading.expiry is not None and record_expiry is not None
+    expiry = () if not dated else (Evidence.EXPIRY_MATCHES,) \
+        if reading.expiry == record_expiry else (Evidence.EXPIRY_DIFFERS,)
+    if error is ErrorClass.OCR_CONFUSION:
+        if reading.check_digit is not None and not reading.verified \
+                and check_digit(listed) == reading.check_digit:
+            return MatchKind.NEAR, error, (Evidence.LOOK_ALIKE,
+                                           Evidence.CHECK_DIGIT_CONSISTENT, *expiry)
+        kind = MatchKind.LEAD if expiry == (Evidence.EXPIRY_DIFFERS,) else MatchKind.NEAR
+        return kind, error, (Evidence.LOOK_ALIKE, *expiry)
+    if reading.check_digit is not None:
+        if reading.verified or check_digit(listed) != reading.check_digit:
+            return None
+        return MatchKind.NEAR, error, (Evidence.CHECK_DIGIT_CONSISTENT, *expiry)
+    kind = MatchKind.NEAR if expiry == (Evidence.EXPIRY_MATCHES,) else MatchKind.LEAD
+    return kind, error, expiry
 
 
 def classify(query: str, qtype: str | None, qcountry: str | None, listed: str,
@@ -371,6 +442,9 @@ class HitIds:
 #: Most hits one check returns (exact first, then partial, then near by score).
 MAX_HITS = 20
 
+#: Gives the expiry dates of records by id (those without one are left out or None).
+Expiries = Callable[[Sequence[int]], dict[int, dt.date | None]]
+
 _DOC_TYPES = {t.value: t for t in DocType}  # DocType(code) goes through EnumMeta: ~0.5 µs
 _first = operator.itemgetter(0)
 
@@ -411,10 +485,14 @@ class Search:
         self.hit_ids = hit_ids
 
     def check(self, number: str, doc_type: str | None, country: str | None, *,
-              ncb: str, now: float, exact_only: bool = False) -> list[Hit]:
-        """Hits for one document: exact, then partial, then near by score; at most
-        :data:`MAX_HITS`. ``now`` (seconds since the epoch) is the hit ids' issue time.
-        See :meth:`sltd.Index.check`."""
+              ncb: str, now: float, exact_only: bool = False, reading: Reading = TYPED,
+              leads: bool = False, expiries: Expiries | None = None) -> list[Hit]:
+        """Hits for one document: exact, then partial, then near by score, then (with
+        ``leads``) leads; at most :data:`MAX_HITS`. ``now`` (seconds since the epoch) is
+        the hit ids' issue time; ``reading`` what the channel says of the number
+        (:func:`near_tier`); ``expiries`` gives records' expiry dates by id, read only
+        when ``reading`` has an expiry date and there are near-miss candidates. See
+        :meth:`sltd.Index.check`."""
         canonical = canonical_number(number)
         qtype = _doc_type(doc_type) if doc_type is not None else None
         qcountry = _country(country) if country is not None else None
@@ -425,6 +503,10 @@ class Search:
         if exact_only:
             return self._hits(canonical, qtype, qcountry, rows, True, ncb, now) if rows \
                 else []
+        if reading.verified and reading.check_digit is not None:
+            # a verified MRZ number: only look-alikes of it (its own fold) can be hits
+            return self._hits(canonical, qtype, qcountry, rows, False, ncb, now, reading,
+                              leads, expiries) if rows else []
         variants = edit1_matrix(folded)
         found: set[bytes] = set()
         for start in range(0, len(variants), _PROBE_CHUNK):
@@ -435,40 +517,55 @@ class Search:
                  if f != folded.decode("ascii")]
         if folds:
             rows += keys.rows(folds)
-        return self._hits(canonical, qtype, qcountry, rows, False, ncb, now) if rows else []
+        return self._hits(canonical, qtype, qcountry, rows, False, ncb, now, reading, leads,
+                          expiries) if rows else []
 
-    def check_mrz(self, read: MRZ, *, ncb: str, now: float,
-                  exact_only: bool = False) -> list[Hit]:
-        """Hits for a parsed MRZ: as :meth:`check`, less the near misses the number's check
-        digit rules out (:meth:`sltd.mrz.MRZ.could_be_misread`)."""
-        hits = self.check(read.number, read.doc_type, read.country, ncb=ncb, now=now,
-                          exact_only=exact_only)
-        return [h for h in hits if h.match is not MatchKind.NEAR
-                or read.could_be_misread(h.number)]
+    def check_mrz(self, read: MRZ, *, ncb: str, now: float, exact_only: bool = False,
+                  leads: bool = False, expiries: Expiries | None = None) -> list[Hit]:
+        """Hits for a parsed MRZ: as :meth:`check`, with the evidence the MRZ carries
+        (:attr:`sltd.mrz.MRZ.reading`: the number's check digit, the expiry date)."""
+        return self.check(read.number, read.doc_type, read.country, ncb=ncb, now=now,
+                          exact_only=exact_only, reading=read.reading, leads=leads,
+                          expiries=expiries)
 
     def _hits(self, canonical: str, qtype: str | None, qcountry: str | None,
               rows: list[tuple[int, str, str, str]], exact_only: bool, ncb: str,
-              now: float) -> list[Hit]:
+              now: float, reading: Reading = TYPED, leads: bool = False,
+              expiries: Expiries | None = None) -> list[Hit]:
         if len(rows) == 1:  # the usual hit: one record, nothing to rank
             record_id, number, rtype, rcountry = rows[0]
             match = classify(canonical, qtype, qcountry, number, rtype, rcountry,
                              exact_only=exact_only)
             if match is None:
                 return []
-            return [Hit(self.hit_ids.mint(record_id, now, ncb), number, _DOC_TYPES[rtype],
-                        rcountry, *match)]
-        ranked = []
-        for record_id, number, rtype, rcountry in rows:
-            match = classify(canonical, qtype, qcountry, number, rtype, rcountry,
-                             exact_only=exact_only)
+            if match[0] is not MatchKind.NEAR:
+                return [Hit(self.hit_ids.mint(record_id, now, ncb), number,
+                            _DOC_TYPES[rtype], rcountry, *match)]
+        candidates = []
+        for row in rows:
+            match = classify(canonical, qtype, qcountry, *row[1:], exact_only=exact_only)
             if match is not None:
-                kind, score, why = match
-                ranked.append((rank_key(kind, score, number, rcountry, rtype), record_id,
-                               number, rtype, rcountry, kind, score, why))
+                candidates.append((row, match))
+        near = [row[0] for row, (kind, _, _) in candidates if kind is MatchKind.NEAR]
+        known = expiries(near) if near and reading.expiry is not None and expiries \
+            else {}
+        ranked = []
+        for (record_id, number, rtype, rcountry), (kind, score, why) in candidates:
+            error: ErrorClass | None = None
+            evidence: tuple[Evidence, ...] = ()
+            if kind is MatchKind.NEAR:
+                tier = near_tier(canonical, number, reading, known.get(record_id))
+                if tier is None:
+                    continue
+                kind, error, evidence = tier
+                if kind is MatchKind.LEAD and not leads:
+                    continue
+            ranked.append((rank_key(kind, score, number, rcountry, rtype), record_id,
+                           number, rtype, rcountry, kind, score, why, error, evidence))
         if len(ranked) > 1:
             ranked.sort(key=_first)
         mint = self.hit_ids.mint  # only for the hits returned
         return [Hit(mint(record_id, now, ncb), number, _DOC_TYPES[rtype], rcountry, kind,
-                    score, why)
-                for _, record_id, number, rtype, rcountry, kind, score, why
+                    score, why, error, evidence)
+                for _, record_id, number, rtype, rcountry, kind, score, why, error, evidence
                 in ranked[:MAX_HITS]]

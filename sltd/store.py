@@ -46,8 +46,8 @@ from sltd.model import (
     EXPIRY_REASON,
     OWNER_REASON,
     PLACE_LIMIT,
-    _date,
     _text,
+    parse_date,
 )
 from sltd.normalize import canonical_number, canonical_numbers
 from sltd.sources import Problem, SourceTable
@@ -221,7 +221,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "issuing_country": codes.country_code,
     "status": codes.status_code,
     "place_of_loss": functools.partial(_text, field="place_of_loss"),
-    **{d: functools.partial(_date, field=d) for d in _DATES},
+    **{d: functools.partial(parse_date, field=d) for d in _DATES},
 }
 
 
@@ -240,7 +240,7 @@ def _code_sql(alias: str, key: str) -> str:
 
 def _date_sql() -> str:
     # Strict ISO shape (YYYY-MM-DD, 10 characters, dashes at 5 and 8) before the cast, so
-    # the bulk path accepts exactly what model._date accepts; cheaper than a regex.
+    # the bulk path accepts exactly what model.parse_date accepts; cheaper than a regex.
     v = "trim(v)"
     value = (f"CASE WHEN length({v}) = 10 AND substr({v}, 5, 1) = '-' AND substr({v}, 8, 1) "
              f"= '-' AND regexp_full_match({v}, '[0-9-]+') THEN try_cast({v} AS DATE) END")
@@ -400,7 +400,7 @@ def _alias_tables() -> dict[str, pa.Table]:
 
 def _is_valid_date(value: str | None) -> bool:
     try:
-        return _date(value, "date_of_expiry") is not None
+        return parse_date(value, "date_of_expiry") is not None
     except ValidationError:
         return False
 
@@ -801,6 +801,16 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection, candidates: pa.Table,
     finally:
         con.unregister("_cand")
     return pairs.filter(pairs["same_fold"]).drop_columns(["same_fold"])
+
+
+def expiry_dates(con: duckdb.DuckDBPyConnection, record_ids: Sequence[int]
+                 ) -> dict[int, dt.date | None]:
+    """The expiry date of each active record of ``record_ids`` (None: not recorded): the
+    evidence near-miss candidates are corroborated with."""
+    rows = con.execute("SELECT record_id, date_of_expiry FROM records "
+                       "WHERE record_id IN (SELECT unnest($ids))",
+                       {"ids": [int(i) for i in record_ids]}).fetchall()
+    return {int(i): d for i, d in rows}
 
 
 def record_by_id(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, Any] | None:

@@ -218,3 +218,29 @@ def test_a_load_shows_progress_on_a_terminal_only(run, tmp_path, monkeypatch):
     assert "indexing: 1 rows read" in run("load", str(src)).stderr
     for quiet in ("--quiet", "--json"):
         assert run("load", str(src), quiet).stderr == ""
+
+
+def test_a_lead_is_shown_with_leads_and_never_exits_as_a_hit(run, tmp_path):
+    records = tmp_path / "r.csv"
+    records.write_text("document_number,document_type,issuing_country,status,date_of_expiry\n"
+                       "X1234567,P,FRA,stolen,2031-05-02\n")
+    assert run("load", str(records)).exit_code == 0
+    plain = run("check", "X1234568", "--type", "P", "--country", "FRA")
+    assert (plain.exit_code, plain.stdout) == (0, "no hit: not listed\n")
+    shown = run("check", "X1234568", "--type", "P", "--country", "FRA", "--leads")
+    assert shown.exit_code == 0  # a lead is not a hit
+    assert shown.stdout.startswith("no hit: not listed\nLEAD        X1234567")
+    assert "substitution" in shown.stdout
+    body = json.loads(run("check", "X1234568", "--type", "P", "--country", "FRA", "--leads",
+                          "--json").stdout)
+    assert body["hits"] == []
+    assert [(d["match"], d["error"], d["evidence"]) for d in body["leads"]] == [
+        ("lead", "substitution", [])]
+    dated = run("check", "X1234568", "--type", "P", "--country", "FRA",
+                "--expiry", "2031-05-02")
+    assert dated.exit_code == 1  # corroborated by the expiry date: a near hit
+    assert "HIT near    X1234567" in dated.stdout
+    assert "expiry_matches" in dated.stdout
+    bad = run("check", "X1234568", "--expiry", "31/05/2031")
+    assert bad.exit_code == 3  # a one-line error naming the field, never "hit"
+    assert "date_of_expiry" in bad.output

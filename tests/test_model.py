@@ -39,6 +39,6 @@ def test_owner_ncb_must_be_a_country_code():
 def test_first_level_hit_carries_no_second_level_field():
     names = {f.name for f in dataclasses.fields(Hit)}
     assert names == {"hit_id", "number", "doc_type", "country", "match", "score",
-                     "explanation"}
+                     "explanation", "error", "evidence"}
     h = Hit("h1", "X1234567", "P", "FRA", MatchKind.EXACT)
     assert set(h.as_dict()) == {"hit_id", "number", "type", "country", "match"}

@@ -8,12 +8,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sltd import HitIdError, InvalidNumber, MatchKind, Record, UnknownCountry, open_index
+from sltd.errors import InvalidDate
+from sltd.model import ErrorClass, Evidence, Reading
+from sltd.mrz import check_digit
+from sltd.normalize import fold_number
 from sltd.search import (
     HitIds,
     classify,
     classify_table,
     edit1_variants,
     explain,
+    near_tier,
 )
 from sltd.synth import ERROR_KINDS, inject_error, synth_records
 
@@ -54,19 +59,37 @@ def test_bad_input_is_refused_even_on_a_miss(listed):
         listed.check("??", exact_only=True)
 
 
-@pytest.mark.parametrize(("query", "why"), [
-    ("AB0O12345", "'0' read as 'O' at position 4"),
-    ("A8OO12345", "'B' read as '8' at position 2"),
-    ("AB0021345", "characters 5-6 transposed"),
-    ("AB00123456", "extra '6' at position 10"),
-    ("AB001245", "missing '3' before position 7"),
-    ("AB0012346", "'6' at position 9 where the record has '5'"),
+@pytest.mark.parametrize(("query", "why", "kind", "error"), [
+    ("AB0O12345", "'0' read as 'O' at position 4", "near", "ocr_confusion"),
+    ("A8OO12345", "'B' read as '8' at position 2", "near", "ocr_confusion"),
+    ("AB0021345", "characters 5-6 transposed", "lead", "transposition"),
+    ("AB00123456", "extra '6' at position 10", "lead", "insertion"),
+    ("AB001245", "missing '3' before position 7", "lead", "deletion"),
+    ("AB0012346", "'6' at position 9 where the record has '5'", "lead", "substitution"),
 ])
-def test_near_misses_are_found_and_explained(listed, query, why):
-    hits = listed.check(query, "P", "ITA")
-    assert [(h.match, h.number) for h in hits] == [(MatchKind.NEAR, "AB0012345")]
+def test_near_misses_are_found_classified_and_explained(listed, query, why, kind, error):
+    """Typed: look-alike characters are near hits; one edit is a lead, shown on request."""
+    hits = listed.check(query, "P", "ITA", leads=True)
+    assert [(h.match.value, h.number) for h in hits] == [(kind, "AB0012345")]
     assert why in hits[0].explanation
+    assert hits[0].error.value == error
     assert 0 < hits[0].score < 100
+    assert hits[0].as_dict()["error"] == error
+    if kind == "lead":  # not a hit: left out unless asked for
+        assert listed.check(query, "P", "ITA") == []
+
+
+def test_a_lead_is_promoted_to_a_near_hit_by_a_matching_expiry_date(index):
+    index.upsert([Record("X1234567", "P", "FRA", "stolen", date_of_expiry="2031-05-02")])
+    assert index.check("X1234568", "P", "FRA") == []
+    same = index.check("X1234568", "P", "FRA", expiry="2031-05-02")
+    assert [(h.match, h.evidence) for h in same] == [(MatchKind.NEAR,
+                                                      (Evidence.EXPIRY_MATCHES,))]
+    other = index.check("X1234568", "P", "FRA", expiry=dt.date(2030, 1, 1), leads=True)
+    assert [(h.match, h.evidence) for h in other] == [(MatchKind.LEAD,
+                                                       (Evidence.EXPIRY_DIFFERS,))]
+    with pytest.raises(InvalidDate, match="date_of_expiry"):
+        index.check("X1234568", "P", "FRA", expiry="02/05/2031")
 
 
 def test_near_misses_stay_in_the_queried_country_and_can_be_switched_off(listed):
@@ -74,11 +97,11 @@ def test_near_misses_stay_in_the_queried_country_and_can_be_switched_off(listed)
     assert listed.check("AB0O12345", "P", "ITA", exact_only=True) == []
 
 
-def test_exact_ranks_before_partial_before_near(index):
+def test_exact_ranks_before_partial_before_near_before_leads(index):
     index.upsert([Record("X1234567", "P", "FRA", "lost"), Record("X1234567", "P", "DEU", "lost"),
-                  Record("X1234568", "P", "FRA", "lost")])
-    assert [h.match.value for h in index.check("X1234567", "P", "FRA")] == [
-        "exact", "partial", "near"]
+                  Record("X1234568", "P", "FRA", "lost"), Record("X12345G7", "P", "FRA", "lost")])
+    assert [h.match.value for h in index.check("X1234567", "P", "FRA", leads=True)] == [
+        "exact", "partial", "near", "lead"]
 
 
 def test_hit_is_first_level_only(listed):
@@ -189,8 +212,8 @@ def test_every_loaded_record_is_an_exact_hit_of_its_own_fields(row, sep, lower):
 def test_numbers_not_loaded_are_never_exact_hits(number):
     listed = set(RECORDS.column("document_number").to_pylist())
     assume(number not in listed)
-    hits = synthetic_index().check(number, "P", "FRA")
-    assert all(h.match is MatchKind.NEAR for h in hits)
+    hits = synthetic_index().check(number, "P", "FRA", leads=True)
+    assert all(h.match in (MatchKind.NEAR, MatchKind.LEAD) for h in hits)
 
 
 EDITS = st.sampled_from(ERROR_KINDS)
@@ -201,7 +224,8 @@ def test_every_single_error_of_each_kind_finds_the_record(row, kind, pos, ch):
     n = row["document_number"]
     q = inject_error(n, kind, pos, ch)
     assume(q is not None and len(q) >= 3)
-    hits = synthetic_index().check(q, row["document_type"], row["issuing_country"])
+    hits = synthetic_index().check(q, row["document_type"], row["issuing_country"],
+                                   leads=True)
     assert (n, row["issuing_country"]) in {(h.number, h.country) for h in hits}
 
 
@@ -225,26 +249,67 @@ def test_every_single_misreading_of_an_mrz_finds_the_record(row, kind, pos, ch):
     n = row["document_number"]
     q = inject_error(n, kind, pos, ch)
     assume(q is not None and 3 <= len(q) <= 9)
-    mrz = synth_mrz(n, row["document_type"], row["issuing_country"], read_as=q)
+    # the misreadings a check digit detects, and look-alikes (which it need not)
+    assume(check_digit(q) != check_digit(n) or fold_number(q) == fold_number(n))
+    expiry = row["date_of_expiry"].strftime("%y%m%d") if row["date_of_expiry"] else "310415"
+    mrz = synth_mrz(n, row["document_type"], row["issuing_country"], read_as=q,
+                    expiry=expiry)  # as printed on the listed document
     result = synthetic_index().check_mrz(mrz)
-    assert (n, row["issuing_country"]) in {(h.number, h.country) for h in result.hits}
+    assert (n, row["issuing_country"]) in {(h.number, h.country) for h in result.hits
+                                           if h.match.is_hit}
 
 
-def test_a_verified_mrz_number_drops_near_misses_its_check_digit_rules_out(index):
-    from sltd.mrz import check_digit
+def test_a_verified_mrz_number_keeps_only_its_look_alikes(index):
     from sltd.synth import synth_mrz
 
     assert check_digit("N1234567") == check_digit("X1234567")  # N and X are 10 apart
     index.upsert([Record(n, "P", "FRA", "stolen")
                   for n in ("X1234568", "X1Z34567", "N1234567")])
-    typed = {h.number for h in index.check("X1234567", "P", "FRA")}
-    assert typed == {"X1234568", "X1Z34567", "N1234567"}
-    read = index.check_mrz(synth_mrz("X1234567", "P", "FRA"))
+    typed = {(h.number, h.match.value) for h in index.check("X1234567", "P", "FRA",
+                                                            leads=True)}
+    assert typed == {("X1Z34567", "near"), ("X1234568", "lead"), ("N1234567", "lead")}
+    read = index.check_mrz(synth_mrz("X1234567", "P", "FRA"), leads=True)
     assert read.mrz.consistent
-    # X1234568 would have failed the digit; a look-alike (2/Z) and a substitution the
-    # digit cannot see stay.
-    assert {h.number for h in read.hits} == {"X1Z34567", "N1234567"}
-    misread = index.check_mrz(synth_mrz("X1234567", "P", "FRA", read_as="X1234569"))
+    # the reading is confirmed: no edit-distance candidate, not even as a lead; the
+    # record that differs by a look-alike (2/Z) stays a near hit
+    assert [(h.number, h.match, h.evidence) for h in read.hits] == [
+        ("X1Z34567", MatchKind.NEAR, (Evidence.LOOK_ALIKE,))]
+
+
+def test_a_failed_mrz_digit_keeps_the_candidates_with_the_printed_digit(index):
+    from sltd.synth import synth_mrz
+
+    index.upsert([Record(n, "P", "FRA", "stolen", date_of_expiry="2030-01-01")
+                  for n in ("X1234567", "X1234568")])
+    # printed for X1234567, read as X1234569: X1234567 has the printed digit, X1234568
+    # has not (both one edit away)
+    misread = index.check_mrz(synth_mrz("X1234567", "P", "FRA", read_as="X1234569"),
+                              leads=True)
     assert "document number" in misread.mrz.failed_checks
-    # unverified reading: every near miss stays
-    assert {(h.number, h.match) for h in misread.hits} >= {("X1234568", MatchKind.NEAR)}
+    assert [(h.number, h.match) for h in misread.hits] == [("X1234567", MatchKind.NEAR)]
+    assert Evidence.CHECK_DIGIT_CONSISTENT in misread.hits[0].evidence
+    assert misread.hits[0].error is ErrorClass.SUBSTITUTION
+
+
+NUMBERS = st.text(alphabet="ABCXYZ0123456789", min_size=5, max_size=9)
+
+
+@given(NUMBERS, EDITS, st.integers(0, 12), st.sampled_from("ABCXYZ0123456789"),
+       st.lists(NUMBERS, max_size=5))
+def test_a_failed_digit_keeps_exactly_the_candidates_consistent_with_it(
+        true, kind, pos, ch, others):
+    """An MRZ printed for ``true`` and read as ``read``: of listed numbers one edit (or
+    look-alikes) away from the reading, exactly those with the printed check digit, and
+    the look-alikes, survive; a detected misreading always finds ``true``."""
+    read = inject_error(true, kind, pos, ch)
+    assume(read is not None and len(read) >= 3 and check_digit(read) != check_digit(true))
+    printed = check_digit(true)
+    reading = Reading(printed, verified=False)
+    for listed in [true, *others]:
+        tier = near_tier(read, listed, reading, None)
+        look_alike = fold_number(listed) == fold_number(read)
+        assert (tier is not None) == (look_alike or check_digit(listed) == printed)
+        if tier is not None:
+            assert tier[0] is MatchKind.NEAR
+    assert near_tier(read, true, Reading(printed, verified=True), None) is None or \
+        fold_number(read) == fold_number(true)

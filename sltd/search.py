@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from rapidfuzz.distance import OSA, Levenshtein
 
 from sltd import codes
 from sltd.errors import HitIdError
@@ -118,6 +117,9 @@ def explain(query: str, listed: str) -> tuple[float, str]:
         >>> explain("X12345", "X13245")[1]
         'characters 3-4 transposed'
     """
+    from rapidfuzz.distance import OSA, Levenshtein  # on a near-miss candidate only:
+    # 8 ms of every process's start otherwise
+
     score = OSA.normalized_similarity(query, listed) * 100.0
     if len(query) == len(listed):
         parts = _explain_same_length(query, listed)

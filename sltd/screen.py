@@ -514,7 +514,13 @@ def _tiers(hits: pa.Table, leads: bool, expiries: Expiries) -> pa.Table:
                            pa.array(match, pa.string())) \
         .append_column("error", pa.array(error, pa.string())) \
         .append_column("evidence", pa.array(evidence, pa.string()))
-    return hits.filter(pa.array(keep))
+    hits = hits.filter(pa.array(keep))
+    if leads and hits.num_rows:  # leads after the near hits of their row, as in checks
+        tier = pc.equal(hits["match"], MatchKind.LEAD.value).cast(pa.int8())
+        order = pc.sort_indices(hits.append_column("_lead", tier), sort_keys=[
+            ("row", "ascending"), ("_lead", "ascending")])
+        hits = hits.take(order)  # a stable sort keeps classify_table's order otherwise
+    return hits
 
 
 def _write(table: pa.Table, out: str | os.PathLike[str]) -> None:

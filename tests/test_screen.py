@@ -75,6 +75,8 @@ def test_screening_finds_exactly_what_single_checks_find(index, exact_only, lead
         lead_rows = hits.filter(pa.compute.equal(hits["match"], "lead"))
         assert set(lead_rows["error"].to_pylist()) <= {
             "substitution", "insertion", "deletion", "transposition"}
+        order = [(r["row"], r["match"] == "lead") for r in hits.to_pylist()]
+        assert order == sorted(order)  # by row; within a row, leads after hits
     pax = dict(zip(range(1, m.num_rows + 1), m.column("passenger_id").to_pylist(), strict=True))
     assert all(pax[r["row"]] == r["passenger_id"] for r in hits.to_pylist())
 

@@ -11,7 +11,7 @@ find it. The result says which digits failed (:attr:`MRZ.failed_checks`), and th
 reports the MRZ as inconsistent. A matching number digit is evidence too: it rules out
 the near misses a reader could not have produced (:func:`plausible_misreading`).
 
-:func:`mrz_fields` and :func:`check_digits` do the same work column-wise, for screening.
+:func:`mrz_fields` slices the same fields column-wise, for screening.
 
 Example:
     >>> m = parse_mrz(
@@ -28,7 +28,6 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,9 +38,6 @@ from sltd.model import Hit, Reading
 _VALUES = {**{str(d): d for d in range(10)},
            **{chr(ord("A") + i): 10 + i for i in range(26)}, "<": 0}
 _WEIGHTS = (7, 3, 1)
-_VALUE_TABLE = np.zeros(256, dtype=np.int64)
-for _c, _v in _VALUES.items():
-    _VALUE_TABLE[ord(_c)] = _v
 _CHARSET = re.compile(r"[A-Z0-9<]*")
 
 #: (lines, length) -> format, for documents whose code starts with anything but V.
@@ -148,22 +144,6 @@ def plausible_misreading(listed: str, read: str, printed: int | None,
     if fold_number(listed) == fold_number(read) or printed is None:
         return True
     return not verified and check_digit(listed) == printed
-
-
-def check_digits(fields: pa.Array) -> np.ndarray:
-    """:func:`check_digit` of every value of a string column of MRZ fields (at most 24
-    characters of A-Z, 0-9 and ``<``), column-wise; -1 where null.
-
-    Example:
-        >>> check_digits(pa.array(["L898902C3", "740812", None])).tolist()
-        [6, 2, -1]
-    """
-    from sltd.keyhash import key_matrix
-
-    filled = pc.fill_null(fields.cast(pa.string()), "")
-    values = _VALUE_TABLE[key_matrix(filled, narrow=True)]  # padding NUL counts 0, as '<'
-    digits = (values * np.resize(np.array(_WEIGHTS), values.shape[1])).sum(axis=1) % 10
-    return np.where(pc.is_null(fields).to_numpy(zero_copy_only=False), -1, digits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,9 +314,8 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
     screening: no Python per value).
 
     Returns the fields (as text, fillers kept for the number: canonicalization removes
-    them; ``number_check``: the number's check digit as printed, -1 when there is none;
-    ``number_verified``: whether it matches) and a mask of the values that are not an MRZ
-    of a known shape.
+    them; ``number_check``: the number's check digit as printed, -1 when there is none)
+    and a mask of the values that are not an MRZ of a known shape.
 
     Example:
         >>> f, bad = mrz_fields(pa.array([
@@ -367,12 +346,10 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
     number = pc.if_else(td1, pc.binary_join_element_wise(pc.struct_field(long_td1, "head"),
                                                          tail, ""), number)
     digit = pc.if_else(td1, pc.struct_field(long_td1, "digit"), digit)
-    # The number's check digit as printed, and whether it matches: evidence for near
-    # misses, as in single MRZ checks (sltd.search.near_tier).
+    # The number's check digit as printed (screening re-reads the few MRZs of near-miss
+    # candidates whole for their evidence: sltd.search.near_tier)
     printed = pc.if_else(pc.match_substring_regex(pc.fill_null(digit, ""), "^[0-9]$"),
                          digit, "-1").cast(pa.int8())
-    matches = pc.equal(printed, pa.array(check_digits(number), pa.int8()))
-    verified = pc.fill_null(matches, False)
     number = pc.replace_substring(number, "<", "")
     code = pc.if_else(is_mrz, pc.replace_substring(pc.utf8_slice_codeunits(text, 0, 2), "<", ""),
                       null)
@@ -381,4 +358,4 @@ def mrz_fields(raw: pa.Array) -> tuple[dict[str, pa.Array | None], pa.Array]:
                      ).take(enc.indices) if len(enc.dictionary) else null
     country = pc.if_else(is_mrz, pc.utf8_slice_codeunits(text, 2, 5), null)
     return ({"document_number": number, "document_type": types, "issuing_country": country,
-             "number_check": printed, "number_verified": verified}, pc.invert(is_mrz))
+             "number_check": printed}, pc.invert(is_mrz))

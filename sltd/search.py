@@ -515,8 +515,8 @@ class Search:
             chunk = variants[start:start + _PROBE_CHUNK]
             present = keys.present(matrix_hashes(chunk), qcountry)
             found.update(bytes(r) for r in chunk[np.flatnonzero(present)])
-        folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found)
-                 if f != folded.decode("ascii")]
+        fold = folded.decode("ascii")
+        folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found) if f != fold]
         if folds:
             rows += keys.rows(folds)
         return self._hits(canonical, qtype, qcountry, rows, False, ncb, now, reading, leads,

@@ -8,7 +8,8 @@ active record (record id, number, type, country) sorted by the 64-bit hash
 :class:`KeySet` over the hashes: an absent hash proves the folded key is not listed; a
 present one is confirmed by folding the record's number, so a hash collision costs a
 lookup, never a wrong answer. About 31 bytes a record: hash 8, record id 4, number 4 + its
-characters, type 1, country 2, and 2-4 for the probe filter.
+characters, type 1, country 2, and 2-4 for the probe filter; plus, per issuer, how often
+each character occurs at each position (:mod:`sltd.alphabets`, for the near-miss policy).
 
 A :class:`KeySnapshot` is what a check reads: a *base* table (memory-mapped from the key
 file ``<index>.keys``), a small in-memory *delta* of the records added since, and the ids
@@ -43,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sltd import store
+from sltd.alphabets import ALPHABET, AlphabetCounter, Alphabets, carries
 from sltd.codes import DOC_TYPES
 from sltd.errors import IndexStateError
 from sltd.keyhash import (
@@ -330,13 +332,14 @@ class KeyTable:
     """
 
     __slots__ = ("keys", "hashes", "ids", "offsets", "data", "types", "countries", "names",
-                 "codes", "max_id", "digest", "probe", "probe_test", "_iv", "_ov", "_dv",
-                 "_tv", "_cv")
+                 "codes", "max_id", "digest", "probe", "probe_test", "alphabets", "_iv",
+                 "_ov", "_dv", "_tv", "_cv")
 
     def __init__(self, keys: KeySet, ids: np.ndarray, offsets: np.ndarray, data: np.ndarray,
                  types: np.ndarray, countries: np.ndarray, names: Sequence[str],
                  max_id: int, digest: Digest | None = None,
-                 probe: tuple[int, np.ndarray] | None = None):
+                 probe: tuple[int, np.ndarray] | None = None,
+                 alphabets: Alphabets | None = None):
         self.keys = keys
         self.hashes = keys._array
         self.ids = ids
@@ -358,6 +361,9 @@ class KeyTable:
         #: What :meth:`KeySnapshot.lookup` reads of it: (shift, bitmap memoryview).
         self.probe_test = None if self.probe is None else (self.probe[0],
                                                            self.probe[1].data)
+        #: The characters its numbers carry, per issuer and position (near-miss policy).
+        self.alphabets = alphabets if alphabets is not None else Alphabets.of(
+            offsets, data, types, countries, len(self.names))
         # memoryviews: Python ints per index without NumPy calls (no GIL hand-over)
         self._iv = ids.data
         self._ov = offsets.data
@@ -403,7 +409,8 @@ class KeyTable:
         return KeyTable(KeySet(merge(self.hashes, new.hashes)),
                         merge(self.ids.astype(np.int64), new.ids), offsets, data,
                         merge(self.types, new.types), merge(self.countries, new.countries),
-                        new.names, new.max_id, _combine(self.digest, new.digest))
+                        new.names, new.max_id, _combine(self.digest, new.digest),
+                        alphabets=self.alphabets + new.alphabets)
 
     def _numbers(self) -> pa.Array:
         offsets = self.offsets.astype(np.int64, copy=False)
@@ -503,7 +510,8 @@ class KeyTable:
     def nbytes(self) -> int:
         return int(self.keys.nbytes + self.ids.nbytes + self.offsets.nbytes
                    + self.data.nbytes + self.types.nbytes + self.countries.nbytes
-                   + (self.probe[1].nbytes if self.probe is not None else 0))
+                   + (self.probe[1].nbytes if self.probe is not None else 0)
+                   + self.alphabets.nbytes)
 
 
 def _codes(records: pa.Table, names: Sequence[str]
@@ -540,7 +548,7 @@ def _string_buffers(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 #: First bytes of a key file; the header follows as JSON.
 MAGIC = b"SLTDKEYS"
 #: Layout version of the key file (the hash is :data:`sltd.store.SCHEMA_VERSION`'s).
-FORMAT = 3
+FORMAT = 4
 _ALIGN = 64
 
 
@@ -591,6 +599,7 @@ def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
         bitmap = np.zeros(1 << (64 - lay.shift) if lay.filtered else 0, np.uint8)
         probe = np.zeros(1 << (64 - lay.shift) if n else 0, np.uint8)
         counts = np.zeros(1 << lay.bits if lay.filtered else 0, np.int64)
+        alphabets = AlphabetCounter(len(names))
         row, chars = 0, 0
         offsets_tail = np.zeros(1, lay.offset_dtype)
         sink.write(lay.at["offsets"], offsets_tail.tobytes())
@@ -610,6 +619,7 @@ def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
             sink.write(lay.at["countries"] + row * 2, countries.astype(np.uint16).tobytes())
             sink.write(lay.data_at + chars, data.tobytes())
             _set_slots(probe, np.sort(probe_hashes(fold_matrix(numbers))), lay.shift)
+            alphabets.add(offsets, data, types, countries)
             if lay.filtered:
                 _set_slots(bitmap, hashes, lay.shift)
                 counts += np.bincount(_directory_top(hashes, lay.bits), minlength=len(counts))
@@ -619,6 +629,9 @@ def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
             raise IndexStateError(f"{n} records were expected, {row} were read")
         if n:
             sink.write(lay.at["probe"], probe.tobytes())
+        counted = alphabets.result()
+        alphabets_at = _aligned(lay.data_at + chars)
+        sink.write(alphabets_at, counted.slots.tobytes() + counted.counts.tobytes())
         if lay.filtered:
             sink.write(lay.at["filter"], bitmap.tobytes())
             sink.write(lay.at["directory"], _directory(counts, n).astype(lay.dir_dtype)
@@ -628,7 +641,8 @@ def build_key_file(con: duckdb.DuckDBPyConnection, path: str | None,
                   "chars": chars, "id_dtype": lay.id_dtype.str,
                   "offset_dtype": lay.offset_dtype.str, "shift": lay.shift,
                   "directory_bits": lay.bits, "directory_dtype": lay.dir_dtype.str,
-                  "filtered": lay.filtered, "sections": lay.at, "data_at": lay.data_at}
+                  "filtered": lay.filtered, "sections": lay.at, "data_at": lay.data_at,
+                  "alphabets_at": alphabets_at, "alphabet_slots": len(counted.slots)}
         sink.write(0, _header_bytes(header, header_room))
         return _table_from(sink.finish(), header)
     except BaseException:
@@ -714,10 +728,14 @@ def open_key_file(path: str) -> KeyTable | None:
     if header is None or header.get("format") != FORMAT \
             or header.get("schema") != store.SCHEMA_VERSION:
         return None
-    end = header["data_at"] + header["chars"]
-    if len(buf) < end:
+    if len(buf) < _alphabets_end(header):
         return None  # truncated
     return _table_from(buf, header)
+
+
+def _alphabets_end(header: dict[str, Any]) -> int:
+    slots = header["alphabet_slots"]
+    return header["alphabets_at"] + slots * 4 + slots * MAX_LENGTH * len(ALPHABET) * 4
 
 
 def is_key_file(path: str) -> bool:
@@ -755,6 +773,11 @@ def _table_from(buf: Any, header: dict[str, Any]) -> KeyTable:
         directory = section("directory", np.dtype(header["directory_dtype"]),
                             (1 << header["directory_bits"]) + 1)
     digest = header["digest"]
+    slots, at_slots = header["alphabet_slots"], header["alphabets_at"]
+    alphabets = Alphabets(np.frombuffer(buf, np.int32, slots, at_slots),
+                          np.frombuffer(buf, np.uint32, slots * MAX_LENGTH * len(ALPHABET),
+                                        at_slots + 4 * slots)) if slots \
+        else Alphabets.empty()
     return KeyTable(KeySet(section("hashes", np.int64, n), bucket, directory),
                     section("ids", np.dtype(header["id_dtype"]), n),
                     section("offsets", np.dtype(header["offset_dtype"]), n + 1),
@@ -763,7 +786,7 @@ def _table_from(buf: Any, header: dict[str, Any]) -> KeyTable:
                     section("types", np.uint8, n), section("countries", np.uint16, n),
                     header["names"], header["max_id"], (digest[0], digest[1], digest[2]),
                     (header["shift"], section("probe", np.uint8, 1 << (64 - header["shift"])))
-                    if n else None)
+                    if n else None, alphabets)
 
 
 # --- snapshots ----------------------------------------------------------------------------
@@ -911,6 +934,16 @@ class KeySnapshot:
             if i >= 0:
                 self.delta.rows_at(i, h, folded, self.withdrawn, out)
         return out
+
+    def carries(self, country: str, doc_type: str, position: int, ch: str) -> bool:
+        """Whether the listed numbers of an issuer (the country and type of a listed
+        record) carry ``ch`` at ``position`` often enough to make it part of their
+        format (:mod:`sltd.alphabets`)."""
+        names = self.delta.names  # the base's, then any the delta added
+        if country not in names:
+            return False
+        return carries((self.base.alphabets, self.delta.alphabets), names.index(country),
+                       _TYPE_INDEX[doc_type], position, ch)
 
     def __len__(self) -> int:
         return len(self.base) + len(self.delta) - len(self.withdrawn)

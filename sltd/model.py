@@ -89,6 +89,8 @@ class Evidence(enum.StrEnum):
     # printed MRZ check digit, which the reading failed
     EXPIRY_MATCHES = "expiry_matches"  # the document's expiry date is the record's
     EXPIRY_DIFFERS = "expiry_differs"  # the record has another expiry date
+    ISSUER_USES_BOTH = "issuer_uses_both"  # look-alike characters, but the issuer's
+    # listed numbers carry both where they differ: another valid number, not a misreading
 
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -455,7 +456,7 @@ def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds
     pairs = keys.pairs(cands, carried) if since is None else \
         candidate_pairs(con, cands, carried, since)
     hits = _tiers(classify_table(pairs, exact_only=exact_only), leads,
-                  lambda ids: expiry_dates(con, ids))
+                  lambda ids: expiry_dates(con, ids), keys.carries)
     return pa.table({
         "row": hits["row"], **{k: hits[k].cast(pa.string()) for k in keep},
         "record_number": hits["record_number"], "record_type": hits["record_type"],
@@ -479,14 +480,15 @@ def _reading(text: str) -> Reading:
         return TYPED
 
 
-def _tiers(hits: pa.Table, leads: bool, expiries: Expiries) -> pa.Table:
+def _tiers(hits: pa.Table, leads: bool, expiries: Expiries,
+           carries: Callable[[str, str, int, str], bool]) -> pa.Table:
     """The near-miss policy (:func:`sltd.search.near_tier`) on the near rows of
     classified pairs: each becomes a near hit or a lead with its error class and evidence
     (comma-separated), or is dropped; leads are kept only with ``leads``. An MRZ row
     gives what a single MRZ check reads (:attr:`sltd.mrz.MRZ.reading`: the number's check
     digit, the expiry date), its MRZ parsed again (near rows are few); a typed row gives
     only its number (a manifest's expiry dates are not read: typed edit-distance
-    candidates stay leads)."""
+    candidates stay leads); ``carries`` is :meth:`sltd.keyset.KeySnapshot.carries`."""
     n = hits.num_rows
     match = hits["match"].to_numpy(zero_copy_only=False).astype(object)
     error: list[str | None] = [None] * n
@@ -497,14 +499,17 @@ def _tiers(hits: pa.Table, leads: bool, expiries: Expiries) -> pa.Table:
         idx = pa.array(near)
         mrz = _MRZ_TEXT in hits.column_names
         columns = [hits[c].take(idx).to_pylist() for c in (
-            "number", "record_number", "record_id", *((_MRZ_TEXT,) if mrz else ()))]
-        readings = {text: _reading(text) for text in set(columns[3])} if mrz else {}
-        dated = [r for r, *text in zip(columns[2], *columns[3:], strict=True)
+            "number", "record_number", "record_id", "record_country", "record_type",
+            *((_MRZ_TEXT,) if mrz else ()))]
+        readings = {text: _reading(text) for text in set(columns[5])} if mrz else {}
+        dated = [r for r, *text in zip(columns[2], *columns[5:], strict=True)
                  if text and readings[text[0]].expiry is not None]
         known = expiries(dated) if dated else {}
-        for i, read, listed, record_id, *text in zip(near.tolist(), *columns, strict=True):
+        for i, read, listed, record_id, country, doc_type, *text in zip(
+                near.tolist(), *columns, strict=True):
             reading = readings[text[0]] if text else TYPED
-            tier = near_tier(read, listed, reading, known.get(record_id))
+            tier = near_tier(read, listed, reading, known.get(record_id),
+                             functools.partial(carries, country, doc_type))
             if tier is None or (tier[0] is MatchKind.LEAD and not leads):
                 keep[i] = False
                 continue

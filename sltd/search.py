@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from sltd import codes
 from sltd.errors import HitIdError
 from sltd.keyhash import matrix_hashes
-from sltd.keyset import Keys
+from sltd.keyset import Keys, KeySnapshot
 from sltd.model import TYPED, DocType, ErrorClass, Evidence, Hit, MatchKind, Reading
 from sltd.mrz import check_digit
 from sltd.normalize import CONFUSIONS, MAX_LENGTH, canonical_number, fold_bytes, fold_number
@@ -190,17 +190,37 @@ def error_class(query: str, listed: str) -> ErrorClass:
     return ErrorClass.SUBSTITUTION
 
 
-def near_tier(query: str, listed: str, reading: Reading, record_expiry: dt.date | None
+#: Whether the listed numbers of a record's issuer carry a character at a position
+#: (0-based) as part of their format (:meth:`sltd.keyset.KeySnapshot.carries`).
+Carries = Callable[[int, str], bool]
+
+
+def misreading(query: str, listed: str, carries: Carries | None) -> bool:
+    """Whether a look-alike difference (equal folds) is evidence of a misreading: at some
+    place where they differ, the issuer's numbers do not carry the query's character or
+    the record's (without ``carries``, always)."""
+    return carries is None or any(
+        a != b and not (carries(i, a) and carries(i, b))
+        for i, (a, b) in enumerate(zip(query, listed, strict=True)))
+
+
+def near_tier(query: str, listed: str, reading: Reading, record_expiry: dt.date | None,
+              carries: Carries | None = None
               ) -> tuple[MatchKind, ErrorClass, tuple[Evidence, ...]] | None:
     """The near-miss policy: whether a listed number that is not the query's is a near
-    hit, a lead, or nothing, given what the query's channel says (``reading``) and the
-    record's expiry date.
+    hit, a lead, or nothing, given what the query's channel says (``reading``), the
+    record's expiry date and what its issuer's numbers carry (``carries``,
+    :mod:`sltd.alphabets`).
 
-    - Look-alike characters only (``O``/``0``...): a near hit (the record itself may
-      carry the confusion), unless the document's expiry date contradicts the record's
-      and no failed MRZ digit points to the record: then a lead (in ranges with mixed
-      letters and digits, a look-alike neighbour issued on another day is another
-      document).
+    - Look-alike characters only (``O``/``0``...) where the issuer's numbers cannot carry
+      one of the two (:func:`misreading`): a near hit (the query, or the record itself,
+      was misread), unless the document's expiry date contradicts the record's and no
+      failed MRZ digit points to the record: then a lead.
+    - Look-alikes the issuer's numbers carry both of (``issuer_uses_both``): another
+      valid number. Dropped when the MRZ's printed digit rules the record out; a near
+      hit when a failed digit points to it; otherwise (typed, or a verified digit that
+      cannot tell them apart: ``L``/``1`` and ``G``/``6`` never change it) a lead,
+      promoted to a near hit when the document's expiry date equals the record's.
     - MRZ whose number digit verified: nothing (the reading is confirmed).
     - MRZ whose digit failed: a near hit if the listed number has the printed digit,
       else nothing (the MRZ's expiry date, compared with the record's, is evidence
@@ -217,23 +237,34 @@ def near_tier(query: str, listed: str, reading: Reading, record_expiry: dt.date 
         >>> near_tier("X1234567", "X1234568", Reading(expiry=dt.date(2030, 1, 1)),
         ...           dt.date(2030, 1, 1))[::2]
         (<MatchKind.NEAR: 'near'>, (<Evidence.EXPIRY_MATCHES: 'expiry_matches'>,))
+        >>> near_tier("X12O4567", "X1204567", TYPED, None, lambda i, ch: True)[::2]
+        (<MatchKind.LEAD: 'lead'>, (<Evidence.ISSUER_USES_BOTH: 'issuer_uses_both'>,))
     """
     error = error_class(query, listed)
     dated = reading.expiry is not None and record_expiry is not None
     expiry = () if not dated else (Evidence.EXPIRY_MATCHES,) \
         if reading.expiry == record_expiry else (Evidence.EXPIRY_DIFFERS,)
+    failed_digit = reading.check_digit is not None and not reading.verified
     if error is ErrorClass.OCR_CONFUSION:
-        if reading.check_digit is not None and not reading.verified \
-                and check_digit(listed) == reading.check_digit:
-            return MatchKind.NEAR, error, (Evidence.LOOK_ALIKE,
-                                           Evidence.CHECK_DIGIT_CONSISTENT, *expiry)
-        kind = MatchKind.LEAD if expiry == (Evidence.EXPIRY_DIFFERS,) else MatchKind.NEAR
-        return kind, error, (Evidence.LOOK_ALIKE, *expiry)
+        plain = misreading(query, listed, carries)
+        look = Evidence.LOOK_ALIKE if plain else Evidence.ISSUER_USES_BOTH
+        consistent = reading.check_digit is not None \
+            and check_digit(listed) == reading.check_digit
+        digit = (Evidence.CHECK_DIGIT_CONSISTENT,) if consistent else ()
+        if failed_digit and consistent:
+            return MatchKind.NEAR, error, (look, *digit, *expiry)
+        if plain:
+            kind = MatchKind.LEAD if Evidence.EXPIRY_DIFFERS in expiry else MatchKind.NEAR
+            return kind, error, (look, *expiry)
+        if reading.check_digit is not None and not consistent:
+            return None  # the printed digit rules the record out
+        kind = MatchKind.NEAR if Evidence.EXPIRY_MATCHES in expiry else MatchKind.LEAD
+        return kind, error, (look, *digit, *expiry)
     if reading.check_digit is not None:
         if reading.verified or check_digit(listed) != reading.check_digit:
             return None
         return MatchKind.NEAR, error, (Evidence.CHECK_DIGIT_CONSISTENT, *expiry)
-    kind = MatchKind.NEAR if expiry == (Evidence.EXPIRY_MATCHES,) else MatchKind.LEAD
+    kind = MatchKind.NEAR if Evidence.EXPIRY_MATCHES in expiry else MatchKind.LEAD
     return kind, error, expiry
 
 
@@ -503,12 +534,12 @@ class Search:
         # most checks end here: not listed, from memory (the probe filter)
         rows = keys.lookup(folded)
         if exact_only:
-            return self._hits(canonical, qtype, qcountry, rows, True, ncb, now) if rows \
-                else []
+            return self._hits(keys, canonical, qtype, qcountry, rows, True, ncb, now) \
+                if rows else []
         if reading.verified and reading.check_digit is not None:
             # a verified MRZ number: only look-alikes of it (its own fold) can be hits
-            return self._hits(canonical, qtype, qcountry, rows, False, ncb, now, reading,
-                              leads, expiries) if rows else []
+            return self._hits(keys, canonical, qtype, qcountry, rows, False, ncb, now,
+                              reading, leads, expiries) if rows else []
         variants = edit1_matrix(folded)
         found: set[bytes] = set()
         for start in range(0, len(variants), _PROBE_CHUNK):
@@ -519,8 +550,8 @@ class Search:
         folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found) if f != fold]
         if folds:
             rows += keys.rows(folds)
-        return self._hits(canonical, qtype, qcountry, rows, False, ncb, now, reading, leads,
-                          expiries) if rows else []
+        return self._hits(keys, canonical, qtype, qcountry, rows, False, ncb, now, reading,
+                          leads, expiries) if rows else []
 
     def check_mrz(self, read: MRZ, *, ncb: str, now: float, exact_only: bool = False,
                   leads: bool = False, expiries: Expiries | None = None) -> list[Hit]:
@@ -530,7 +561,8 @@ class Search:
                           exact_only=exact_only, reading=read.reading, leads=leads,
                           expiries=expiries)
 
-    def _hits(self, canonical: str, qtype: str | None, qcountry: str | None,
+    def _hits(self, keys: KeySnapshot, canonical: str, qtype: str | None,
+              qcountry: str | None,
               rows: list[tuple[int, str, str, str]], exact_only: bool, ncb: str,
               now: float, reading: Reading = TYPED, leads: bool = False,
               expiries: Expiries | None = None) -> list[Hit]:
@@ -556,7 +588,8 @@ class Search:
             error: ErrorClass | None = None
             evidence: tuple[Evidence, ...] = ()
             if kind is MatchKind.NEAR:
-                tier = near_tier(canonical, number, reading, known.get(record_id))
+                tier = near_tier(canonical, number, reading, known.get(record_id),
+                                 functools.partial(keys.carries, rcountry, rtype))
                 if tier is None:
                     continue
                 kind, error, evidence = tier

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sltd.codes
 import sltd.keyset
 from sltd import Record, open_index
 from sltd.keyhash import key_hashes
@@ -135,6 +136,31 @@ def test_a_key_table_built_into_the_key_file_answers_like_one_built_in_memory(tm
         assert snap_disk.lookup(folded), r
         assert snap_memory.lookup(folded), r
     assert snap_disk.lookup(b"X9999999") == []
+    # the issuers' alphabets, counted batch by batch on disk, all at once in memory
+    def by_issuer(t):
+        types = len(sltd.codes.DOC_TYPES)
+        return {(t.names[slot // types], slot % types): counts.tolist()
+                for slot, counts in zip(t.alphabets.slots, t.alphabets.counts, strict=True)}
+
+    assert by_issuer(on_disk) == by_issuer(in_memory)
+    assert snap_disk.carries("FRA", "I", 7, "9")
+    assert not snap_disk.carries("FRA", "I", 1, "1")
+
+
+def test_issuer_alphabets_count_the_base_and_the_delta_together():
+    """A character belongs to an issuer's alphabet at a position once two of its numbers
+    carry it there (and 1 in 1,000): one stray record does not make it part of the format."""
+    base = KeyTable.from_arrow(_key_table([1, 2, 3], [
+        ("X1204567", "P", "FRA"), ("X1234567", "P", "FRA"), ("X12G4567", "I", "FRA")]))
+    snap = KeySnapshot(base)
+    assert snap.carries("FRA", "P", 3, "0") is False  # one number: a stray
+    assert snap.carries("FRA", "I", 3, "G") is False
+    snap = snap.with_keys(_key_table([4, 5], [("X1200000", "P", "FRA"),
+                                              ("X12G0000", "P", "DEU")]))
+    assert snap.carries("FRA", "P", 3, "0") is True  # base + delta: two numbers
+    assert snap.carries("FRA", "P", 3, "G") is False  # another issuer's G
+    assert snap.carries("DEU", "P", 3, "G") is False
+    assert snap.carries("ITA", "P", 0, "X") is False  # an issuer with no numbers
 
 
 def _count_builds(monkeypatch):

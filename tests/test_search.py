@@ -249,8 +249,11 @@ def test_every_single_misreading_of_an_mrz_finds_the_record(row, kind, pos, ch):
     n = row["document_number"]
     q = inject_error(n, kind, pos, ch)
     assume(q is not None and 3 <= len(q) <= 9)
-    # the misreadings a check digit detects, and look-alikes (which it need not)
-    assume(check_digit(q) != check_digit(n) or fold_number(q) == fold_number(n))
+    # the misreadings a check digit detects, and look-alikes (which it need not) of
+    # records whose expiry date the MRZ's corroborates (an issuer whose numbers carry
+    # both characters makes an undetected look-alike a lead without it)
+    assume(check_digit(q) != check_digit(n) or (
+        fold_number(q) == fold_number(n) and row["date_of_expiry"] is not None))
     expiry = row["date_of_expiry"].strftime("%y%m%d") if row["date_of_expiry"] else "310415"
     mrz = synth_mrz(n, row["document_type"], row["issuing_country"], read_as=q,
                     expiry=expiry)  # as printed on the listed document
@@ -274,6 +277,74 @@ def test_a_verified_mrz_number_keeps_only_its_look_alikes(index):
     # record that differs by a look-alike (2/Z) stays a near hit
     assert [(h.number, h.match, h.evidence) for h in read.hits] == [
         ("X1Z34567", MatchKind.NEAR, (Evidence.LOOK_ALIKE,))]
+
+
+def test_a_look_alike_the_issuer_also_issues_is_another_number_not_a_misreading(index):
+    """Where the issuer's listed numbers carry both characters (German serials: G and 6,
+    L and 1), a look-alike difference is ruled as an edit; where they cannot (a letter
+    where the issuer has only digits), it stays a near hit."""
+    from sltd.synth import synth_mrz
+
+    serials = [f"C0{c}X{d}4567" for c in "G6L1" for d in "0123456789"]
+    index.upsert([Record(n, "P", "DEU", "stolen", date_of_expiry="2031-05-02"
+                         if n == "C06X94567" else "2029-01-01") for n in serials])
+    index.upsert([Record("X1204567", "P", "FRA", "stolen"),
+                  Record("X1234567", "P", "FRA", "stolen")])
+    hits = index.check("C0GX94567", "P", "DEU", leads=True)
+    assert hits[0].number == "C0GX94567"
+    assert hits[0].match is MatchKind.EXACT
+    assert ("C06X94567", MatchKind.LEAD, (Evidence.ISSUER_USES_BOTH,)) in {
+        (h.number, h.match, h.evidence) for h in hits}
+    # typed, not listed: the G/6 look-alike is a lead, promoted by the expiry date
+    index.withdraw("C0GX94567", "P", "DEU")
+    assert index.check("C0GX94567", "P", "DEU") == []
+    dated = index.check("C0GX94567", "P", "DEU", expiry="2031-05-02")
+    assert [(h.number, h.match, h.evidence) for h in dated] == [
+        ("C06X94567", MatchKind.NEAR, (Evidence.ISSUER_USES_BOTH, Evidence.EXPIRY_MATCHES))]
+    # a verified MRZ: the digit cannot tell G from 6, the expiry date corroborates
+    read = index.check_mrz(synth_mrz("C0GX94567", "P", "DEU", expiry="310502"))
+    assert read.mrz.consistent
+    assert [(h.number, h.match) for h in read.hits] == [("C06X94567", MatchKind.NEAR)]
+    assert read.hits[0].evidence == (Evidence.ISSUER_USES_BOTH,
+                                     Evidence.CHECK_DIGIT_CONSISTENT, Evidence.EXPIRY_MATCHES)
+    other_day = index.check_mrz(synth_mrz("C0GX94567", "P", "DEU", expiry="300101"),
+                                leads=True)
+    assert [(h.number, h.match) for h in other_day.hits] == [("C06X94567", MatchKind.LEAD)]
+    # a letter where the issuer has only digits: a misreading (typed or read)
+    assert [(h.number, h.match, h.evidence) for h in index.check("X12O4567", "P", "FRA")
+            ] == [("X1204567", MatchKind.NEAR, (Evidence.LOOK_ALIKE,))]
+
+
+@given(NUMBERS_MRZ := st.text(alphabet="ABCXYZ0123456789", min_size=5, max_size=9),
+       st.sampled_from(["O0", "0O", "L1", "1L", "G6", "6G", "Z2", "B8", "S5", "IL"]),
+       st.integers(0, 8), st.booleans(), st.sampled_from([None, True, False]))
+def test_a_look_alike_the_issuer_carries_survives_only_what_the_digit_allows(
+        true, pair, pos, verified, expiry_same):
+    """Issuer carrying every character (``carries`` always true): a look-alike read
+    survives an MRZ only with the printed digit, and is a near hit then exactly when
+    the digit failed or the expiry dates match; typed, it is a lead unless they match."""
+    pos %= len(true)
+    read = true[:pos] + pair[0] + true[pos + 1:]
+    listed = true[:pos] + pair[1] + true[pos + 1:]
+    assume(read != listed)
+    printed = check_digit(true)
+    day = dt.date(2030, 1, 1)
+    record_expiry = None if expiry_same is None else day
+    doc_expiry = day if expiry_same else dt.date(2031, 1, 1)
+    reading = Reading(printed, verified=check_digit(read) == printed and verified,
+                      expiry=doc_expiry)
+    tier = near_tier(read, listed, reading, record_expiry, lambda i, ch: True)
+    if check_digit(listed) != printed:
+        assert tier is None
+    else:
+        assert tier is not None
+        assert Evidence.ISSUER_USES_BOTH in tier[2]
+        near = not reading.verified or expiry_same is True
+        assert tier[0] is (MatchKind.NEAR if near else MatchKind.LEAD)
+    typed = near_tier(read, listed, Reading(expiry=doc_expiry), record_expiry,
+                      lambda i, ch: True)
+    assert typed is not None
+    assert typed[0] is (MatchKind.NEAR if expiry_same is True else MatchKind.LEAD)
 
 
 def test_a_failed_mrz_digit_keeps_the_candidates_with_the_printed_digit(index):

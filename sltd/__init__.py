@@ -10,6 +10,7 @@ Example:
 
 from sltd.clock import Clock, ManualClock, SystemClock
 from sltd.errors import (
+    AccessDenied,
     CaseError,
     DeliveryError,
     HitIdError,
@@ -19,8 +20,10 @@ from sltd.errors import (
     InvalidNumber,
     MRZError,
     RecordNotFound,
+    ServiceError,
     SltdError,
     SourceError,
+    Unauthorized,
     UnknownCountry,
     UnknownDocType,
     UnknownStatus,
@@ -44,9 +47,11 @@ from sltd.normalize import canonical_number, fold_number
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "Alert",
     "CaseError",
     "CaseState",
+    "Client",
     "Clock",
     "DeliveryError",
     "DocType",
@@ -68,10 +73,12 @@ __all__ = [
     "MatchKind",
     "Record",
     "RecordNotFound",
+    "ServiceError",
     "SltdError",
     "SourceError",
     "Status",
     "SystemClock",
+    "Unauthorized",
     "UnknownCountry",
     "UnknownDocType",
     "UnknownStatus",
@@ -81,3 +88,17 @@ __all__ = [
     "open_index",
     "parse_mrz",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``sltd.Client`` (the service's client) is imported on first use: httpx is not
+    needed by the library or the CLI without ``--server``."""
+    if name == "Client":
+        from sltd.client import Client
+
+        return Client
+    raise AttributeError(f"module 'sltd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "Client"])

@@ -14,7 +14,9 @@ Exit codes:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,10 +25,10 @@ from typing import Any, NoReturn
 import click
 
 from sltd import demo as demo_mod
-from sltd.errors import SltdError, SourceError
+from sltd.errors import IndexBusy, SltdError, SourceError
 from sltd.index import Index, LoadProgress, default_db_path, open_index
 from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
-from sltd.mrz import MRZ
+from sltd.mrz import MRZ, parse_mrz
 from sltd.sources import Problem, refuse_overwrite, write_rejects
 from sltd.store import SCHEMA_VERSION
 from sltd.synth import (
@@ -75,11 +77,46 @@ def _one_line(message: str) -> str:
     return text if len(text) <= 500 else text[:500] + "..."
 
 
+#: Commands that run against a service with --server.
+_REMOTE = ("check", "reveal", "confirm", "reject", "hits", "alerts", "load", "withdraw",
+           "stats")
+
+
 def _open(ctx: click.Context, *, create: bool = False) -> Index:
     root = ctx.find_root().obj
-    index = open_index(root["db"], create=create, wait=root["wait"])
+    if root.get("server"):
+        raise click.UsageError(f"`{ctx.info_name}` works on the index file, not with "
+                               f"--server (which serves {', '.join(_REMOTE)})")
+    try:
+        index = open_index(root["db"], create=create, wait=root["wait"])
+    except IndexBusy as e:
+        served = _served_by(root["db"], e.pid)
+        if served is None:
+            raise
+        raise IndexBusy(f"{root['db']} is served by `sltd serve` at {served} (pid {e.pid}): "
+                        f"run this command with --server {served} (and $SLTD_TOKEN)",
+                        path=e.path, pid=e.pid) from None
     ctx.call_on_close(index.close)
     return index
+
+
+def _served_by(db: str, pid: int | None) -> str | None:
+    """The URL of the service holding ``db``, from the note it leaves beside the file."""
+    from sltd.service import served_url
+
+    return served_url(db, pid)
+
+
+def _remote(ctx: click.Context) -> Any:
+    """A client of the service given by --server (None: work on the file)."""
+    root = ctx.find_root().obj
+    if not root.get("server"):
+        return None
+    from sltd.client import Client
+
+    client = Client(root["server"], root["token"])
+    ctx.call_on_close(client.close)
+    return client
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -119,9 +156,15 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--wait", type=click.FloatRange(min=0), envvar="SLTD_WAIT", default=5.0,
               show_default=True, show_envvar=True,
               help="Seconds to wait while another process holds the index file.")
+@click.option("--server", envvar="SLTD_SERVER", show_envvar=True, metavar="URL",
+              help="Run check, reveal, confirm, reject, hits, alerts, load, withdraw and "
+                   "stats against `sltd serve` at URL instead of the file (key: "
+                   "$SLTD_TOKEN).")
+@click.option("--token", envvar="SLTD_TOKEN", show_envvar=True, hidden=True, default="")
 @click.version_option(package_name="sltd")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, wait: float) -> None:
+def cli(ctx: click.Context, db: str | None, wait: float, server: str | None,
+        token: str) -> None:
     """Check travel documents against a stolen and lost travel documents index.
 
     Exit codes: 0 success (check, screen: not listed), 1 check or screen found a hit,
@@ -130,6 +173,8 @@ def cli(ctx: click.Context, db: str | None, wait: float) -> None:
     ctx.ensure_object(dict)
     ctx.obj["db"] = db or default_db_path()
     ctx.obj["wait"] = wait
+    ctx.obj["server"] = server or None
+    ctx.obj["token"] = token
 
 
 @cli.command()
@@ -181,6 +226,13 @@ def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, .
     changes nothing.
     """
     fields = _parse_mapping(mapping)
+    client = _remote(ctx)
+    if client is not None:
+        if fields or fmt or rejects:
+            raise click.UsageError("--map, --format and --rejects work on the file; the "
+                                   "service reads default column names")
+        _remote_load(client, source, as_json)
+        return
     index = _open(ctx, create=create)
     with _LoadBar(show=not quiet and not as_json and _on_terminal()) as bar:
         report = index.load(source, format=fmt, mapping=fields, rejects=rejects,
@@ -204,6 +256,20 @@ def load(ctx: click.Context, source: str, fmt: str | None, mapping: tuple[str, .
             click.echo(f"  row {p.row}: {p.field}={_shown(p.value)}: {p.reason}")
         if len(report.problems) > 5:
             click.echo(f"  ... {len(report.problems) - 5} more")
+
+
+def _remote_load(client: Any, source: str, as_json: bool) -> None:
+    report = client.load(source)
+    if as_json:
+        _echo_json({**report, "problems": len(report["problems"])})
+        return
+    click.echo(f"{source}: {report['rows_read']} rows read, {report['inserted']} inserted, "
+               f"{report['updated']} updated, {report['unchanged']} unchanged, "
+               f"{report['rejected']} rejected ({report['seconds']:.1f} s)")
+    for p in report["problems"][:5]:
+        click.echo(f"  row {p['row']}: {p['field']}={_shown(p['value'])}: {p['reason']}")
+    if len(report["problems"]) > 5:
+        click.echo(f"  ... {len(report['problems']) - 5} more")
 
 
 def _on_terminal() -> bool:
@@ -299,19 +365,28 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
     if mrz is not None and (doc_type or country or expiry):
         raise click.UsageError("--type, --country and --expiry come from the MRZ; do not "
                                "give them")
-    index = _open(ctx)
+    client = _remote(ctx)
     read: MRZ | None = None
-    if mrz is not None:
+    if client is not None:  # the searching NCB and officer are the key's
+        if mrz is not None:
+            read = parse_mrz(mrz)  # as the service parses it, for the MRZ line
+            found = client.check_mrz(mrz, exact_only=exact_only, leads=leads)[1]
+        else:
+            found = client.check(number, doc_type, country, exact_only=exact_only,
+                                 expiry=expiry, leads=leads)
+    elif mrz is not None:
+        index = _open(ctx)
         result = index.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
                                  leads=leads)
         found, read = result.hits, result.mrz
     else:
         assert number is not None
+        index = _open(ctx)
         found = index.check(number, doc_type, country, exact_only=exact_only, ncb=ncb,
                             officer=officer, expiry=expiry, leads=leads)
     hits = [h for h in found if h.match.is_hit]
     lead_hits = [h for h in found if not h.match.is_hit]
-    if hits and not ncb and not index.home_ncb:
+    if hits and client is None and not ncb and not index.home_ncb:
         click.echo("note: no searching NCB (no --ncb, and the index has no home NCB), so "
                    "no NCB can reveal these hit ids; set one with `sltd init --ncb CODE`",
                    err=True)
@@ -354,8 +429,11 @@ def _hit_line(h: Hit) -> str:
 def withdraw(ctx: click.Context, number: str, doc_type: str, country: str,
              reason: str | None, officer: str) -> None:
     """Withdraw a record (document recovered): kept in history, no longer hit."""
-    index = _open(ctx)
-    index.withdraw(number, doc_type, country, reason=reason, officer=officer)
+    client = _remote(ctx)
+    if client is not None:
+        client.withdraw(number, doc_type, country, reason=reason)
+    else:
+        _open(ctx).withdraw(number, doc_type, country, reason=reason, officer=officer)
     click.echo(f"withdrawn: {number} {doc_type} {country}")
 
 
@@ -379,7 +457,20 @@ def migrate(ctx: click.Context) -> None:
 @json_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """Counts of records by status, type and country; history; key-set memory."""
+    """Counts of records by status, type and country; history; key-set memory (with
+    --server: the service's status)."""
+    client = _remote(ctx)
+    if client is not None:
+        status = client.stats()
+        if as_json:
+            _echo_json(status)
+        else:
+            click.echo(f"{client.url}: {status['records']} active records, "
+                       f"{status['open_cases']} open cases (oldest "
+                       f"{status['oldest_open_case'] or 'none'}), "
+                       f"{status['alert_backlog']} alerts not delivered, key sets "
+                       f"{status['key_set_bytes'] / 1e6:.1f} MB")
+        return
     s = _open(ctx).stats()
     if as_json:
         _echo_json(s)
@@ -534,7 +625,9 @@ def reveal(ctx: click.Context, hit_id: str, officer: str, ncb: str | None,
            as_json: bool) -> None:
     """Open the details of a hit; alerts the owner NCB, your NCB and the CCC, and starts
     the validation deadline."""
-    d = _open(ctx).reveal(hit_id, officer=officer, ncb=ncb)
+    client = _remote(ctx)
+    d = client.reveal(hit_id) if client is not None else \
+        _open(ctx).reveal(hit_id, officer=officer, ncb=ncb)
     if as_json:
         _echo_json(d.as_dict())
         return
@@ -558,7 +651,9 @@ def reveal(ctx: click.Context, hit_id: str, officer: str, ncb: str | None,
 def confirm(ctx: click.Context, case_id: str, officer: str, reason: str | None,
             as_json: bool) -> None:
     """The owner NCB confirmed the record: act on the hit."""
-    _decided(_open(ctx).confirm(case_id, officer=officer, reason=reason), as_json)
+    client = _remote(ctx)
+    _decided(client.confirm(case_id, reason=reason) if client is not None else
+             _open(ctx).confirm(case_id, officer=officer, reason=reason), as_json)
 
 
 @cli.command()
@@ -571,7 +666,9 @@ def confirm(ctx: click.Context, case_id: str, officer: str, reason: str | None,
 def reject(ctx: click.Context, case_id: str, reason: str, officer: str,
            as_json: bool) -> None:
     """The hit is not confirmed: release the holder."""
-    _decided(_open(ctx).reject(case_id, officer=officer, reason=reason), as_json)
+    client = _remote(ctx)
+    _decided(client.reject(case_id, reason=reason) if client is not None else
+             _open(ctx).reject(case_id, officer=officer, reason=reason), as_json)
 
 
 def _decided(case: HitCase, as_json: bool) -> None:
@@ -603,9 +700,14 @@ def hits(ctx: click.Context, states: tuple[str, ...], as_json: bool) -> None:
     for s in states:
         wanted += {"open": ["pending", "overdue"],
                    "closed": ["confirmed", "not_confirmed"]}.get(s, [s])
-    index = _open(ctx)
-    now = index.clock.now()
-    cases = index.cases(wanted or None)
+    client = _remote(ctx)
+    if client is not None:  # the cases of the key's NCB
+        now = dt.datetime.now(dt.UTC)
+        cases = client.cases(wanted or None)
+    else:
+        index = _open(ctx)
+        now = index.clock.now()
+        cases = index.cases(wanted or None)
     if as_json:
         _echo_json({"cases": [c.as_dict(now) for c in cases]})
         return
@@ -672,6 +774,101 @@ def watch(ctx: click.Context, sinks: tuple[str, ...], interval: float, timeout: 
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8300, show_default=True)
+@click.option("--sink", "sinks", multiple=True, metavar="[RECIPIENT=]TARGET",
+              help="Where the service delivers alerts (as for watch; repeatable; default: "
+                   "none, alerts wait in the outbox).")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+              help="Seconds between alert rounds (escalation and delivery).")
+@click.option("--certfile", type=click.Path(exists=True, dir_okay=False),
+              help="TLS certificate (PEM); with --keyfile, serve HTTPS.")
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False),
+              help="TLS private key (PEM).")
+@click.option("--max-body-mb", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Largest request body accepted (413 above).")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, sinks: tuple[str, ...], interval: float,
+          certfile: str | None, keyfile: str | None, max_body_mb: int) -> None:
+    """Serve the index over HTTP (JSON; see /docs and /openapi.json) until SIGTERM.
+
+    Every call needs an API key (`sltd keys add`). The service owns the index file:
+    other sltd commands reach it through it. Alerts are delivered and overdue cases
+    escalated inside the service (--sink)."""
+    from sltd.alerts import JsonlSink
+    from sltd.service import serve as run
+    from sltd.sources import refuse_overwrite
+
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("give both --certfile and --keyfile, or neither")
+    index = _open(ctx)
+    router = _router(sinks, 5.0) if sinks else None
+    if router is not None:
+        for sink in router.routes.values():
+            if isinstance(sink, JsonlSink):
+                refuse_overwrite(sink.path, [index.path], what="alert sink")
+    scheme = "https" if certfile else "http"
+    click.echo(f"serving {index.path} ({len(index)} records) on {scheme}://{host}:{port} "
+               "(docs: /docs); stop with Ctrl-C or SIGTERM", err=True)
+    run(index, host=host, port=port, router=router, alert_interval=interval,
+        certfile=certfile, keyfile=keyfile, max_body=max_body_mb << 20)
+    click.echo("service stopped", err=True)
+
+
+@cli.group()
+def keys() -> None:
+    """API keys of the service: add, list, revoke."""
+
+
+@keys.command("add")
+@click.option("--ncb", required=True, help="The NCB the key searches and reveals for.")
+@click.option("--officer", required=True, help="The officer or system it is for (audited).")
+@click.option("--role", type=click.Choice(["search", "reveal", "manage", "admin"]),
+              required=True, help="search: checks; reveal: also details and cases of its "
+              "NCB; manage: add/withdraw records of --country; admin: keys.")
+@click.option("--country", "countries", multiple=True,
+              help="Issuing country a manage key may change records of (repeatable).")
+@json_option
+@click.pass_context
+def keys_add(ctx: click.Context, ncb: str, officer: str, role: str,
+             countries: tuple[str, ...], as_json: bool) -> None:
+    """Make a key and print its token, once (only its hash is kept)."""
+    index = _open(ctx)
+    key, token = index.add_key(ncb=ncb, officer=officer, role=role, countries=countries,
+                               by=os.environ.get("SLTD_OFFICER", ""))
+    if as_json:
+        _echo_json({**key.as_dict(), "token": token})
+    else:
+        click.echo(f"key {key.key_id}: {key.role} for {key.ncb} ({key.officer})", err=True)
+        click.echo(token)
+
+
+@keys.command("list")
+@json_option
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """Every key (never a token)."""
+    found = _open(ctx).api_keys()
+    if as_json:
+        _echo_json({"keys": [k.as_dict() for k in found]})
+        return
+    for k in found:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "live"
+        more = f" countries {','.join(k.countries)}" if k.countries else ""
+        click.echo(f"{k.key_id}  {k.role:<7} {k.ncb}  {k.officer}{more}  ({state})")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@officer_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str, officer: str) -> None:
+    """Revoke a key (kept, revoked, for the audit trail)."""
+    key = _open(ctx).revoke_key(key_id, by=officer)
+    click.echo(f"revoked {key.key_id} ({key.role} for {key.ncb}, {key.officer})")
+
+
+@cli.command()
 @click.option("--case", "case_id", help="Only this case's alerts.")
 @click.option("--pending", is_flag=True, help="Only alerts not yet delivered.")
 @click.option("--redeliver", "redeliver_ids", multiple=True, metavar="ALERT_ID",
@@ -684,11 +881,17 @@ def alerts(ctx: click.Context, case_id: str | None, pending: bool,
            redeliver_ids: tuple[str, ...], retry_failed: bool, officer: str,
            as_json: bool) -> None:
     """The alert outbox: recipient, kind, case and delivery state of each alert."""
-    index = _open(ctx)
-    if redeliver_ids or retry_failed:
-        n = index.redeliver(redeliver_ids, failed=retry_failed, officer=officer)
-        click.echo(f"{n} alert(s) queued; `sltd watch` delivers them", err=True)
-    items = index.alerts(case_id=case_id, undelivered=pending)
+    client = _remote(ctx)
+    if client is not None:  # the alerts to the key's NCB
+        if redeliver_ids or retry_failed:
+            raise click.UsageError("--redeliver and --retry-failed work on the file")
+        items = client.alerts(case_id=case_id, undelivered=pending)
+    else:
+        index = _open(ctx)
+        if redeliver_ids or retry_failed:
+            n = index.redeliver(redeliver_ids, failed=retry_failed, officer=officer)
+            click.echo(f"{n} alert(s) queued; `sltd watch` delivers them", err=True)
+        items = index.alerts(case_id=case_id, undelivered=pending)
     if as_json:
         _echo_json({"alerts": [a.as_dict() for a in items]})
         return

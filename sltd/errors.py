@@ -183,3 +183,23 @@ class CaseError(SltdError):
 
 class DeliveryError(SltdError):
     """An alert sink could not deliver; the alert stays in the outbox and is retried."""
+
+
+class Unauthorized(SltdError):
+    """The service refused the API key: missing, unknown or revoked (HTTP 401)."""
+
+
+class AccessDenied(SltdError):
+    """The API key's role or countries do not allow this (HTTP 403)."""
+
+
+class ServiceError(SltdError):
+    """The service answered with an error that has no library counterpart.
+
+    Attributes:
+        status: the HTTP status.
+    """
+
+    def __init__(self, status: int, detail: str):
+        self.status = status
+        super().__init__(f"{status}: {detail}")

@@ -29,7 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sltd import alerts, codes, loader, store, workflow
+from sltd import access, alerts, codes, loader, store, workflow
 from sltd.audit import AuditLog, AuditReport
 from sltd.audit import verify as verify_audit
 from sltd.clock import Clock, SystemClock, timestamp_of
@@ -409,6 +409,46 @@ class Index:
                                     subject=", ".join(alert_ids) or "failed alerts",
                                     result=f"{n} queued")
         return n
+
+    # --- API keys of the service (sltd.access) -------------------------------------------
+
+    def add_key(self, *, ncb: str, officer: str, role: str, countries: Sequence[str] = (),
+                by: str = "") -> tuple[access.ApiKey, str]:
+        """Make an API key for the service; returns it and its token, shown this once
+        (the index keeps its SHA-256). Audited, with ``by`` as the actor."""
+        now = self.clock.now()
+        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
+            key, token = access.add_key(con, ncb=ncb, officer=officer, role=role,
+                                        countries=countries, now=now)
+            self._s.audit.write(con, now, "key_add", actor=by or None, ncb=key.ncb,
+                                subject=key.key_id, result=f"{key.role} {key.officer}")
+        return key, token
+
+    def api_keys(self) -> list[access.ApiKey]:
+        """Every API key, revoked ones included (never their tokens)."""
+        return access.list_keys(self._db.cursor())
+
+    def revoke_key(self, key_id: str, *, by: str = "") -> access.ApiKey:
+        """Revoke an API key (kept, revoked, for the audit trail). Audited."""
+        now = self.clock.now()
+        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
+            key = access.revoke_key(con, key_id, now)
+            self._s.audit.write(con, now, "key_revoke", actor=by or None, ncb=key.ncb,
+                                subject=key.key_id)
+        return key
+
+    def live_keys(self) -> dict[str, tuple[str, access.ApiKey]]:
+        """The keys not revoked, with their tokens' hashes (:func:`sltd.access.live_keys`)."""
+        return access.live_keys(self._db.cursor())
+
+    def record_event(self, action: str, *, actor: str | None = None, ncb: str | None = None,
+                     subject: str | None = None, result: str | None = None) -> None:
+        """Write an event to the audit trail now, in a transaction of its own (the
+        service's refusals, for one)."""
+        now = self.clock.now()
+        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
+            self._s.audit.write(con, now, action, actor=actor, ncb=ncb, subject=subject,
+                                result=result)
 
     def verify_audit(self) -> AuditReport:
         """Recompute the audit chain; the report names the first broken entry."""

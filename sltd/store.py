@@ -130,6 +130,16 @@ CREATE TABLE IF NOT EXISTS audit (
     hash VARCHAR,
     digest UBIGINT
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id VARCHAR NOT NULL,
+    token_sha256 VARCHAR NOT NULL,
+    ncb VARCHAR NOT NULL,
+    officer VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    countries VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    revoked_at TIMESTAMP
+);
 CREATE TABLE IF NOT EXISTS audit_batches (
     first_seq BIGINT NOT NULL,
     last_seq BIGINT NOT NULL,

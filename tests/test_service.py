@@ -1,0 +1,402 @@
+"""`sltd serve` as a real process on 127.0.0.1, spoken to over HTTP: every endpoint, the
+roles (401, 403), live updates, bad traffic, SIGTERM and SIGKILL, and the Python client."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import sltd
+from sltd import (
+    AccessDenied,
+    HitIdError,
+    InvalidNumber,
+    RecordNotFound,
+    Unauthorized,
+    open_index,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, db: Path, *extra: str):
+        self.db, self.port = db, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = db.parent / f"serve-{self.port}.log"
+        with open(self.log, "w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sltd", "--db", str(db), "serve", "--port",
+                 str(self.port), "--interval", "0.1", *extra],
+                stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.05)
+        raise AssertionError("the service did not come up: " + self.log.read_text())
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+
+def make_index(db: Path) -> dict[str, str]:
+    """An index with the fixture records and one key per role; their tokens."""
+    with open_index(db, create=True) as ix:
+        ix.set_home_ncb("DEU")
+        ix.load(FIXTURES / "records.csv")
+        tokens = {name: ix.add_key(ncb=ncb, officer=name, role=role,
+                                   countries=countries)[1]
+                  for name, ncb, role, countries in [
+                      ("search", "DEU", "search", ()), ("reveal", "DEU", "reveal", ()),
+                      ("owner", "FRA", "reveal", ()), ("other", "ITA", "reveal", ()),
+                      ("manage", "FRA", "manage", ("FRA",)), ("admin", "DEU", "admin", ())]}
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    db = tmp_path_factory.mktemp("serve") / "s.duckdb"
+    tokens = make_index(db)
+    server = Server(db, "--sink", str(db.parent / "alerts.jsonl"))
+    yield server, tokens
+    assert server.stop() == 0
+    log = server.log.read_text()
+    assert "Traceback" not in log, log
+
+
+def call(service, who, path, body=None, **kw):
+    server, tokens = service
+    headers = {"Authorization": f"Bearer {tokens[who]}"} if who else {}
+    if body is None and "content" not in kw:
+        return httpx.get(server.url + path, headers=headers, params=kw.get("params"))
+    return httpx.post(server.url + path, json=body, headers={**headers,
+                      **kw.pop("headers", {})}, timeout=60, **kw)
+
+
+def test_probes_and_the_openapi_document_need_no_key(service):
+    server, _ = service
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+    doc = httpx.get(server.url + "/openapi.json").json()
+    assert doc["openapi"] == "3.1.0"
+    assert {"/v1/check", "/v1/check/batch", "/v1/reveal", "/v1/records"} <= set(doc["paths"])
+    assert "CheckRequest" in doc["components"]["schemas"]
+    assert "/v1/check" in httpx.get(server.url + "/docs").text
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Bearer sltd_000000000000_x",
+                                    "Basic abc"])
+def test_a_missing_or_bad_key_is_401_problem_json(service, header):
+    server, _ = service
+    r = httpx.post(server.url + "/v1/check", json={"number": "X1234567"},
+                   headers={"Authorization": header} if header else {})
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert r.json()["status"] == 401
+
+
+def test_a_check_answers_as_the_library_does(service, tmp_path):
+    r = call(service, "search", "/v1/check", {"number": "X1234567", "type": "P",
+                                              "country": "FRA"})
+    assert r.status_code == 200
+    hits = r.json()["hits"]
+    assert [(h["match"], h["number"], h["type"], h["country"]) for h in hits] == [
+        ("exact", "X1234567", "P", "FRA"), ("partial", "X1234567", "I", "DEU")]
+    assert set(hits[0]) == {"hit_id", "number", "type", "country", "match"}  # first level
+    miss = call(service, "search", "/v1/check", {"number": "Q9999999", "country": "FRA"})
+    assert miss.json() == {"hits": []}
+    mrz = call(service, "search", "/v1/check", {
+        "mrz": (FIXTURES / "mrz" / "td3_ocr_error.txt").read_text()})
+    assert mrz.json()["mrz"]["format"] == "TD3"
+    assert [h["match"] for h in mrz.json()["hits"]] == ["near"]
+
+
+def test_batch_answers_in_input_order_and_names_a_bad_document(service):
+    docs = [{"number": "Q9999999"}, {"number": "X1234567", "type": "P", "country": "FRA"},
+            {"number": "??"}, {"number": "L898902C3", "country": "UTO"}]
+    r = call(service, "search", "/v1/check/batch", {"documents": docs})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert results[0] == {"hits": []}
+    assert results[1]["hits"][0]["match"] == "exact"
+    assert results[2]["error"]["field"] == "document_number"
+    assert results[3]["hits"][0]["number"] == "L898902C3"
+    too_many = call(service, "search", "/v1/check/batch",
+                    {"documents": [{"number": "Q9999999"}] * 10_001})
+    assert too_many.status_code == 413
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"{not json", 400), (b'{"number": 5}', 422), (b'{"number": "X1", "colour": "red"}', 422),
+    (b'[1, 2]', 422), (b'{"number": "X1234567", "mrz": "P<"}', 422),
+    (b'{"number": "X1234567", "country": "XYZ"}', 422),
+])
+def test_bad_requests_get_a_problem_answer_and_the_service_goes_on(service, body, status):
+    r = call(service, "search", "/v1/check", content=body,
+             headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    if status == 422 and b"XYZ" in body:
+        assert r.json()["field"] == "issuing_country"
+        assert r.json()["value"] == "XYZ"
+    assert call(service, "search", "/v1/check", {"number": "Q9999999"}).status_code == 200
+
+
+def test_reveal_and_decide_by_role_and_ncb(service):
+    hit = call(service, "reveal", "/v1/check", {"number": "X1234567", "type": "P",
+                                                "country": "FRA"}).json()["hits"][0]
+    assert call(service, "search", "/v1/reveal", {"hit_id": hit["hit_id"]}).status_code == 403
+    # a hit id is bound to the NCB it was issued to
+    wrong_ncb = call(service, "owner", "/v1/reveal", {"hit_id": hit["hit_id"]})
+    assert wrong_ncb.status_code == 404
+    assert wrong_ncb.json()["hit_id"] == hit["hit_id"]
+    details = call(service, "reveal", "/v1/reveal", {"hit_id": hit["hit_id"]}).json()
+    assert details["status"] == "stolen"
+    assert details["owner"] == "FRA"
+    case_id = details["case_id"]
+    assert call(service, "other", "/v1/cases/confirm",
+                {"case_id": case_id}).status_code == 403  # not its case
+    mine = call(service, "owner", "/v1/cases").json()["cases"]
+    assert case_id in {c["case_id"] for c in mine}
+    assert call(service, "other", "/v1/cases").json()["cases"] == []
+    done = call(service, "owner", "/v1/cases/confirm", {"case_id": case_id})
+    assert done.status_code == 200
+    assert done.json()["state"] == "confirmed"
+    again = call(service, "owner", "/v1/cases/reject", {"case_id": case_id, "reason": "x"})
+    assert again.status_code == 409
+    alerts = call(service, "owner", "/v1/alerts", params={"case_id": case_id}).json()
+    assert {a["recipient"] for a in alerts["alerts"]} == {"owner:FRA"}
+
+
+def test_manage_adds_and_withdraws_its_countries_records_seen_by_the_next_search(service):
+    new = [{"document_number": "F0000001", "document_type": "P", "issuing_country": "FRA",
+            "status": "stolen"}]
+    assert call(service, "search", "/v1/records", new).status_code == 403
+    assert call(service, "manage", "/v1/records", [{**new[0], "issuing_country": "DEU"}]
+                ).status_code == 403  # not a country on its key
+    report = call(service, "manage", "/v1/records", new + [
+        {**new[0], "document_number": "??"}]).json()
+    assert (report["inserted"], report["rejected"]) == (1, 1)
+    assert report["problems"][0]["field"] == "document_number"
+    found = call(service, "search", "/v1/check", {"number": "F0000001", "type": "P",
+                                                  "country": "FRA"}).json()["hits"]
+    assert [h["match"] for h in found] == ["exact"]
+    csv = b"document_number,document_type,issuing_country,status\nF0000002,P,FRA,lost\n"
+    assert call(service, "manage", "/v1/records", content=csv,
+                headers={"Content-Type": "text/csv"}).json()["inserted"] == 1
+    out = call(service, "manage", "/v1/records/withdraw",
+               {"number": "F0000001", "type": "P", "country": "FRA", "reason": "recovered"})
+    assert out.status_code == 200
+    assert call(service, "search", "/v1/check", {"number": "F0000001", "type": "P",
+                                                 "country": "FRA", "exact_only": True}
+                ).json() == {"hits": []}
+    gone = call(service, "manage", "/v1/records/withdraw",
+                {"number": "F0000001", "type": "P", "country": "FRA"})
+    assert gone.status_code == 404
+
+
+def test_admin_makes_and_revokes_keys(service):
+    assert call(service, "search", "/v1/keys").status_code == 403
+    made = call(service, "admin", "/v1/keys", {"ncb": "ESP", "officer": "gate 3",
+                                               "role": "search"}).json()
+    token = made["token"]
+    server, _ = service
+    ok = httpx.post(server.url + "/v1/check", json={"number": "Q9999999"},
+                    headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+    listed = call(service, "admin", "/v1/keys").json()["keys"]
+    assert all("token" not in k for k in listed)
+    assert call(service, "admin", "/v1/keys/revoke", {"key_id": made["key_id"]}
+                ).json()["revoked_at"]
+    gone = httpx.post(server.url + "/v1/check", json={"number": "Q9999999"},
+                      headers={"Authorization": f"Bearer {token}"})
+    assert gone.status_code == 401
+
+
+def test_status_and_metrics(service):
+    status = call(service, "search", "/v1/status").json()
+    assert status["records"] >= 8
+    metrics = call(service, "search", "/metrics").text
+    assert 'sltd_requests_total{endpoint="check",status="200"}' in metrics
+    assert "sltd_hits_total" in metrics
+
+
+def test_the_client_speaks_the_librarys_language(service):
+    server, tokens = service
+    with sltd.Client(server.url, tokens["reveal"]) as c:
+        hits = c.check("X1234567", "P", "FRA")
+        assert [(h.match.value, h.number) for h in hits] == [
+            ("exact", "X1234567"), ("partial", "X1234567")]
+        details = c.reveal(hits[0].hit_id)
+        assert details.owner == "FRA"
+        assert details.case_id in {k.case_id for k in c.cases()}
+        assert [r if isinstance(r, list) else "error" for r in
+                c.check_many([{"number": "Q9999999"}, {"number": "??"}])] == [[], "error"]
+        with pytest.raises(InvalidNumber) as bad:
+            c.check("??")
+        assert bad.value.field == "document_number"
+        with pytest.raises(HitIdError):
+            c.reveal("h" + "0" * 44)
+        with pytest.raises(AccessDenied):
+            c.withdraw("X1234567", "P", "FRA")
+    with sltd.Client(server.url, tokens["manage"]) as c, pytest.raises(RecordNotFound):
+        c.withdraw("Z9999999", "P", "FRA")
+    with sltd.Client(server.url, "sltd_bad_token") as c, pytest.raises(Unauthorized):
+        c.check("X1234567")
+
+
+def test_searches_are_answered_during_a_large_upload(tmp_path):
+    db = tmp_path / "u.duckdb"
+    tokens = make_index(db)
+    server = Server(db)
+    rows = "".join(f"U{i:08d},P,FRA,stolen\n" for i in range(300_000))
+    body = ("document_number,document_type,issuing_country,status\n" + rows).encode()
+    result = {}
+
+    def upload():
+        result["r"] = httpx.post(server.url + "/v1/records", content=body, timeout=300,
+                                 headers={"Authorization": f"Bearer {tokens['manage']}",
+                                          "Content-Type": "text/csv"})
+
+    t = threading.Thread(target=upload)
+    t.start()
+    answered, slowest = 0, 0.0
+    with httpx.Client(headers={"Authorization": f"Bearer {tokens['search']}"}) as web:
+        while t.is_alive():
+            start = time.perf_counter()
+            r = web.post(server.url + "/v1/check", json={"number": "X1234567", "type": "P",
+                                                         "country": "FRA"})
+            slowest = max(slowest, time.perf_counter() - start)
+            assert r.status_code == 200
+            assert r.json()["hits"]
+            answered += 1
+    t.join()
+    assert result["r"].json()["inserted"] == 300_000
+    assert answered > 10  # searches went on while the upload ran (timings: bench/serve.py)
+    with httpx.Client(headers={"Authorization": f"Bearer {tokens['search']}"}) as web:
+        last = web.post(server.url + "/v1/check", json={"number": "U00299999", "type": "P",
+                                                        "country": "FRA"}).json()
+    assert last["hits"][0]["match"] == "exact"  # applied whole, seen by the next search
+    assert server.stop() == 0
+
+
+def test_sigterm_flushes_the_audit_and_sigkill_loses_no_alert(tmp_path):
+    db, sink = tmp_path / "k.duckdb", tmp_path / "alerts.jsonl"
+    tokens = make_index(db)
+    server = Server(db)  # no sink: alerts wait in the outbox
+    auth = {"Authorization": f"Bearer {tokens['reveal']}"}
+    for _ in range(20):
+        httpx.post(server.url + "/v1/check", json={"number": "Q9999999"}, headers=auth)
+    hit = httpx.post(server.url + "/v1/check", json={"number": "X1234567", "type": "P",
+                                                      "country": "FRA"}, headers=auth
+                     ).json()["hits"][0]
+    case = httpx.post(server.url + "/v1/reveal", json={"hit_id": hit["hit_id"]},
+                      headers=auth).json()["case_id"]
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    server = Server(db, "--sink", str(sink))  # a restart delivers what was queued
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not sink.exists():
+        time.sleep(0.1)
+    time.sleep(0.5)
+    for _ in range(5):
+        httpx.post(server.url + "/v1/check", json={"number": "Q9999998"}, headers=auth)
+    assert server.stop(signal.SIGTERM) == 0
+    assert "service stopped" in server.log.read_text()
+    sent = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert sorted(a["recipient"] for a in sent if a["case_id"] == case) == [
+        "CCC", "owner:FRA", "searching:DEU"]
+    with open_index(db) as ix:
+        assert ix.verify_audit().ok
+        checks = ix._db.cursor().execute(
+            "SELECT count(*) FROM audit WHERE subject LIKE '%Q9999998%'").fetchall()[0][0]
+        assert checks == 5  # flushed at SIGTERM
+        assert {c.case_id for c in ix.cases()} == {case}
+
+
+def sltd_cli(db, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "sltd", "--db", str(db), *args],
+                          capture_output=True, text=True, env=env)
+
+
+def masked(text: str) -> str:
+    """Output with hit ids, case ids and times blanked (they differ run to run)."""
+    import re
+
+    return re.sub(r"h[0-9a-f]{44}|c[0-9a-f-]{8,}|\d{4}-\d\d-\d\d[ T][0-9:.+]+( UTC)?",
+                  "*", text)
+
+
+def test_the_cli_with_server_gives_what_it_gives_on_the_file(tmp_path):
+    import os
+
+    db = tmp_path / "c.duckdb"
+    tokens = make_index(db)
+    mrz = (FIXTURES / "mrz" / "td3_ocr_error.txt").read_text()
+    commands = [["check", "X1234567", "--type", "P", "--country", "FRA"],
+                ["check", "X1234567", "--json"], ["check", "Q9999999"],
+                ["check", "--mrz", mrz, "--json"], ["check", "X12345G7", "--leads"]]  # a look-alike
+    local = [sltd_cli(db, *c) for c in commands]
+    server = Server(db)
+    busy = sltd_cli(db, "--wait", "0", "check", "X1234567")
+    assert busy.returncode == 3
+    assert f"--server {server.url}" in busy.stderr  # names the service, not just a pid
+    env = {**os.environ, "SLTD_SERVER": server.url, "SLTD_TOKEN": tokens["reveal"]}
+    remote = [sltd_cli(db, *c, env=env) for c in commands]
+    for c, a, b in zip(commands, local, remote, strict=True):
+        assert (a.returncode, masked(a.stdout)) == (b.returncode, masked(b.stdout)), c
+    assert [r.returncode for r in remote] == [1, 1, 0, 1, 1]
+    hit_id = next(h["hit_id"] for h in json.loads(remote[1].stdout)["hits"]
+                  if h["country"] == "FRA")
+    revealed = sltd_cli(db, "reveal", hit_id, env=env)
+    assert revealed.returncode == 0, revealed.stderr
+    assert "is STOLEN" in revealed.stdout
+    case_id = revealed.stdout.split()[1].rstrip(":")
+    assert case_id in sltd_cli(db, "hits", env=env).stdout
+    owner = {**env, "SLTD_TOKEN": tokens["owner"]}
+    assert "confirmed" in sltd_cli(db, "confirm", case_id, "--officer", "x", env=owner).stdout
+    manage = {**env, "SLTD_TOKEN": tokens["manage"]}
+    records = tmp_path / "more.csv"
+    records.write_text("document_number,document_type,issuing_country,status\n"
+                       "F7777777,P,FRA,stolen\n??,P,FRA,lost\n")
+    loaded = sltd_cli(db, "load", str(records), env=manage)
+    assert "1 inserted" in loaded.stdout, loaded.stderr
+    assert "1 rejected" in loaded.stdout
+    assert sltd_cli(db, "check", "F7777777", env=env).returncode == 1
+    denied = sltd_cli(db, "withdraw", "F7777777", "--type", "P", "--country", "FRA",
+                      env=env)
+    assert denied.returncode == 3
+    assert "may not manage" in denied.stderr
+    assert sltd_cli(db, "withdraw", "F7777777", "--type", "P", "--country", "FRA",
+                    env=manage).returncode == 0
+    assert "active records" in sltd_cli(db, "stats", env=env).stdout
+    assert sltd_cli(db, "screen", str(records), "--out", str(tmp_path / "o.csv"),
+                    env=env).returncode == 2  # works on the file only: usage error
+    assert server.stop() == 0
+
+
+def test_records_with_a_real_record_stay_out_of_urls(service):
+    """Document numbers only in bodies: the check endpoints take no GET."""
+    server, tokens = service
+    r = httpx.get(server.url + "/v1/check", params={"number": "X1234567"},
+                  headers={"Authorization": f"Bearer {tokens['search']}"})
+    assert r.status_code == 405
+

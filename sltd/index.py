@@ -47,6 +47,8 @@ from sltd.model import (
     DATE_REASON,
     TYPED,
     Alert,
+    ErrorClass,
+    Evidence,
     Hit,
     HitCase,
     HitDetails,
@@ -327,6 +329,61 @@ class Index:
 
     def _expiries(self, record_ids: Sequence[int]) -> dict[int, dt.date | None]:
         return store.expiry_dates(self._db.cursor(), record_ids)
+
+    def check_many(self, documents: Sequence[tuple[str, str | None, str | None]], *,
+                   exact_only: bool = False, leads: bool = False, ncb: str | None = None,
+                   officer: str = "") -> list[list[Hit] | ValidationError]:
+        """First-level checks of many documents (an airline's passenger list): for each
+        (number, type or None, country or None), in order, what :meth:`check` answers,
+        or the :class:`ValidationError` that refused it. Screened in one vectorized pass
+        (:func:`sltd.screen.screen`), ~1 µs a document instead of ~4; every document's
+        check is audited as a single check is. Expiry dates are not taken: a document
+        with one goes through :meth:`check`.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> [r if isinstance(r, list) else "refused" for r in ix.check_many(
+            ...     [("Q1234567", None, None), ("??", None, None)])]
+            [[], 'refused']
+        """
+        from sltd.screen import screen
+        from sltd.search import MAX_HITS, rank_key
+
+        who, at = self._searching(ncb), self._timestamp()
+        table = pa.table({"document_number": [d[0] for d in documents],
+                          "document_type": pa.array([d[1] for d in documents], pa.string()),
+                          "issuing_country": pa.array([d[2] for d in documents],
+                                                      pa.string())})
+        found, report = screen(table, keys=self._s.keys.snapshot(), hit_ids=self._s.hit_ids,
+                               con=self._db.cursor(), now=dt.datetime.fromtimestamp(at, dt.UTC),
+                               ncb=who, exact_only=exact_only, leads=leads)
+        out: list[list[Hit] | ValidationError] = [[] for _ in documents]
+        for p in report.problems:
+            if isinstance(out[p.row - 1], list):
+                out[p.row - 1] = ValidationError(p.reason, field=p.field, value=p.value)
+        if found.num_rows:
+            columns = [found.column(c).to_pylist() for c in (
+                "row", "hit_id", "record_number", "record_type", "record_country", "match",
+                "score", "explanation", "error", "evidence")]
+            for row, hit_id, number, doc_type, country, match, score, why, error, evidence \
+                    in zip(*columns, strict=True):
+                hits = out[row - 1]
+                assert isinstance(hits, list)
+                hits.append(Hit(hit_id, number, doc_type, country, MatchKind(match), score,
+                                why, ErrorClass(error) if error else None,
+                                tuple(Evidence(e) for e in (evidence or "").split(",") if e)))
+            for hits in out:
+                if isinstance(hits, list) and len(hits) > 1:
+                    hits.sort(key=lambda h: rank_key(h.match, h.score, h.number, h.country,
+                                                     str(h.doc_type)))
+                    del hits[MAX_HITS:]
+        if not self._read_only:
+            record = self._s.audit.record_check
+            for (number, doc_type, country), hits in zip(documents, out, strict=True):
+                record(at, officer, who, number, doc_type, country,
+                       _summary(hits) if isinstance(hits, list) else "refused")
+        return out
 
     def _searching(self, ncb: str | None) -> str:
         return _ncb(ncb, "ncb") if ncb else self._s.home_ncb

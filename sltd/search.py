@@ -218,8 +218,8 @@ def near_tier(query: str, listed: str, reading: Reading, record_expiry: dt.date 
       failed MRZ digit points to the record: then a lead.
     - Look-alikes the issuer's numbers carry both of (``issuer_uses_both``): another
       valid number. Dropped when the MRZ's printed digit rules the record out; a near
-      hit when a failed digit points to it; otherwise (typed, or a verified digit that
-      cannot tell them apart: ``L``/``1`` and ``G``/``6`` never change it) a lead,
+      hit when a failed digit points to it; a lead when the digit verified but cannot
+      tell them apart (``L``/``1`` and ``G``/``6`` never change it); typed, a lead
       promoted to a near hit when the document's expiry date equals the record's.
     - MRZ whose number digit verified: nothing (the reading is confirmed).
     - MRZ whose digit failed: a near hit if the listed number has the printed digit,
@@ -258,6 +258,8 @@ def near_tier(query: str, listed: str, reading: Reading, record_expiry: dt.date 
             return kind, error, (look, *expiry)
         if reading.check_digit is not None and not consistent:
             return None  # the printed digit rules the record out
+        if reading.verified:  # nothing points to the record: same-day neighbours share
+            return MatchKind.LEAD, error, (look, *digit, *expiry)  # the expiry date
         kind = MatchKind.NEAR if Evidence.EXPIRY_MATCHES in expiry else MatchKind.LEAD
         return kind, error, (look, *digit, *expiry)
     if reading.check_digit is not None:

@@ -8,7 +8,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sltd import HitIdError, InvalidNumber, MatchKind, Record, UnknownCountry, open_index
-from sltd.errors import InvalidDate
+from sltd.errors import InvalidDate, ValidationError
 from sltd.model import ErrorClass, Evidence, Reading
 from sltd.mrz import check_digit
 from sltd.normalize import fold_number
@@ -229,6 +229,37 @@ def test_every_single_error_of_each_kind_finds_the_record(row, kind, pos, ch):
     assert (n, row["issuing_country"]) in {(h.number, h.country) for h in hits}
 
 
+DOCUMENTS = st.lists(st.one_of(
+    rows.map(lambda r: (r["document_number"], r["document_type"], r["issuing_country"])),
+    st.tuples(rows, EDITS, st.integers(0, 12), st.sampled_from("ABC0O1I8")).map(
+        lambda t: (inject_error(t[0]["document_number"], t[1], t[2], t[3]) or "X1",
+                   t[0]["document_type"], t[0]["issuing_country"])),
+    st.tuples(st.text("ABCXYZ0123456789-? ", min_size=1, max_size=12),
+              st.sampled_from([None, "P", "I", "ZZ"]),
+              st.sampled_from([None, "FRA", "DEU", "XYZ"]))), max_size=30)
+
+
+@given(DOCUMENTS, st.booleans(), st.booleans())
+def test_a_batch_check_answers_each_document_as_a_single_check(documents, exact_only, leads):
+    ix = synthetic_index()
+
+    def plain(hits):
+        return [(h.number, str(h.doc_type), h.country, h.match, round(h.score, 6),
+                 h.explanation, h.error, h.evidence) for h in hits]
+
+    many = ix.check_many(documents, exact_only=exact_only, leads=leads, ncb="DEU")
+    assert len(many) == len(documents)
+    for doc, got in zip(documents, many, strict=True):
+        try:
+            want = ix.check(*doc, exact_only=exact_only, leads=leads, ncb="DEU")
+        except ValidationError as e:
+            assert isinstance(got, ValidationError), doc
+            assert got.field == e.field
+            continue
+        assert isinstance(got, list), (doc, got)
+        assert plain(got) == plain(want), doc
+
+
 def test_load_accepts_arrow_tables_directly():
     t = pa.table({"document_number": ["X1234567"], "document_type": ["P"],
                   "issuing_country": ["FRA"], "status": ["lost"]})
@@ -249,17 +280,17 @@ def test_every_single_misreading_of_an_mrz_finds_the_record(row, kind, pos, ch):
     n = row["document_number"]
     q = inject_error(n, kind, pos, ch)
     assume(q is not None and 3 <= len(q) <= 9)
-    # the misreadings a check digit detects, and look-alikes (which it need not) of
-    # records whose expiry date the MRZ's corroborates (an issuer whose numbers carry
-    # both characters makes an undetected look-alike a lead without it)
-    assume(check_digit(q) != check_digit(n) or (
-        fold_number(q) == fold_number(n) and row["date_of_expiry"] is not None))
+    # the misreadings a check digit detects, and look-alikes (which it need not)
+    detected = check_digit(q) != check_digit(n)
+    assume(detected or fold_number(q) == fold_number(n))
     expiry = row["date_of_expiry"].strftime("%y%m%d") if row["date_of_expiry"] else "310415"
     mrz = synth_mrz(n, row["document_type"], row["issuing_country"], read_as=q,
                     expiry=expiry)  # as printed on the listed document
-    result = synthetic_index().check_mrz(mrz)
-    assert (n, row["issuing_country"]) in {(h.number, h.country) for h in result.hits
-                                           if h.match.is_hit}
+    result = synthetic_index().check_mrz(mrz, leads=True)
+    found = {(h.number, h.country): h.match for h in result.hits}
+    # a detected misreading is a hit; an undetected look-alike that the issuer's numbers
+    # carry both ways (G/6, L/1 never change the digit) may be a lead
+    assert found[n, row["issuing_country"]].is_hit or not detected
 
 
 def test_a_verified_mrz_number_keeps_only_its_look_alikes(index):
@@ -301,15 +332,19 @@ def test_a_look_alike_the_issuer_also_issues_is_another_number_not_a_misreading(
     dated = index.check("C0GX94567", "P", "DEU", expiry="2031-05-02")
     assert [(h.number, h.match, h.evidence) for h in dated] == [
         ("C06X94567", MatchKind.NEAR, (Evidence.ISSUER_USES_BOTH, Evidence.EXPIRY_MATCHES))]
-    # a verified MRZ: the digit cannot tell G from 6, the expiry date corroborates
+    # a verified MRZ: the digit cannot tell G from 6; a lead, whatever the expiry date
     read = index.check_mrz(synth_mrz("C0GX94567", "P", "DEU", expiry="310502"))
     assert read.mrz.consistent
-    assert [(h.number, h.match) for h in read.hits] == [("C06X94567", MatchKind.NEAR)]
-    assert read.hits[0].evidence == (Evidence.ISSUER_USES_BOTH,
-                                     Evidence.CHECK_DIGIT_CONSISTENT, Evidence.EXPIRY_MATCHES)
-    other_day = index.check_mrz(synth_mrz("C0GX94567", "P", "DEU", expiry="300101"),
-                                leads=True)
-    assert [(h.number, h.match) for h in other_day.hits] == [("C06X94567", MatchKind.LEAD)]
+    assert read.hits == []
+    read = index.check_mrz(synth_mrz("C0GX94567", "P", "DEU", expiry="310502"), leads=True)
+    assert [(h.number, h.match, h.evidence) for h in read.hits] == [
+        ("C06X94567", MatchKind.LEAD, (Evidence.ISSUER_USES_BOTH,
+                                       Evidence.CHECK_DIGIT_CONSISTENT,
+                                       Evidence.EXPIRY_MATCHES))]
+    # misread (6 read as O: the printed digit fails and points to the record): near
+    misread = index.check_mrz(synth_mrz("C06X94567", "P", "DEU", read_as="C0OX94567",
+                                        expiry="310502"))
+    assert [(h.number, h.match) for h in misread.hits] == [("C06X94567", MatchKind.NEAR)]
     # a letter where the issuer has only digits: a misreading (typed or read)
     assert [(h.number, h.match, h.evidence) for h in index.check("X12O4567", "P", "FRA")
             ] == [("X1204567", MatchKind.NEAR, (Evidence.LOOK_ALIKE,))]
@@ -322,7 +357,8 @@ def test_a_look_alike_the_issuer_carries_survives_only_what_the_digit_allows(
         true, pair, pos, verified, expiry_same):
     """Issuer carrying every character (``carries`` always true): a look-alike read
     survives an MRZ only with the printed digit, and is a near hit then exactly when
-    the digit failed or the expiry dates match; typed, it is a lead unless they match."""
+    the digit failed (a lead when it verified); typed, it is a lead unless the expiry
+    dates match."""
     pos %= len(true)
     read = true[:pos] + pair[0] + true[pos + 1:]
     listed = true[:pos] + pair[1] + true[pos + 1:]
@@ -339,7 +375,7 @@ def test_a_look_alike_the_issuer_carries_survives_only_what_the_digit_allows(
     else:
         assert tier is not None
         assert Evidence.ISSUER_USES_BOTH in tier[2]
-        near = not reading.verified or expiry_same is True
+        near = not reading.verified
         assert tier[0] is (MatchKind.NEAR if near else MatchKind.LEAD)
     typed = near_tier(read, listed, Reading(expiry=doc_expiry), record_expiry,
                       lambda i, ch: True)

@@ -248,9 +248,11 @@ class Service:
 
     async def _raw(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise Problem(413, "too-large", "request body too large",
-                          f"at most {self.max_body} bytes")
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_body:
+                raise Problem(413, "too-large", "request body too large",
+                              f"at most {self.max_body} bytes")
+            return await request.body()  # the server stops at the declared length
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -274,6 +276,9 @@ class Service:
 
     def endpoint(self, name: str, permission: Permission | None, handler: Handler
                  ) -> Callable[[Request], Awaitable[Response]]:
+        latency = self.metrics.latency.labels(name)
+        counted: dict[int, Any] = {}  # status -> its counter
+
         async def run(request: Request) -> Response:
             t = time.perf_counter()
             try:
@@ -295,8 +300,11 @@ class Service:
                     log.exception("%s failed", name)
                 response = p.response()
             status = response.status_code
-            self.metrics.requests.labels(name, str(status)).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - t)
+            counter = counted.get(status)
+            if counter is None:
+                counter = counted[status] = self.metrics.requests.labels(name, str(status))
+            counter.inc()
+            latency.observe(time.perf_counter() - t)
             return response
         return run
 

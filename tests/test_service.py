@@ -161,6 +161,28 @@ def test_bad_requests_get_a_problem_answer_and_the_service_goes_on(service, body
     assert call(service, "search", "/v1/check", {"number": "Q9999999"}).status_code == 200
 
 
+def test_oversize_slow_and_vanished_clients_do_not_stop_the_service(service):
+    server, tokens = service
+    big = call(service, "search", "/v1/check", content=b"x" * (300 << 20),
+               headers={"Content-Type": "application/json"})
+    assert big.status_code == 413
+    for partial in (b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+                    b"POST /v1/check HTTP/1.1\r\nHo"):
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(partial)  # then vanish mid-request
+    slow = socket.create_connection(("127.0.0.1", server.port))
+    slow.sendall(b"POST /v1/check HTTP/1.1\r\n")  # a client that stalls
+    try:
+        r = call(service, "search", "/v1/check", {"number": "X1234567"})
+        assert r.status_code == 200
+        assert r.json()["hits"]
+    finally:
+        slow.close()
+    leaked = call(service, "search", "/v1/check", {"number": "X1234567", "leads": True})
+    for h in leaked.json()["hits"]:  # first level only: no status, owner, dates, place
+        assert not {"status", "owner", "place_of_loss", "date_of_loss"} & set(h)
+
+
 def test_reveal_and_decide_by_role_and_ncb(service):
     hit = call(service, "reveal", "/v1/check", {"number": "X1234567", "type": "P",
                                                 "country": "FRA"}).json()["hits"][0]

@@ -89,6 +89,18 @@ def test_every_format_loads_the_same_in_batches(tmp_path, fmt):
         assert state(one)["records"] == state(cut)["records"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl", "arrow"])
+def test_a_file_with_only_the_mandatory_columns_loads(tmp_path, fmt):
+    """Optional columns may be absent in any format (a Parquet file without owner_ncb
+    once failed: its reader was asked to dictionary-encode a column it does not have)."""
+    table = synth_records(10, seed=3).select(["document_number", "document_type",
+                                             "issuing_country", "status"])
+    write_table(table, tmp_path / f"r.{fmt}")
+    with open_index(":memory:", create=True) as ix:
+        report = ix.load(tmp_path / f"r.{fmt}")
+        assert (report.inserted, report.rejected) == (10, 0)
+
+
 # Exceptions are made in the test, not in the table: a raised instance keeps its
 # traceback, and with it the frames and the index, alive until the session ends.
 @pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])

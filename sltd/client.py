@@ -37,6 +37,7 @@ from sltd.model import (
     MatchKind,
     Status,
 )
+from sltd.sources import detect_format
 
 _VALIDATION = {name: getattr(errors, name) for name in dir(errors)
                if isinstance(getattr(errors, name), type)
@@ -213,16 +214,14 @@ class Client:
 
     def load(self, source: str | os.PathLike[str] | Sequence[dict[str, Any]]
              ) -> dict[str, Any]:
-        """Add or update records: a file (CSV, Parquet, JSON Lines, by its suffix) or a
-        list of records (default column names). Returns the load report (with up to
-        1,000 ``problems``: row, field, value, reason)."""
+        """Add or update records: a file (CSV, Parquet, JSON Lines or Arrow, by its name,
+        as ``sltd load`` reads it) or a list of records (default column names). Returns
+        the load report (with up to 1,000 ``problems``: row, field, value, reason)."""
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
-            kind = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet",
-                    ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson",
-                    ".json": "application/json"}.get(path.suffix.lower())
-            if kind is None:
-                raise errors.SourceError(f"{path}: send .csv, .parquet, .jsonl or .json")
+            kind = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet",
+                    "jsonl": "application/x-ndjson",
+                    "arrow": "application/vnd.apache.arrow.file"}[detect_format(path)]
             r = self._http.post("/v1/records", content=path.read_bytes(),
                                 headers={"Content-Type": kind})
         else:

@@ -31,11 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import json
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -44,9 +44,6 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -67,8 +64,9 @@ from sltd.errors import (
     SourceError,
     ValidationError,
 )
-from sltd.index import Index
+from sltd.index import Index, LoadReport
 from sltd.model import Hit
+from sltd.sources import iter_batches
 
 log = logging.getLogger(__name__)
 
@@ -426,14 +424,26 @@ class Service:
 
     async def load(self, request: Request, key: ApiKey) -> Any:
         key.require(Permission.MANAGE)
-        raw = await self._raw(request)
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
-        table = await run_in_threadpool(_records_table, raw, kind)
-        _require_countries(table, key)
+        fmt = UPLOADS.get(kind.lower())
+        if fmt is None:
+            raise Problem(415, "unsupported-media-type", "unsupported Content-Type",
+                          f"{kind}: send {', '.join(UPLOADS)}")
+        raw = await self._raw(request)
+
+        def run() -> LoadReport:
+            # the very readers of `sltd load`: a file of the upload, in a private directory
+            with tempfile.TemporaryDirectory(prefix="sltd-upload-") as tmp:
+                path = Path(tmp) / f"upload.{fmt}"
+                path.write_bytes(_jsonl_of(raw) if kind == "application/json" else raw)
+                _require_countries(path, fmt, key)
+                return self.index.load(path, format=fmt, officer=key.officer)
+
         t = time.perf_counter()
-        report = await run_in_threadpool(self.index.load, table, officer=key.officer)
+        report = await run_in_threadpool(run)
         self.metrics.loads.observe(time.perf_counter() - t)
         out = report.as_dict()
+        out["source"] = f"upload ({kind})"
         out["problems"] = [dataclasses.asdict(p) for p in report.problems[:1000]]
         return out
 
@@ -515,38 +525,40 @@ def _refused(i: int, e: ValidationError) -> dict[str, Any]:
     return {"error": {"index": i, "detail": p.detail, **p.extra}}
 
 
-def _records_table(raw: bytes, kind: str) -> pa.Table:
-    """Records of an upload: a JSON array, JSON Lines, CSV or Parquet (by Content-Type)."""
+#: Upload Content-Types and the `sltd load` format each is read as.
+UPLOADS = {"application/json": "jsonl", "application/x-ndjson": "jsonl",
+           "application/jsonl": "jsonl", "text/csv": "csv",
+           "application/vnd.apache.parquet": "parquet",
+           "application/vnd.apache.arrow.file": "arrow"}
+
+
+def _jsonl_of(raw: bytes) -> bytes:
+    """A JSON array of records as JSON Lines (what the loader reads)."""
     try:
-        if kind in ("application/json", ""):
-            rows = msgspec.json.decode(raw)
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise SourceError("a JSON body of records is an array of objects")
-            return pa.Table.from_pylist([{k: None if v is None else str(v)
-                                          for k, v in r.items()} for r in rows])
-        if kind in ("application/x-ndjson", "application/jsonl", "application/json-lines"):
-            return pajson.read_json(io.BytesIO(raw))
-        if kind in ("text/csv", "application/csv"):
-            return pacsv.read_csv(io.BytesIO(raw), convert_options=pacsv.ConvertOptions(
-                column_types={}, strings_can_be_null=True, auto_dict_encode=False))
-        if kind in ("application/vnd.apache.parquet", "application/parquet"):
-            return pq.read_table(io.BytesIO(raw))
-    except (pa.ArrowInvalid, msgspec.DecodeError) as e:
-        raise SourceError(f"cannot read the {kind} body: {e}") from None
-    raise Problem(415, "unsupported-media-type", "unsupported Content-Type",
-                  f"{kind}: send application/json (an array of records), "
-                  "application/x-ndjson, text/csv or application/vnd.apache.parquet")
+        rows = msgspec.json.decode(raw)
+    except msgspec.DecodeError as e:
+        raise Problem(400, "malformed", "malformed JSON", str(e)) from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise Problem(422, "SourceError", "unreadable records",
+                      "a JSON body of records is an array of objects")
+    return b"".join(msgspec.json.encode(r) + b"\n" for r in rows)
 
 
-def _require_countries(table: pa.Table, key: ApiKey) -> None:
-    """A manage key loads records of its own issuing countries only (403 otherwise)."""
-    if "issuing_country" not in table.column_names:
-        return  # the loader names the missing column
-    for value in table.column("issuing_country").unique().to_pylist():
-        if value is None:
-            continue
+def _require_countries(path: Path, fmt: str, key: ApiKey) -> None:
+    """A manage key loads records of its own issuing countries only (403 otherwise):
+    every issuing country of the upload is read first."""
+    try:
+        batches = iter_batches(path, format=fmt, columns=["issuing_country"],
+                               batch_rows=1 << 20)
+        seen: set[str] = set()
+        for batch, _, _ in batches:
+            seen.update(str(v) for v in batch.column(0).unique().to_pylist()
+                        if v is not None)
+    except (SourceError, KeyError, pa.ArrowException):
+        return  # the loader names a missing column or an unreadable file
+    for value in sorted(seen):
         try:
-            country = codes.country_code(str(value))
+            country = codes.country_code(value)
         except ValidationError:
             continue  # rejected row by row by the loader
         key.require_country(country)
@@ -586,12 +598,11 @@ def openapi(service: Service) -> dict[str, Any]:
         "/v1/cases": {"get": op("Hit cases of the key's NCB (?state=...)", None, "reveal")},
         "/v1/alerts": {"get": op("Alerts to the key's NCB (?pending=1, ?case_id=)", None,
                                  "reveal")},
-        "/v1/records": {"post": {**op("Add or update records: JSON array, JSON Lines, CSV "
-                                      "or Parquet body; one transaction", None, "manage"),
+        "/v1/records": {"post": {**op("Add or update records: JSON array, JSON Lines, CSV, "
+                                      "Parquet or Arrow body, read as `sltd load` reads "
+                                      "files; one transaction", None, "manage"),
                                  "requestBody": {"required": True, "content": {
-                                     t: {} for t in ("application/json",
-                                                     "application/x-ndjson", "text/csv",
-                                                     "application/vnd.apache.parquet")}}}},
+                                     t: {} for t in UPLOADS}}}},
         "/v1/records/withdraw": {"post": op("Withdraw a record (document recovered)",
                                             "WithdrawRequest", "manage")},
         "/v1/keys": {"get": op("API keys (never their tokens)", None, "admin"),

@@ -262,7 +262,7 @@ def test_status_and_metrics(service):
     assert "sltd_hits_total" in metrics
 
 
-def test_the_client_speaks_the_librarys_language(service):
+def test_the_client_speaks_the_librarys_language(service, tmp_path):
     server, tokens = service
     with sltd.Client(server.url, tokens["reveal"]) as c:
         hits = c.check("X1234567", "P", "FRA")
@@ -280,8 +280,26 @@ def test_the_client_speaks_the_librarys_language(service):
             c.reveal("h" + "0" * 44)
         with pytest.raises(AccessDenied):
             c.withdraw("X1234567", "P", "FRA")
-    with sltd.Client(server.url, tokens["manage"]) as c, pytest.raises(RecordNotFound):
-        c.withdraw("Z9999999", "P", "FRA")
+    with sltd.Client(server.url, tokens["manage"]) as c:
+        with pytest.raises(RecordNotFound):
+            c.withdraw("Z9999999", "P", "FRA")
+        import pyarrow as pa
+        import pyarrow.feather as feather
+        import pyarrow.parquet as pq
+
+        rows = {"document_number": ["F1000001"], "document_type": ["P"],
+                "issuing_country": ["FRA"], "status": ["stolen"]}
+        pq.write_table(pa.table(rows), tmp_path / "r.parquet")
+        feather.write_feather(pa.table({**rows, "document_number": ["F1000002"]}),
+                              tmp_path / "r.arrow")
+        (tmp_path / "r.jsonl").write_text(json.dumps({**rows, "document_number": "F1000003",
+                                                      "document_type": "P",
+                                                      "issuing_country": "FRA",
+                                                      "status": "lost"}) + "\n")
+        for name in ("r.parquet", "r.arrow", "r.jsonl"):
+            report = c.load(tmp_path / name)
+            assert (report["inserted"], report["rejected"]) == (1, 0), (name, report)
+        assert [h.number for h in c.check("F1000003", "P", "FRA")] == ["F1000003"]
     with sltd.Client(server.url, "sltd_bad_token") as c, pytest.raises(Unauthorized):
         c.check("X1234567")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -105,8 +106,12 @@ class Client:
     """A client of one ``sltd serve`` with one API key (``token``)."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 30.0,
-                 verify: bool | str = True):
+                 verify: bool | str | ssl.SSLContext = True):
+        """``verify``: check the service's TLS certificate (True), against this CA or
+        certificate file (a path), or with this SSL context."""
         self.url = url.rstrip("/")
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
                                   headers={"Authorization": f"Bearer {token}"})
 

@@ -2,6 +2,7 @@
 roles (401, 403), live updates, bad traffic, SIGTERM and SIGKILL, and the Python client."""
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,9 +34,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, db: Path, *extra: str):
+    def __init__(self, db: Path, *extra: str, tls: bool = False):
         self.db, self.port = db, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log = db.parent / f"serve-{self.port}.log"
         with open(self.log, "w") as err:
             self.proc = subprocess.Popen(
@@ -45,7 +46,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/ready", timeout=1, verify=False).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -440,3 +441,19 @@ def test_records_with_a_real_record_stay_out_of_urls(service):
                   headers={"Authorization": f"Bearer {tokens['search']}"})
     assert r.status_code == 405
 
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_with_certfile_and_keyfile(tmp_path):
+    db = tmp_path / "t.duckdb"
+    tokens = make_index(db)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server = Server(db, "--certfile", str(cert), "--keyfile", str(key), tls=True)
+    with sltd.Client(server.url, tokens["search"], verify=str(cert)) as c:
+        assert [h.number for h in c.check("X1234567", "P", "FRA")][:1] == ["X1234567"]
+    with pytest.raises(httpx.TransportError):  # plain HTTP is not answered
+        httpx.get(server.url.replace("https", "http") + "/health", timeout=2)
+    assert server.stop() == 0

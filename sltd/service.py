@@ -47,7 +47,7 @@ import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
@@ -174,6 +174,8 @@ def problem_of(e: Exception) -> Problem:
         return Problem(503, "IndexStateError", "index unavailable", str(e))
     if isinstance(e, SltdError):
         return Problem(400, "SltdError", "refused", str(e))
+    if isinstance(e, ClientDisconnect):  # nobody to answer; not the service's failure
+        return Problem(400, "disconnected", "client went away", "the request was cut off")
     return Problem(500, "internal", "internal error", "the service failed on this request; "
                    "it goes on serving others")
 
@@ -245,23 +247,28 @@ class Service:
             raise Problem(400, "malformed", "malformed JSON", str(e)) from None
 
     async def _raw(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > self.max_body:
-                raise Problem(413, "too-large", "request body too large",
-                              f"at most {self.max_body} bytes")
-            return await request.body()  # the server stops at the declared length
-        chunks, size = [], 0
-        async for chunk in request.stream():
+        """The body, refused (413) as soon as it is known to exceed the limit: from its
+        declared length, or while it streams."""
+        declared = _header(request, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise Problem(413, "too-large", "request body too large",
+                          f"at most {self.max_body} bytes")
+        chunks, size, more = [], 0, True
+        while more:  # the ASGI messages themselves: Request.stream costs ~10 µs more
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 raise Problem(413, "too-large", "request body too large",
                               f"at most {self.max_body} bytes")
             chunks.append(chunk)
-        return b"".join(chunks)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _key(self, request: Request) -> ApiKey:
-        header = request.headers.get("authorization", "")
+        header = _header(request, b"authorization") or ""
         scheme, _, token = header.partition(" ")
         key = check_token(self.ring, token.strip()) if scheme.lower() == "bearer" else None
         if key is None:
@@ -517,6 +524,15 @@ class Service:
             except Exception:  # a round that fails is retried next round
                 log.exception("alert round failed")
             self._stop.wait(self.alert_interval)
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    """One request header (lower-case ``name``), read from the ASGI scope: cheaper than
+    building Starlette's Headers for the one or two a request needs."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _refused(i: int, e: ValidationError) -> dict[str, Any]:

@@ -49,7 +49,7 @@ import operator
 import struct
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -359,6 +359,18 @@ class AuditLog:
             checks = self._checks
             checks += (at, officer, ncb, number, doc_type, country, result)
             if len(checks) >= self._wake_at and not self._full.is_set():
+                self._wake_writer()
+
+    def record_checks(self, at: float, officer: str, ncb: str,
+                      checks: Iterable[tuple[str, str | None, str | None, str]]) -> None:
+        """Buffer the checks of a batch made at ``at``, each (number, type, country,
+        result), as :meth:`record_check` would one by one (one extend of the buffer)."""
+        if self.enabled:
+            flat = [v for number, doc_type, country, result in checks
+                    for v in (at, officer, ncb, number, doc_type, country, result)]
+            buffer = self._checks
+            buffer += flat
+            if len(buffer) >= self._wake_at and not self._full.is_set():
                 self._wake_writer()
 
     def record(self, at: dt.datetime, action: str, *, actor: str | None = None,

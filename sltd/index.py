@@ -379,10 +379,10 @@ class Index:
                                                      str(h.doc_type)))
                     del hits[MAX_HITS:]
         if not self._read_only:
-            record = self._s.audit.record_check
-            for (number, doc_type, country), hits in zip(documents, out, strict=True):
-                record(at, officer, who, number, doc_type, country,
-                       _summary(hits) if isinstance(hits, list) else "refused")
+            self._s.audit.record_checks(at, officer, who, [
+                (number, doc_type, country,
+                 _summary(hits) if isinstance(hits, list) else "refused")
+                for (number, doc_type, country), hits in zip(documents, out, strict=True)])
         return out
 
     def _searching(self, ncb: str | None) -> str:

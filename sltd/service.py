@@ -366,8 +366,9 @@ class Service:
                     [(d.documents[i].number or "", d.documents[i].type,
                       d.documents[i].country) for i in plain],
                     exact_only=d.exact_only, leads=d.leads, ncb=key.ncb, officer=key.officer)
+                nothing: dict[str, Any] = {"hits": [], **({"leads": []} if d.leads else {})}
                 for i, result in zip(plain, many, strict=True):
-                    out[i] = self._answer(result, d.leads, None) \
+                    out[i] = (self._answer(result, d.leads, None) if result else nothing) \
                         if isinstance(result, list) else _refused(i, result)
             for i, doc in enumerate(d.documents):  # MRZs, expiry dates, own flags
                 if out[i] is None:

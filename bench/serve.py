@@ -136,10 +136,10 @@ def run(n: int, seconds: float) -> list[tuple]:
     listed, unlisted = sample_queries(path, MIX)
     src, *_ = build_sltd(path, DATA / f"bench_{n}.duckdb")
     db = DATA / f"serve_{n}.duckdb"
-    if not db.exists():  # a copy: the keys and uploads below change it
-        shutil.copy(src, db)
-        if Path(f"{src}.keys").exists():
-            shutil.copy(f"{src}.keys", f"{db}.keys")
+    # a fresh copy each run: the keys and the upload below change it
+    shutil.copy(src, db)
+    if Path(f"{src}.keys").exists():
+        shutil.copy(f"{src}.keys", f"{db}.keys")
     with open_index(db) as ix:
         ix.set_home_ncb("DEU")
         token = ix.add_key(ncb="DEU", officer="bench", role="search")[1]

@@ -34,6 +34,9 @@ def free_port() -> int:
 
 
 class Server:
+    #: Every server started, so that a failed test leaves none running (see the fixture).
+    started: list["Server"] = []
+
     def __init__(self, db: Path, *extra: str, tls: bool = False):
         self.db, self.port = db, free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -43,6 +46,7 @@ class Server:
                 [sys.executable, "-m", "sltd", "--db", str(db), "serve", "--port",
                  str(self.port), "--interval", "0.1", *extra],
                 stdout=subprocess.DEVNULL, stderr=err)
+        Server.started.append(self)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -57,6 +61,16 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=60)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_server_outlives_its_tests():
+    yield
+    for server in Server.started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+    Server.started.clear()
 
 
 def make_index(db: Path) -> dict[str, str]:
@@ -309,7 +323,7 @@ def test_searches_are_answered_during_a_large_upload(tmp_path):
     db = tmp_path / "u.duckdb"
     tokens = make_index(db)
     server = Server(db)
-    rows = "".join(f"U{i:08d},P,FRA,stolen\n" for i in range(300_000))
+    rows = "".join(f"U{i:08d},P,FRA,stolen\n" for i in range(1_000_000))
     body = ("document_number,document_type,issuing_country,status\n" + rows).encode()
     result = {}
 
@@ -331,10 +345,10 @@ def test_searches_are_answered_during_a_large_upload(tmp_path):
             assert r.json()["hits"]
             answered += 1
     t.join()
-    assert result["r"].json()["inserted"] == 300_000
+    assert result["r"].json()["inserted"] == 1_000_000
     assert answered > 10  # searches went on while the upload ran (timings: bench/serve.py)
     with httpx.Client(headers={"Authorization": f"Bearer {tokens['search']}"}) as web:
-        last = web.post(server.url + "/v1/check", json={"number": "U00299999", "type": "P",
+        last = web.post(server.url + "/v1/check", json={"number": "U00999999", "type": "P",
                                                         "country": "FRA"}).json()
     assert last["hits"][0]["match"] == "exact"  # applied whole, seen by the next search
     assert server.stop() == 0

@@ -71,10 +71,16 @@ class Alphabets:
     def of(cls, offsets: np.ndarray, data: np.ndarray, types: np.ndarray,
            countries: np.ndarray, names: int) -> Alphabets:
         """The alphabets of numbers in Arrow layout (``offsets`` into ``data``) with
-        their issuers' type and country indexes; ``names``: how many countries."""
-        counter = AlphabetCounter(names)
-        counter.add(offsets, data, types, countries)
-        return counter.result()
+        their issuers' type and country indexes; ``names``: how many countries. Sparse:
+        an empty or small table (a snapshot's delta) costs next to nothing."""
+        cells = _cells(offsets, data, types, countries)
+        if not len(cells):
+            return cls.empty()
+        found, counts = np.unique(cells, return_counts=True)
+        slots = np.unique(found // _CELLS).astype(np.int32)
+        table = np.zeros((len(slots), _CELLS), np.uint32)
+        table[np.searchsorted(slots, found // _CELLS), found % _CELLS] = counts
+        return cls(slots, table)
 
     def __add__(self, other: Alphabets) -> Alphabets:
         if not len(other.slots):
@@ -122,22 +128,31 @@ class AlphabetCounter:
     def add(self, offsets: np.ndarray, data: np.ndarray, types: np.ndarray,
             countries: np.ndarray) -> None:
         """Count numbers in Arrow layout (``offsets`` from 0 into ``data``)."""
-        if len(offsets) < 2:
-            return
-        starts = offsets[:-1]
-        lengths = np.diff(offsets)
-        base = (countries.astype(np.int32) * _TYPES + types.astype(np.int32)) * _CELLS
-        keys = []
-        for p in range(int(lengths.max())):
-            at = np.flatnonzero(lengths > p) if p >= int(lengths.min()) else None
-            if at is None:
-                keys.append(base + (p * _WIDTH + _INDEX[data[starts + p]]))
-            else:
-                keys.append(base[at] + (p * _WIDTH + _INDEX[data[starts[at] + p]]))
-        counts = np.bincount(np.concatenate(keys))
-        self._dense[:len(counts)] += counts
+        cells = _cells(offsets, data, types, countries)
+        if len(cells):
+            counts = np.bincount(cells)
+            self._dense[:len(counts)] += counts
 
     def result(self) -> Alphabets:
         per_slot = self._dense.reshape(-1, _CELLS)
         slots = np.flatnonzero(per_slot.any(axis=1)).astype(np.int32)
         return Alphabets(slots, per_slot[slots].astype(np.uint32))
+
+
+def _cells(offsets: np.ndarray, data: np.ndarray, types: np.ndarray,
+           countries: np.ndarray) -> np.ndarray:
+    """The counter of each character of each number: (issuer slot, position, character)
+    as one index, issuer slot * cells + position * alphabet width + character."""
+    if len(offsets) < 2:
+        return np.zeros(0, np.int64)
+    starts = offsets[:-1]
+    lengths = np.diff(offsets)
+    base = (countries.astype(np.int64) * _TYPES + types.astype(np.int64)) * _CELLS
+    keys = []
+    for p in range(int(lengths.max())):
+        if p < int(lengths.min()):  # every number has this position
+            keys.append(base + (p * _WIDTH + _INDEX[data[starts + p]]))
+        else:
+            at = np.flatnonzero(lengths > p)
+            keys.append(base[at] + (p * _WIDTH + _INDEX[data[starts[at] + p]]))
+    return np.concatenate(keys)

@@ -498,14 +498,16 @@ class Index:
         """The keys not revoked, with their tokens' hashes (:func:`sltd.access.live_keys`)."""
         return access.live_keys(self._db.cursor())
 
-    def record_event(self, action: str, *, actor: str | None = None, ncb: str | None = None,
-                     subject: str | None = None, result: str | None = None) -> None:
-        """Write an event to the audit trail now, in a transaction of its own (the
-        service's refusals, for one)."""
-        now = self.clock.now()
+    def record_events(self, events: Sequence[tuple[dt.datetime, str, str | None, str | None,
+                                                   str | None, str | None]]) -> None:
+        """Write events to the audit trail now, in one transaction: each (time, action,
+        actor, ncb, subject, result) (the service's refusals, gathered between rounds)."""
+        if not events:
+            return
         with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
-            self._s.audit.write(con, now, action, actor=actor, ncb=ncb, subject=subject,
-                                result=result)
+            for at, action, actor, ncb, subject, result in events:
+                self._s.audit.write(con, at, action, actor=actor, ncb=ncb, subject=subject,
+                                    result=result)
 
     def verify_audit(self) -> AuditReport:
         """Recompute the audit chain; the report names the first broken entry."""

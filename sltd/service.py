@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -233,6 +234,7 @@ class Service:
         self.ring = index.live_keys()
         self._stop = threading.Event()
         self._loop: threading.Thread | None = None
+        self._refusals: collections.deque[tuple[Any, ...]] = collections.deque()
         self.started = time.time()
 
     # --- plumbing
@@ -272,9 +274,7 @@ class Service:
         scheme, _, token = header.partition(" ")
         key = check_token(self.ring, token.strip()) if scheme.lower() == "bearer" else None
         if key is None:
-            await run_in_threadpool(self.index.record_event, "refused",
-                                    subject=request.url.path,
-                                    result="401 missing or bad API key")
+            self.refused(None, None, request.url.path, "401 missing or bad API key")
             raise Problem(401, "unauthorized", "API key required",
                           "send a valid key: Authorization: Bearer <token>")
         return key
@@ -293,9 +293,7 @@ class Service:
                         key.require(permission)
                     result = await handler(request, key)
                 except AccessDenied as e:
-                    await run_in_threadpool(self.index.record_event, "refused",
-                                            actor=key.officer, ncb=key.ncb, subject=name,
-                                            result=f"403 {e}")
+                    self.refused(key.officer, key.ncb, name, f"403 {e}")
                     raise
                 response = result if isinstance(result, Response) else Response(
                     msgspec.json.encode(result), media_type="application/json")
@@ -502,6 +500,24 @@ class Service:
         return Response(generate_latest(self.metrics.registry),
                         media_type="text/plain; version=0.0.4")
 
+    def refused(self, officer: str | None, ncb: str | None, subject: str, result: str
+                ) -> None:
+        """Audit a refusal. Gathered in memory and written once a round (and at stop),
+        like the checks' audit buffer: a flood of bad keys costs an append each, not a
+        write transaction each."""
+        self._refusals.append((self.index.clock.now(), "refused", officer, ncb, subject,
+                               result))
+
+    def write_refusals(self) -> None:
+        taken = []
+        while self._refusals:
+            taken.append(self._refusals.popleft())
+        try:
+            self.index.record_events(taken)
+        except Exception:
+            self._refusals.extendleft(reversed(taken))  # kept for the next round
+            raise
+
     # --- the alert loop
 
     def start_alerts(self) -> None:
@@ -513,10 +529,12 @@ class Service:
         self._stop.set()
         if self._loop is not None:
             self._loop.join(timeout=30)
+        self.write_refusals()
 
     def _alert_rounds(self) -> None:
         while not self._stop.is_set():
             try:
+                self.write_refusals()
                 self.index.escalate_overdue()
                 if self.router is not None:
                     self.index.deliver_alerts(self.router)

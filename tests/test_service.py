@@ -374,6 +374,10 @@ def test_sigterm_flushes_the_audit_and_sigkill_loses_no_alert(tmp_path):
     time.sleep(0.5)
     for _ in range(5):
         httpx.post(server.url + "/v1/check", json={"number": "Q9999998"}, headers=auth)
+    httpx.post(server.url + "/v1/check", json={"number": "Q9999998"},
+               headers={"Authorization": "Bearer sltd_nope_nope"})  # 401
+    httpx.post(server.url + "/v1/records/withdraw", json={
+        "number": "X1234567", "type": "P", "country": "FRA"}, headers=auth)  # 403
     assert server.stop(signal.SIGTERM) == 0
     assert "service stopped" in server.log.read_text()
     sent = [json.loads(line) for line in sink.read_text().splitlines()]
@@ -385,6 +389,10 @@ def test_sigterm_flushes_the_audit_and_sigkill_loses_no_alert(tmp_path):
             "SELECT count(*) FROM audit WHERE subject LIKE '%Q9999998%'").fetchall()[0][0]
         assert checks == 5  # flushed at SIGTERM
         assert {c.case_id for c in ix.cases()} == {case}
+        refused = ix._db.cursor().execute(
+            "SELECT actor, result FROM audit WHERE action = 'refused' ORDER BY seq").fetchall()
+        assert [r[1][:3] for r in refused] == ["401", "403"]  # every refusal, audited
+        assert refused[1][0] == "reveal"  # with the key's officer
 
 
 def sltd_cli(db, *args, env=None):

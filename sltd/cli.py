@@ -93,9 +93,14 @@ def _open(ctx: click.Context, *, create: bool = False) -> Index:
         served = _served_by(root["db"], e.pid)
         if served is None:
             raise
+        command = ctx.info_name or ""
+        what = (f"run this command with --server {served} (and $SLTD_TOKEN)"
+                if command in _REMOTE else
+                f"`{command}` needs the file itself: stop the service first"
+                + (f" (or make keys through {served}/v1/keys with an admin key)"
+                   if ctx.parent is not None and ctx.parent.info_name == "keys" else ""))
         raise IndexBusy(f"{root['db']} is served by `sltd serve` at {served} (pid {e.pid}): "
-                        f"run this command with --server {served} (and $SLTD_TOKEN)",
-                        path=e.path, pid=e.pid) from None
+                        f"{what}", path=e.path, pid=e.pid) from None
     ctx.call_on_close(index.close)
     return index
 

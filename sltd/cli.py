@@ -28,7 +28,7 @@ from sltd import demo as demo_mod
 from sltd.errors import IndexBusy, SltdError, SourceError
 from sltd.index import Index, LoadProgress, default_db_path, open_index
 from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
-from sltd.mrz import MRZ, parse_mrz
+from sltd.mrz import MRZ
 from sltd.sources import Problem, refuse_overwrite, write_rejects
 from sltd.store import SCHEMA_VERSION
 from sltd.synth import (
@@ -374,8 +374,8 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
     read: MRZ | None = None
     if client is not None:  # the searching NCB and officer are the key's
         if mrz is not None:
-            read = parse_mrz(mrz)  # as the service parses it, for the MRZ line
-            found = client.check_mrz(mrz, exact_only=exact_only, leads=leads)[1]
+            result = client.check_mrz(mrz, exact_only=exact_only, leads=leads)
+            found, read = result.hits, result.mrz
         else:
             found = client.check(number, doc_type, country, exact_only=exact_only,
                                  expiry=expiry, leads=leads)

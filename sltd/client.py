@@ -38,6 +38,7 @@ from sltd.model import (
     MatchKind,
     Status,
 )
+from sltd.mrz import MRZCheck, parse_mrz
 from sltd.sources import detect_format
 
 _VALIDATION = {name: getattr(errors, name) for name in dir(errors)
@@ -162,11 +163,14 @@ class Client:
         return [_hit(h) for h in out["hits"] + out.get("leads", [])]
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
-                  leads: bool = False) -> tuple[dict[str, Any], list[Hit]]:
-        """The MRZ as the service parsed it (its ``as_dict``) and the hits."""
+                  leads: bool = False) -> MRZCheck:
+        """As :meth:`sltd.Index.check_mrz`: what was read (parsed here as the service
+        parses it; a bad MRZ raises the same :class:`sltd.MRZError` before any request)
+        and the hits."""
         text = mrz if isinstance(mrz, str) else "\n".join(mrz)
+        read = parse_mrz(text)
         out = self.check_json(mrz=text, exact_only=exact_only, leads=leads)
-        return out["mrz"], [_hit(h) for h in out["hits"] + out.get("leads", [])]
+        return MRZCheck(read, [_hit(h) for h in out["hits"] + out.get("leads", [])])
 
     def check_many(self, documents: Sequence[dict[str, Any]], *, exact_only: bool = False,
                    leads: bool = False) -> list[list[Hit] | SltdError]:

@@ -283,6 +283,9 @@ def test_the_client_speaks_the_librarys_language(service, tmp_path):
         hits = c.check("X1234567", "P", "FRA")
         assert [(h.match.value, h.number) for h in hits] == [
             ("exact", "X1234567"), ("partial", "X1234567")]
+        read = c.check_mrz((FIXTURES / "mrz" / "td3_ocr_error.txt").read_text())
+        assert read.mrz.failed_checks
+        assert [h.number for h in read.hits] == ["L898902C3"]
         details = c.reveal(hits[0].hit_id)
         assert details.owner == "FRA"
         assert details.case_id in {k.case_id for k in c.cases()}

@@ -48,6 +48,7 @@ import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -729,7 +730,14 @@ def create_app(index: Index, *, router: Router | None = None, alert_interval: fl
             s.stop_alerts()
             index.close()  # flushes the audit
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def http_problem(request: Request, exc: Exception) -> Response:
+        """Starlette's own refusals (no such path: 404; wrong method: 405) as problems."""
+        status = getattr(exc, "status_code", 500)
+        return Problem(status, f"http-{status}", str(getattr(exc, "detail", "")) or "error",
+                       f"{request.method} {request.url.path}").response()
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_problem})
     app.state.service = s
     return app
 

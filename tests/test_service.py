@@ -462,12 +462,16 @@ def test_the_cli_with_server_gives_what_it_gives_on_the_file(tmp_path):
     assert server.stop() == 0
 
 
-def test_records_with_a_real_record_stay_out_of_urls(service):
+def test_numbers_stay_out_of_urls_and_unknown_paths_are_problems(service):
     """Document numbers only in bodies: the check endpoints take no GET."""
     server, tokens = service
     r = httpx.get(server.url + "/v1/check", params={"number": "X1234567"},
                   headers={"Authorization": f"Bearer {tokens['search']}"})
     assert r.status_code == 405
+    assert r.headers["content-type"] == "application/problem+json"
+    missing = httpx.post(server.url + "/v1/nothing-here", json={})
+    assert missing.status_code == 404
+    assert missing.json()["status"] == 404
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

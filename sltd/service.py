@@ -3,8 +3,9 @@
 The process that serves owns the DuckDB file (DuckDB allows one writing process), so
 booths, e-gates and back-office tools talk to it: first-level search (single and batch),
 second-level details, case decisions, record management, alerts. Stack: Starlette on
-uvicorn, msgspec for request bodies: on this 2-core machine a do-nothing POST answers
-~9.8k requests/s at p50 0.73 ms with that stack, against ~1.55k for FastAPI + pydantic.
+uvicorn (with httptools and uvloop), msgspec for request bodies: on this 2-core machine a
+do-nothing POST answers ~12k requests/s under wrk with that stack (bench/serve.py; 4.8k
+with uvicorn's pure-Python parser), where FastAPI + pydantic was measured at ~1.55k.
 
 - Document numbers travel only in request bodies (POST), never in URLs or access logs.
 - Every request but ``/health``, ``/ready``, ``/openapi.json`` and ``/docs`` carries an API

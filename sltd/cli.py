@@ -443,6 +443,32 @@ def withdraw(ctx: click.Context, number: str, doc_type: str, country: str,
 
 
 @cli.command()
+@click.argument("number")
+@click.option("--type", "doc_type", required=True, help="Document type of the record.")
+@click.option("--country", required=True, help="Issuing country of the record.")
+@officer_option
+@ncb_option
+@json_option
+@click.pass_context
+def history(ctx: click.Context, number: str, doc_type: str, country: str, officer: str,
+            ncb: str | None, as_json: bool) -> None:
+    """A document's statuses over time: each version of its record, when it was in force,
+    and what ended it (update, withdrawal). Audited: it shows second-level details."""
+    versions = _open(ctx).history(number, doc_type, country, officer=officer, ncb=ncb)
+    if as_json:
+        _echo_json({"versions": [v.as_dict() for v in versions]})
+        return
+    if not versions:
+        click.echo(f"{number} {doc_type} {country}: never listed")
+    for v in versions:
+        until = (f"until {v.in_force_until:%Y-%m-%d %H:%M} UTC ({v.ended_by}"
+                 + (f": {v.reason}" if v.reason else "") + ")"
+                 if v.in_force_until else "in force")
+        click.echo(f"{v.in_force_from:%Y-%m-%d %H:%M} UTC  "
+                   f"{v.status.value.replace('_', ' '):<12} {until}")
+
+
+@cli.command()
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Bring an index made by an older sltd to this version, in one transaction (a writable

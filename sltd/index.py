@@ -55,6 +55,8 @@ from sltd.model import (
     MatchKind,
     Reading,
     Record,
+    RecordVersion,
+    Status,
     parse_date,
 )
 from sltd.mrz import MRZCheck, parse_mrz
@@ -388,6 +390,32 @@ class Index:
     def _searching(self, ncb: str | None) -> str:
         return _ncb(ncb, "ncb") if ncb else self._s.home_ncb
 
+
+    def history(self, number: str, doc_type: str, country: str, *, officer: str = "",
+                ncb: str | None = None) -> list[RecordVersion]:
+        """A document's statuses over time (reported, updated, withdrawn...), oldest
+        first; empty if it was never listed. Second-level information: audited.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> ix.withdraw("X1234567", "P", "FRA", reason="recovered")
+            >>> [(v.status.value, v.ended_by, v.reason) for v in
+            ...  ix.history("X1234567", "P", "FRA")]
+            [('stolen', 'withdrawn', 'recovered')]
+        """
+        key = (canonical_number(number), codes.doc_type_code(doc_type),
+               codes.country_code(country))
+        rows = store.history(self._db.cursor(), key)
+        if not self._read_only:
+            with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
+                self._s.audit.write(con, self.clock.now(), "history", actor=officer or None,
+                                    ncb=self._searching(ncb), subject=" ".join(key),
+                                    result=f"{len(rows)} versions")
+        return [RecordVersion(*key, Status(status), owner, place, loss,
+                              start.replace(tzinfo=dt.UTC),
+                              end.replace(tzinfo=dt.UTC) if end else None, change, reason)
+                for status, owner, place, loss, start, end, change, reason in rows]
 
     def reveal(self, hit_id: str, *, officer: str, ncb: str | None = None) -> HitDetails:
         """Open the second-level details of a hit, and its case: in one transaction, alerts

@@ -318,6 +318,30 @@ CCC = "CCC"
 
 
 @dataclass(frozen=True, slots=True)
+class RecordVersion:
+    """One version of a record in a document's history: what the list said from
+    ``in_force_from`` until ``in_force_until`` (None: still in force), and what ended it
+    (``ended_by``: ``updated`` or ``withdrawn``, with the withdrawal's ``reason``)."""
+
+    number: str
+    doc_type: str
+    country: str
+    status: Status
+    owner_ncb: str | None
+    place_of_loss: str | None
+    date_of_loss: dt.date | None
+    in_force_from: dt.datetime
+    in_force_until: dt.datetime | None
+    ended_by: str | None
+    reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (v.isoformat() if isinstance(v, dt.date) else
+                    str(v) if isinstance(v, enum.Enum) else v) for k, v in d.items()}
+
+
+@dataclass(frozen=True, slots=True)
 class HitDetails:
     """The second-level answer: what a reveal shows, and the case it opened.
 

@@ -823,6 +823,23 @@ def expiry_dates(con: duckdb.DuckDBPyConnection, record_ids: Sequence[int]
     return {int(i): d for i, d in rows}
 
 
+def history(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]
+            ) -> list[tuple[Any, ...]]:
+    """Every version of the record ``key`` (number, type, country), oldest first: the
+    superseded ones from ``record_history`` (in force from their last change until they
+    were updated or withdrawn), then the active one. Each row: ``status, owner_ncb,
+    place_of_loss, date_of_loss, in force from, in force until, ended by, reason``."""
+    where = "number = $number AND doc_type = $type AND country = $country"
+    return con.execute(f"""
+        SELECT status, owner_ncb, place_of_loss, date_of_loss, updated_at, changed_at,
+               change, reason FROM record_history WHERE {where}
+        UNION ALL
+        SELECT status, owner_ncb, place_of_loss, date_of_loss, updated_at, NULL, NULL, NULL
+        FROM records WHERE {where}
+        ORDER BY 5, 6 NULLS LAST""",
+        {"number": key[0], "type": key[1], "country": key[2]}).fetchall()
+
+
 def record_by_id(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, Any] | None:
     """All columns of the active record ``record_id``, or None."""
     cur = con.execute("SELECT * FROM records WHERE record_id = ?", [record_id])

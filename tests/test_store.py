@@ -224,3 +224,42 @@ def test_another_applications_duckdb_database_is_never_made_an_index(tmp_path):
     con = duckdb.connect(path, read_only=True)
     assert [t[0] for t in con.execute("SHOW TABLES").fetchall()] == ["invoices"]
     con.close()
+
+
+def test_history_shows_each_version_of_a_record_with_its_span(index, clock, tmp_path):
+    """Reported stolen, then revoked, then recovered: three spans, oldest first, the last
+    ended by the withdrawal with its reason; a read is audited."""
+    from click.testing import CliRunner
+
+    from sltd.cli import cli
+
+    t0 = clock.now()
+    index.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    t1 = clock.advance(days=3)
+    index.upsert([Record("X1234567", "P", "FRA", "revoked")])
+    t2 = clock.advance(days=40)
+    index.withdraw("X1234567", "P", "FRA", reason="document recovered")
+    versions = index.history("x123 4567", "passport", "FRA", officer="K. Weber")
+    assert [(v.status.value, v.in_force_from, v.in_force_until, v.ended_by, v.reason)
+            for v in versions] == [("stolen", t0, t1, "updated", None),
+                                   ("revoked", t1, t2, "withdrawn", "document recovered")]
+    index.upsert([Record("X1234567", "P", "FRA", "stolen_blank")])  # reported again
+    assert [(v.status.value, v.in_force_until) for v in index.history(
+        "X1234567", "P", "FRA")][-1] == ("stolen_blank", None)
+    assert index.history("Q7654321", "P", "FRA") == []
+    audited = index._db.cursor().execute(
+        "SELECT actor, subject FROM audit WHERE action = 'history'").fetchall()
+    assert audited[0] == ("K. Weber", "X1234567 P FRA")
+    db = str(tmp_path / "h.duckdb")
+    runner = CliRunner()
+    with open_index(db, create=True) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+        ix.withdraw("X1234567", "P", "FRA", reason="recovered")
+    out = runner.invoke(cli, ["--db", db, "history", "X1234567", "--type", "P",
+                              "--country", "FRA"])
+    assert out.exit_code == 0, out.output
+    assert "stolen" in out.output
+    assert "(withdrawn: recovered)" in out.output
+    never = runner.invoke(cli, ["--db", db, "history", "Q7654321", "--type", "P",
+                                "--country", "FRA"])
+    assert "never listed" in never.output

@@ -28,7 +28,7 @@ from sltd import demo as demo_mod
 from sltd.errors import IndexBusy, SltdError, SourceError
 from sltd.index import Index, LoadProgress, default_db_path, open_index
 from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
-from sltd.mrz import MRZ
+from sltd.mrz import MRZ, parse_mrz
 from sltd.sources import Problem, refuse_overwrite, write_rejects
 from sltd.store import SCHEMA_VERSION
 from sltd.synth import (
@@ -373,22 +373,25 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
     client = _remote(ctx)
     read: MRZ | None = None
     if client is not None:  # the searching NCB and officer are the key's
+        from sltd.client import hit_of
+
+        answer = client.check_json(number, doc_type, country, mrz=mrz,
+                                   exact_only=exact_only, expiry=expiry, leads=leads)
+        found = [hit_of(h) for h in answer["hits"] + answer.get("leads", [])]
+        read = parse_mrz(mrz) if mrz is not None else None  # as the service parsed it
+        version = answer["list_version"]
+    else:
+        index = _open(ctx)
+        pinned = index.pin()  # the answer and the version it came from
         if mrz is not None:
-            result = client.check_mrz(mrz, exact_only=exact_only, leads=leads)
+            result = pinned.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
+                                      leads=leads)
             found, read = result.hits, result.mrz
         else:
-            found = client.check(number, doc_type, country, exact_only=exact_only,
-                                 expiry=expiry, leads=leads)
-    elif mrz is not None:
-        index = _open(ctx)
-        result = index.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
-                                 leads=leads)
-        found, read = result.hits, result.mrz
-    else:
-        assert number is not None
-        index = _open(ctx)
-        found = index.check(number, doc_type, country, exact_only=exact_only, ncb=ncb,
-                            officer=officer, expiry=expiry, leads=leads)
+            assert number is not None
+            found = pinned.check(number, doc_type, country, exact_only=exact_only, ncb=ncb,
+                                 officer=officer, expiry=expiry, leads=leads)
+        version = pinned.list_version.as_dict()
     hits = [h for h in found if h.match.is_hit]
     lead_hits = [h for h in found if not h.match.is_hit]
     if hits and client is None and not ncb and not index.home_ncb:
@@ -401,6 +404,7 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
             out["leads"] = [h.as_dict() for h in lead_hits]
         if read is not None:
             out["mrz"] = read.as_dict()
+        out["list_version"] = version
         _echo_json(out)
     else:
         if read is not None:
@@ -507,7 +511,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         _echo_json(s)
         return
     last = s["last_change"][:16].replace("T", " ") + " UTC" if s["last_change"] else "never"
-    click.echo(f"{s['path']}: {s['records']} active records, last change {last}, "
+    click.echo(f"{s['path']}: {s['records']} active records, last change {last} "
+               f"(list version {s['list_version']['version']}), "
                f"home NCB {s['home_ncb'] or '(none)'}")
     for name in ("by_status", "by_type", "top_countries", "history"):
         items = ", ".join(f"{k} {v}" for k, v in s[name].items()) or "none"

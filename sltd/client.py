@@ -80,7 +80,8 @@ def _raise(response: httpx.Response) -> None:
     raise ServiceError(response.status_code, detail)
 
 
-def _hit(d: dict[str, Any]) -> Hit:
+def hit_of(d: dict[str, Any]) -> Hit:
+    """A hit from its JSON form (:meth:`sltd.Hit.as_dict`)."""
     return Hit(d["hit_id"], d["number"], d["type"], d["country"], MatchKind(d["match"]),
                d.get("score", 100.0), d.get("explanation"),
                ErrorClass(d["error"]) if d.get("error") else None,
@@ -160,7 +161,7 @@ class Client:
         """As :meth:`sltd.Index.check` (the searching NCB and officer are the key's)."""
         out = self.check_json(number, doc_type, country, exact_only=exact_only,
                               expiry=expiry, leads=leads)
-        return [_hit(h) for h in out["hits"] + out.get("leads", [])]
+        return [hit_of(h) for h in out["hits"] + out.get("leads", [])]
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
                   leads: bool = False) -> MRZCheck:
@@ -170,7 +171,7 @@ class Client:
         text = mrz if isinstance(mrz, str) else "\n".join(mrz)
         read = parse_mrz(text)
         out = self.check_json(mrz=text, exact_only=exact_only, leads=leads)
-        return MRZCheck(read, [_hit(h) for h in out["hits"] + out.get("leads", [])])
+        return MRZCheck(read, [hit_of(h) for h in out["hits"] + out.get("leads", [])])
 
     def check_many(self, documents: Sequence[dict[str, Any]], *, exact_only: bool = False,
                    leads: bool = False) -> list[list[Hit] | SltdError]:
@@ -186,7 +187,7 @@ class Client:
                                                       field=e.get("field"),
                                                       value=e.get("value")))
             else:
-                results.append([_hit(h) for h in r["hits"] + r.get("leads", [])])
+                results.append([hit_of(h) for h in r["hits"] + r.get("leads", [])])
         return results
 
     # --- second level

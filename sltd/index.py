@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 import os
@@ -41,7 +42,7 @@ from sltd.errors import (
     SourceError,
     ValidationError,
 )
-from sltd.keyset import Keys, key_file_path
+from sltd.keyset import Keys, KeySnapshot, key_file_path
 from sltd.loader import LoadProgress, LoadReport
 from sltd.model import (
     DATE_REASON,
@@ -52,6 +53,7 @@ from sltd.model import (
     Hit,
     HitCase,
     HitDetails,
+    ListVersion,
     MatchKind,
     Reading,
     Record,
@@ -133,6 +135,8 @@ class Index:
             self._db.release()
             raise
         self._closed = False
+        #: The snapshot a pinned view (:meth:`pin`) answers from; None: the current one.
+        self._pin: KeySnapshot | None = None
 
 
     def close(self) -> None:
@@ -259,9 +263,12 @@ class Index:
                 if not ids or not store.withdraw(con, ids[0], key, now, reason):
                     raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
                 record_id = ids[0]
+                version = store.new_version(con, now, "withdraw", officer, 1)
                 self._s.audit.write(con, now, "withdraw", actor=officer or None,
-                                    ncb=self.home_ncb, subject=" ".join(key), result=reason)
-            self._s.keys.withdraw([record_id])  # published before we return
+                                    ncb=self.home_ncb, subject=" ".join(key),
+                                    result=f"{reason or ''}; list version {version.version}"
+                                    if reason else f"list version {version.version}")
+            self._s.keys.withdraw([record_id], version)  # published before we return
 
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,
@@ -294,7 +301,7 @@ class Index:
         reading = TYPED if expiry is None else Reading(expiry=_expiry(expiry))
         hits = self._s.search.check(number, doc_type, country, ncb=who, now=at,
                                     exact_only=exact_only, reading=reading, leads=leads,
-                                    expiries=self._expiries)
+                                    expiries=self._expiries, snapshot=self._pin)
         if not self._read_only:
             self._s.audit.record_check(at, officer, who, number, doc_type, country,
                                        _summary(hits))
@@ -323,7 +330,8 @@ class Index:
         read = parse_mrz(mrz)
         who, at = self._searching(ncb), self._timestamp()
         hits = self._s.search.check_mrz(read, ncb=who, now=at, exact_only=exact_only,
-                                        leads=leads, expiries=self._expiries)
+                                        leads=leads, expiries=self._expiries,
+                                        snapshot=self._pin)
         if not self._read_only:
             self._s.audit.record_check(at, officer, who, read.number, read.doc_type,
                                        read.country, _summary(hits))
@@ -357,7 +365,8 @@ class Index:
                           "document_type": pa.array([d[1] for d in documents], pa.string()),
                           "issuing_country": pa.array([d[2] for d in documents],
                                                       pa.string())})
-        found, report = screen(table, keys=self._s.keys.snapshot(), hit_ids=self._s.hit_ids,
+        found, report = screen(table, keys=self._s.keys.snapshot() if self._pin is None
+                               else self._pin, hit_ids=self._s.hit_ids,
                                con=self._db.cursor(), now=dt.datetime.fromtimestamp(at, dt.UTC),
                                ncb=who, exact_only=exact_only, leads=leads)
         out: list[list[Hit] | ValidationError] = [[] for _ in documents]
@@ -390,6 +399,29 @@ class Index:
     def _searching(self, ncb: str | None) -> str:
         return _ncb(ncb, "ncb") if ncb else self._s.home_ncb
 
+
+    def pin(self) -> Pinned:
+        """A view that answers every check from the list as it is now (one version), while
+        loads and withdrawals go on: the answers of a request, a passenger list, a report
+        all come from :attr:`Pinned.list_version`.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> view = ix.pin()
+            >>> ix.withdraw("X1234567", "P", "FRA")
+            >>> view.list_version.version, len(view.check("X1234567")), len(ix.check("X1234567"))
+            (1, 1, 0)
+        """
+        view = copy.copy(self)  # shares the state; answers from one snapshot
+        view._pin = self._s.keys.snapshot()
+        return Pinned(view)
+
+    @property
+    def list_version(self) -> ListVersion:
+        """The version of the list that checks answer from now: the last committed change
+        (load or withdrawal) published to this process's key structures."""
+        return self._s.keys.snapshot().version
 
     def history(self, number: str, doc_type: str, country: str, *, officer: str = "",
                 ncb: str | None = None) -> list[RecordVersion]:
@@ -567,6 +599,7 @@ class Index:
         s["key_set_bytes"] = self.key_set_bytes
         s["path"] = self.path
         s["home_ncb"] = self.home_ncb
+        s["list_version"] = self.list_version.as_dict()
         return s
 
 
@@ -592,3 +625,37 @@ def _summary(hits: list[Hit]) -> str:
         kinds[h.match.value] = kinds.get(h.match.value, 0) + 1
     return ", ".join(f"{k} {n}" for k, n in kinds.items())
 
+
+class Pinned:
+    """Checks answered from one version of the list (:meth:`Index.pin`): the methods and
+    answers of :meth:`Index.check`, :meth:`Index.check_mrz` and :meth:`Index.check_many`,
+    audited as theirs."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: Index):
+        self._view = view  # an Index whose checks read its pinned snapshot
+
+    @property
+    def list_version(self) -> ListVersion:
+        """The version every answer of this view comes from."""
+        assert self._view._pin is not None
+        return self._view._pin.version
+
+    def check(self, number: str, doc_type: str | None = None, country: str | None = None,
+              *, exact_only: bool = False, ncb: str | None = None, officer: str = "",
+              expiry: dt.date | str | None = None, leads: bool = False) -> list[Hit]:
+        return self._view.check(number, doc_type, country, exact_only=exact_only, ncb=ncb,
+                                officer=officer, expiry=expiry, leads=leads)
+
+    def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
+                  ncb: str | None = None, officer: str = "", leads: bool = False
+                  ) -> MRZCheck:
+        return self._view.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
+                                    leads=leads)
+
+    def check_many(self, documents: Sequence[tuple[str, str | None, str | None]], *,
+                   exact_only: bool = False, leads: bool = False, ncb: str | None = None,
+                   officer: str = "") -> list[list[Hit] | ValidationError]:
+        return self._view.check_many(documents, exact_only=exact_only, leads=leads,
+                                     ncb=ncb, officer=officer)

@@ -57,6 +57,7 @@ from sltd.keyhash import (
     probe_hash_bytes,
     probe_hashes,
 )
+from sltd.model import NO_VERSION, ListVersion
 from sltd.normalize import MAX_LENGTH
 
 log = logging.getLogger(__name__)
@@ -808,11 +809,15 @@ class KeySnapshot:
         []
     """
 
-    __slots__ = ("base", "delta", "withdrawn", "_base_keys", "_delta_keys", "_probes")
+    __slots__ = ("base", "delta", "withdrawn", "version", "_base_keys", "_delta_keys",
+                 "_probes")
 
     def __init__(self, base: KeyTable, delta: KeyTable | None = None,
-                 withdrawn: frozenset[int] = frozenset()):
+                 withdrawn: frozenset[int] = frozenset(), version: ListVersion = NO_VERSION):
         self.base = base
+        #: The list version this snapshot holds: the answers made from it are the list's
+        #: as of that version.
+        self.version = version
         self.delta = delta if delta is not None else KeyTable.from_arrow(
             store.empty_key_columns(), base.names, base.max_id)
         self.withdrawn = withdrawn
@@ -824,12 +829,20 @@ class KeySnapshot:
     def with_keys(self, keys: pa.Table) -> KeySnapshot:
         """A new snapshot with the records of ``keys`` (:data:`sltd.store.KEY_COLUMNS`)
         added to the delta."""
-        return KeySnapshot(self.base, self.delta.merged(keys), self.withdrawn)
+        return KeySnapshot(self.base, self.delta.merged(keys), self.withdrawn, self.version)
 
     def without(self, record_ids: Iterable[int]) -> KeySnapshot:
         """The same snapshot with these records withdrawn (their hashes stay in the key
         sets: a superset costs a lookup, never a hit)."""
-        return KeySnapshot(self.base, self.delta, self.withdrawn | frozenset(record_ids))
+        return KeySnapshot(self.base, self.delta, self.withdrawn | frozenset(record_ids),
+                           self.version)
+
+    def at(self, version: ListVersion | None) -> KeySnapshot:
+        """The same records, labelled with ``version`` when it is newer (a publish never
+        moves the label back)."""
+        if version is None or version <= self.version:
+            return self
+        return KeySnapshot(self.base, self.delta, self.withdrawn, version)
 
     @property
     def max_id(self) -> int:
@@ -1014,6 +1027,7 @@ class Keys:
                 log.info("key file %s does not match the index: rebuilding it", self.path)
             if snap is None or (self.writable and self._due(snap)):
                 snap = KeySnapshot(self._build(con))
+            snap = snap.at(store.current_version(con))
         finally:
             con.commit()
         return snap
@@ -1052,36 +1066,40 @@ class Keys:
         holds the writer lock, so the database holds exactly the records ``snap`` has)."""
         if self._cursor is None or not self.writable or not self._due(snap):
             return snap
-        return KeySnapshot(self._build(self._cursor()))
+        return KeySnapshot(self._build(self._cursor()), version=snap.version)
 
-    def add(self, keys: pa.Table | None = None) -> None:
+    def add(self, keys: pa.Table | None = None, version: ListVersion | None = None) -> None:
         """Publish the records committed since the last publish (call after COMMIT, under
         the writer lock). ``keys``: those records' :data:`sltd.store.KEY_COLUMNS`, if the
         writer read them back; else they are read from the database (ids above the
-        snapshot's highest).
+        snapshot's highest). ``version``: the list version the commit made.
 
         If the keys were never built, nothing is to do: the first use reads the committed
         table. A build running meanwhile finishes first (same lock), then this adds to it.
         """
-        if keys is not None and keys.num_rows == 0:
-            return
         with self._lock:
             current = self._current
             if current is None:
                 return
             if keys is None:
                 if self._cursor is None:
+                    self._current = current.at(version)
                     return
                 keys = store.key_columns(self._cursor(), after_id=current.max_id)
-            elif pc.min(keys.column("record_id")).as_py() <= current.max_id:
-                return  # the keys were built after this load committed and hold it
-            self._current = self._maybe_compacted(current.with_keys(keys))
+            if keys.num_rows == 0 or pc.min(keys.column("record_id")).as_py() <= \
+                    current.max_id:  # nothing new, or keys built after this commit hold it
+                self._current = current.at(version)
+                return
+            self._current = self._maybe_compacted(current.with_keys(keys)).at(version)
 
-    def withdraw(self, record_ids: Iterable[int]) -> None:
-        """Publish withdrawals (call after their transaction committed)."""
+    def withdraw(self, record_ids: Iterable[int], version: ListVersion | None = None
+                 ) -> None:
+        """Publish withdrawals (call after their transaction committed), and the list
+        version their commit made."""
         with self._lock:
             if self._current is not None:
-                self._current = self._maybe_compacted(self._current.without(record_ids))
+                self._current = self._maybe_compacted(
+                    self._current.without(record_ids)).at(version)
 
     @property
     def built(self) -> bool:

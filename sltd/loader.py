@@ -120,8 +120,12 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
             problems.sort(key=lambda p: (p.row, p.field))
             counts = dataclasses.replace(counts, rows_read=rows_read,
                                          rejected=len({p.row for p in problems}))
+            changed = counts.inserted + counts.updated
+            version = store.new_version(con, now, "load", officer, changed) if changed \
+                else None
             audit.write(con, now, "load", actor=officer or None, ncb=ncb,
-                        subject=stream.name, result=counts.summary())
+                        subject=stream.name, result=counts.summary() + (
+                            f"; list version {version.version}" if version else ""))
             if rejects is not None:  # inside the transaction: no load without rejects
                 write_rejects(rejects, problems)
         # Published before we return (checks never take this lock): the records with ids
@@ -130,7 +134,7 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
         # next check, here or in another process, does not pay for it.
         say(LoadProgress("indexing", rows_read, stream.rows))
         if keys.built:
-            keys.add()
+            keys.add(version=version)
         else:
             keys.snapshot()
     return LoadReport(**dataclasses.asdict(counts), source=stream.name,

@@ -317,6 +317,28 @@ GENERAL_SECRETARIAT = "GS"
 CCC = "CCC"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ListVersion:
+    """A version of the list: every committed change (a load that changed records, a
+    withdrawal) makes the next one. ``0``: no change committed yet (``committed_at``
+    None)."""
+
+    version: int
+    committed_at: dt.datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "committed_at":
+                self.committed_at.isoformat() if self.committed_at else None}
+
+    def __str__(self) -> str:
+        when = f", {self.committed_at:%Y-%m-%d %H:%M} UTC" if self.committed_at else ""
+        return f"list version {self.version}{when}"
+
+
+#: The list before any change.
+NO_VERSION = ListVersion(0)
+
+
 @dataclass(frozen=True, slots=True)
 class RecordVersion:
     """One version of a record in a document's history: what the list said from

@@ -88,6 +88,8 @@ class ScreenReport:
     out: str | None
     rejects: str | None
     problems: tuple[Problem, ...] = ()
+    #: The list version every hit came from (one snapshot screens the whole manifest).
+    list_version: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -258,7 +260,7 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
         seconds=time.perf_counter() - start,
         out=os.fspath(out) if out is not None else None,
         rejects=os.fspath(rejects) if rejects is not None else None,
-        problems=tuple(problems))
+        problems=tuple(problems), list_version=keys.version.version)
     return hits, report
 
 

@@ -521,18 +521,21 @@ class Search:
 
     def check(self, number: str, doc_type: str | None, country: str | None, *,
               ncb: str, now: float, exact_only: bool = False, reading: Reading = TYPED,
-              leads: bool = False, expiries: Expiries | None = None) -> list[Hit]:
+              leads: bool = False, expiries: Expiries | None = None,
+              snapshot: KeySnapshot | None = None) -> list[Hit]:
         """Hits for one document: exact, then partial, then near by score, then (with
         ``leads``) leads; at most :data:`MAX_HITS`. ``now`` (seconds since the epoch) is
         the hit ids' issue time; ``reading`` what the channel says of the number
         (:func:`near_tier`); ``expiries`` gives records' expiry dates by id, read only
-        when ``reading`` has an expiry date and there are near-miss candidates. See
+        when ``reading`` has an expiry date and there are near-miss candidates;
+        ``snapshot`` the list to answer from (default: the one published now). See
         :meth:`sltd.Index.check`."""
         canonical = canonical_number(number)
         qtype = _doc_type(doc_type) if doc_type is not None else None
         qcountry = _country(country) if country is not None else None
         folded = fold_bytes(canonical)
-        keys = self.keys.snapshot()  # one snapshot for the whole check
+        # one snapshot for the whole check
+        keys = self.keys.snapshot() if snapshot is None else snapshot
         # most checks end here: not listed, from memory (the probe filter)
         rows = keys.lookup(folded)
         if exact_only:
@@ -556,12 +559,13 @@ class Search:
                           leads, expiries) if rows else []
 
     def check_mrz(self, read: MRZ, *, ncb: str, now: float, exact_only: bool = False,
-                  leads: bool = False, expiries: Expiries | None = None) -> list[Hit]:
+                  leads: bool = False, expiries: Expiries | None = None,
+                  snapshot: KeySnapshot | None = None) -> list[Hit]:
         """Hits for a parsed MRZ: as :meth:`check`, with the evidence the MRZ carries
         (:attr:`sltd.mrz.MRZ.reading`: the number's check digit, the expiry date)."""
         return self.check(read.number, read.doc_type, read.country, ncb=ncb, now=now,
                           exact_only=exact_only, reading=read.reading, leads=leads,
-                          expiries=expiries)
+                          expiries=expiries, snapshot=snapshot)
 
     def _hits(self, keys: KeySnapshot, canonical: str, qtype: str | None,
               qcountry: str | None,

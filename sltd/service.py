@@ -67,7 +67,7 @@ from sltd.errors import (
     SourceError,
     ValidationError,
 )
-from sltd.index import Index, LoadReport
+from sltd.index import Index, LoadReport, Pinned
 from sltd.model import Hit
 from sltd.sources import iter_batches
 
@@ -315,8 +315,8 @@ class Service:
 
     # --- search
 
-    def _check_one(self, d: CheckRequest, key: ApiKey, exact_only: bool, leads: bool
-                   ) -> dict[str, Any]:
+    def _check_one(self, d: CheckRequest, key: ApiKey, exact_only: bool, leads: bool,
+                   pinned: Pinned) -> dict[str, Any]:
         if (d.number is None) == (d.mrz is None):
             raise ValidationError("give either number or mrz", field="number", value=None)
         read = None
@@ -324,12 +324,12 @@ class Service:
             if d.type or d.country or d.expiry:
                 raise ValidationError("type, country and expiry come from the MRZ",
                                       field="mrz", value=None)
-            result = self.index.check_mrz(d.mrz, exact_only=exact_only, ncb=key.ncb,
-                                          officer=key.officer, leads=leads)
+            result = pinned.check_mrz(d.mrz, exact_only=exact_only, ncb=key.ncb,
+                                      officer=key.officer, leads=leads)
             found, read = result.hits, result.mrz
         else:
             assert d.number is not None
-            found = self.index.check(d.number, d.type, d.country, exact_only=exact_only,
+            found = pinned.check(d.number, d.type, d.country, exact_only=exact_only,
                                      ncb=key.ncb, officer=key.officer, expiry=d.expiry,
                                      leads=leads)
         return self._answer(found, leads, read)
@@ -347,13 +347,17 @@ class Service:
 
     async def check(self, request: Request, key: ApiKey) -> Any:
         d = await self._body(request, CheckRequest)
-        return self._check_one(d, key, d.exact_only, d.leads)
+        pinned = self.index.pin()
+        return {**self._check_one(d, key, d.exact_only, d.leads, pinned),
+                "list_version": pinned.list_version.as_dict()}
 
     async def check_batch(self, request: Request, key: ApiKey) -> Any:
         d = await self._body(request, BatchRequest)
         if len(d.documents) > self.max_batch:
             raise Problem(413, "batch-too-large", "too many documents",
                           f"{len(d.documents)} documents; at most {self.max_batch} a request")
+
+        pinned = self.index.pin()  # the whole list answered from one version
 
         def run() -> list[dict[str, Any]]:
             out: list[dict[str, Any] | None] = [None] * len(d.documents)
@@ -362,7 +366,7 @@ class Service:
                      if doc.mrz is None and doc.number is not None and doc.expiry is None
                      and not doc.exact_only and not doc.leads]
             if plain:
-                many = self.index.check_many(
+                many = pinned.check_many(
                     [(d.documents[i].number or "", d.documents[i].type,
                       d.documents[i].country) for i in plain],
                     exact_only=d.exact_only, leads=d.leads, ncb=key.ncb, officer=key.officer)
@@ -374,11 +378,12 @@ class Service:
                 if out[i] is None:
                     try:
                         out[i] = self._check_one(doc, key, d.exact_only or doc.exact_only,
-                                                 d.leads or doc.leads)
+                                                 d.leads or doc.leads, pinned)
                     except ValidationError as e:
                         out[i] = _refused(i, e)
             return [r for r in out if r is not None]
-        return {"results": await run_in_threadpool(run)}
+        return {"results": await run_in_threadpool(run),
+                "list_version": pinned.list_version.as_dict()}
 
     # --- second level
 
@@ -489,7 +494,11 @@ class Service:
             open_cases = self.index.cases(["open"])
             backlog = len(self.index.alerts(undelivered=True))
             oldest = min((c.revealed_at for c in open_cases), default=None)
+            listed = self.index.list_version
             return {"version": __version__, "records": len(self.index),
+                    "list_version": listed.as_dict(),
+                    "list_age_seconds": round((now - listed.committed_at).total_seconds())
+                    if listed.committed_at else None,
                     "key_set_bytes": self.index.key_set_bytes,
                     "alert_backlog": backlog,
                     "open_cases": len(open_cases),

@@ -44,8 +44,10 @@ from sltd.keyhash import FOLD_TABLE, key_hashes
 from sltd.model import (
     CONTROL_CHARACTERS,
     EXPIRY_REASON,
+    NO_VERSION,
     OWNER_REASON,
     PLACE_LIMIT,
+    ListVersion,
     _text,
     parse_date,
 )
@@ -129,6 +131,13 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash VARCHAR,
     hash VARCHAR,
     digest UBIGINT
+);
+CREATE TABLE IF NOT EXISTS list_versions (
+    version BIGINT NOT NULL,
+    committed_at TIMESTAMP NOT NULL,
+    change VARCHAR NOT NULL,
+    officer VARCHAR,
+    records BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id VARCHAR NOT NULL,
@@ -821,6 +830,25 @@ def expiry_dates(con: duckdb.DuckDBPyConnection, record_ids: Sequence[int]
                        "WHERE record_id IN (SELECT unnest($ids))",
                        {"ids": [int(i) for i in record_ids]}).fetchall()
     return {int(i): d for i, d in rows}
+
+
+def new_version(con: duckdb.DuckDBPyConnection, now: dt.datetime, change: str,
+                officer: str | None, records: int) -> ListVersion:
+    """The next list version, for a change committed by the caller's transaction."""
+    row = one(con, "SELECT coalesce(max(version), 0) + 1 FROM list_versions")
+    version = ListVersion(int(row[0]), now)
+    con.execute("INSERT INTO list_versions VALUES (?, ?, ?, ?, ?)",
+                [version.version, to_db(now), change, officer or None, records])
+    return version
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> ListVersion:
+    """The list version of the last committed change (:data:`sltd.model.NO_VERSION` if
+    none)."""
+    row = one(con, "SELECT version, committed_at FROM list_versions "
+                   "ORDER BY version DESC LIMIT 1")
+    return NO_VERSION if row is None else ListVersion(int(row[0]),
+                                                      row[1].replace(tzinfo=dt.UTC))
 
 
 def history(con: duckdb.DuckDBPyConnection, key: tuple[str, str, str]

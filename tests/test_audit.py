@@ -46,12 +46,13 @@ def test_every_change_check_reveal_decision_and_delivery_is_recorded(tmp_path):
     actions = [r[0] for r in rows]
     assert actions == ["load", "check", "check", "reveal", "deliver", "deliver", "deliver",
                        "confirm", "setting", "setting", "withdraw"]
-    assert rows[0][4] == "1 rows read, 1 inserted, 0 updated, 0 unchanged, 0 rejected"
+    assert rows[0][4] == ("1 rows read, 1 inserted, 0 updated, 0 unchanged, 0 rejected; "
+                          "list version 1")
     assert rows[1][1:] == ("A", "DEU", "Q0000001 P FRA", "miss")
     assert rows[2][4] == "exact 1"
     assert rows[8][1:] == ("C", None, "validation_window_minutes", "(unset) -> 30")
     assert rows[9][3:] == ("home_ncb", "(unset) -> DEU")
-    assert rows[10][1:] == ("D", "DEU", "X1234567 P FRA", "recovered")
+    assert rows[10][1:] == ("D", "DEU", "X1234567 P FRA", "recovered; list version 2")
     assert report.ok
     assert report.entries == 11
     ix.close()

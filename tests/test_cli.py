@@ -40,7 +40,8 @@ def test_check_hit_and_miss_by_exit_status(run, loaded):
         ("X1234567", "P", "FRA", "exact")]
     assert set(body["hits"][0]) == {"hit_id", "number", "type", "country", "match"}
     miss = run("check", "Q7654321", "--json")
-    assert (miss.exit_code, json.loads(miss.stdout)) == (0, {"hits": []})
+    assert (miss.exit_code, json.loads(miss.stdout)["hits"]) == (0, [])
+    assert json.loads(miss.stdout)["list_version"]["version"] == 1  # the load made it
 
 
 def test_check_near_miss_json_has_score_and_explanation(run, loaded):

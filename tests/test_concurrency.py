@@ -302,9 +302,9 @@ def _publishing_slowly(monkeypatch, delays):
 
     real_add = Keys.add
 
-    def slow_add(self, keys=None):
+    def slow_add(self, keys=None, version=None):
         time.sleep(delays.get(threading.current_thread().name, 0))
-        real_add(self, keys)
+        real_add(self, keys, version)
 
     monkeypatch.setattr(Keys, "add", slow_add)
 
@@ -322,6 +322,7 @@ def test_a_withdrawal_after_a_load_is_never_undone_by_the_loads_late_publish(mon
     assert ix.check("X1234567", "P", "FRA") == []
     load.join()
     assert ix.check("X1234567", "P", "FRA") == []
+    assert ix.list_version.version == 3  # load, load, withdrawal: published in order
     ix.close()
 
 

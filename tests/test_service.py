@@ -138,7 +138,8 @@ def test_a_check_answers_as_the_library_does(service, tmp_path):
         ("exact", "X1234567", "P", "FRA"), ("partial", "X1234567", "I", "DEU")]
     assert set(hits[0]) == {"hit_id", "number", "type", "country", "match"}  # first level
     miss = call(service, "search", "/v1/check", {"number": "Q9999999", "country": "FRA"})
-    assert miss.json() == {"hits": []}
+    assert miss.json()["hits"] == []
+    assert miss.json()["list_version"]["version"] >= 1  # the version it answered from
     mrz = call(service, "search", "/v1/check", {
         "mrz": (FIXTURES / "mrz" / "td3_ocr_error.txt").read_text()})
     assert mrz.json()["mrz"]["format"] == "TD3"
@@ -232,6 +233,7 @@ def test_manage_adds_and_withdraws_its_countries_records_seen_by_the_next_search
                 ).status_code == 403  # not a country on its key
     report = call(service, "manage", "/v1/records", new + [
         {**new[0], "document_number": "??"}]).json()
+    report_version = call(service, "search", "/v1/status").json()["list_version"]["version"]
     assert (report["inserted"], report["rejected"]) == (1, 1)
     assert report["problems"][0]["field"] == "document_number"
     found = call(service, "search", "/v1/check", {"number": "F0000001", "type": "P",
@@ -243,9 +245,10 @@ def test_manage_adds_and_withdraws_its_countries_records_seen_by_the_next_search
     out = call(service, "manage", "/v1/records/withdraw",
                {"number": "F0000001", "type": "P", "country": "FRA", "reason": "recovered"})
     assert out.status_code == 200
-    assert call(service, "search", "/v1/check", {"number": "F0000001", "type": "P",
-                                                 "country": "FRA", "exact_only": True}
-                ).json() == {"hits": []}
+    after = call(service, "search", "/v1/check", {"number": "F0000001", "type": "P",
+                                                  "country": "FRA", "exact_only": True}).json()
+    assert after["hits"] == []
+    assert after["list_version"]["version"] == report_version + 2  # the CSV, the withdrawal
     gone = call(service, "manage", "/v1/records/withdraw",
                 {"number": "F0000001", "type": "P", "country": "FRA"})
     assert gone.status_code == 404
@@ -272,6 +275,8 @@ def test_admin_makes_and_revokes_keys(service):
 def test_status_and_metrics(service):
     status = call(service, "search", "/v1/status").json()
     assert status["records"] >= 8
+    assert status["list_version"]["version"] >= 1
+    assert status["list_age_seconds"] >= 0
     metrics = call(service, "search", "/metrics").text
     assert 'sltd_requests_total{endpoint="check",status="200"}' in metrics
     assert "sltd_hits_total" in metrics

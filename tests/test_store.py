@@ -263,3 +263,38 @@ def test_history_shows_each_version_of_a_record_with_its_span(index, clock, tmp_
     never = runner.invoke(cli, ["--db", db, "history", "Q7654321", "--type", "P",
                                 "--country", "FRA"])
     assert "never listed" in never.output
+
+
+def test_every_committed_change_makes_the_next_list_version(tmp_path, clock):
+    """A load that changes records and a withdrawal each make the next version; a load
+    that changes nothing, or a refused change, makes none. A pinned view keeps answering
+    from its version while the list moves on; a new process reads the version back."""
+    from sltd.model import NO_VERSION
+
+    db = str(tmp_path / "v.duckdb")
+    with open_index(db, create=True, clock=clock) as ix:
+        assert ix.list_version == NO_VERSION
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+        assert (ix.list_version.version, ix.list_version.committed_at) == (1, clock.now())
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])  # unchanged
+        with pytest.raises(RecordNotFound):
+            ix.withdraw("Q1111111", "P", "FRA")
+        assert ix.list_version.version == 1
+        clock.advance(minutes=5)
+        ix.withdraw("X1234567", "P", "FRA")
+        assert (ix.list_version.version, ix.list_version.committed_at) == (2, clock.now())
+        pinned = ix.pin()
+        ix.upsert([Record("Y7654321", "P", "FRA", "lost")])
+        assert pinned.list_version.version == 2
+        assert pinned.check("Y7654321", exact_only=True) == []
+        assert [h.number for h in ix.check("Y7654321", exact_only=True)] == ["Y7654321"]
+        assert ix.list_version.version == 3
+        _, report = ix.screen(pa.table({"document_number": ["Y7654321"]}), exact_only=True)
+        assert report.list_version == 3
+        assert ix.stats()["list_version"]["version"] == 3
+        changes = ix._db.cursor().execute(
+            "SELECT version, change, records FROM list_versions ORDER BY 1").fetchall()
+        assert changes == [(1, "load", 1), (2, "withdraw", 1), (3, "load", 1)]
+    with open_index(db) as ix:  # another process: the version comes with the list
+        assert ix.list_version.version == 3
+        assert ix.pin().list_version.version == 3

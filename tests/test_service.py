@@ -431,7 +431,7 @@ def test_the_cli_with_server_gives_what_it_gives_on_the_file(tmp_path):
     assert busy.returncode == 3
     assert f"--server {server.url}" in busy.stderr  # names the service, not just a pid
     keys = sltd_cli(db, "--wait", "0", "keys", "list")
-    assert "needs the file itself" in keys.stderr
+    assert "`keys list` needs the file itself" in keys.stderr
     assert f"{server.url}/v1/keys" in keys.stderr
     env = {**os.environ, "SLTD_SERVER": server.url, "SLTD_TOKEN": tokens["reveal"]}
     remote = [sltd_cli(db, *c, env=env) for c in commands]

@@ -20,10 +20,12 @@ load holds it: a check never writes and never waits. A batch is built column-wis
 slices and kernels; its hash from the Arrow buffers; the digests computed by DuckDB as it
 inserts them), so no Python code runs per entry but the conversion of its fields (10,000
 checks take ~25 ms to write, in that thread; hashing each entry in Python, in the checking
-thread, took ~50 ms). Every other write (reveal, decision, delivery) writes the buffer
-first, in its own transaction, as do :meth:`AuditLog.flush` and closing. Entries of a
-process that is killed before a flush are lost; reveals and decisions are never buffered
-(they are written in the same transaction as the state they change).
+thread, took ~50 ms). A batch check (:meth:`AuditLog.record_checks`) takes one place in the
+buffer with its checks as an Arrow table, so not even that conversion runs per check. Every
+other write (reveal, decision, delivery) writes the buffer first, in its own transaction,
+as do :meth:`AuditLog.flush` and closing. Entries of a process that is killed before a
+flush are lost; reveals and decisions are never buffered (they are written in the same
+transaction as the state they change).
 
 Example:
     >>> import datetime as dt
@@ -49,8 +51,8 @@ import operator
 import struct
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
 import numpy as np
@@ -236,6 +238,7 @@ _CHECK = ("logged_at", "officer", "ncb", "number", "doc_type", "country", "resul
 _EPOCH_UTC = _EPOCH.replace(tzinfo=dt.UTC)
 _NO_TEXT = pa.scalar(None, pa.string())
 
+_Column: TypeAlias = pa.Array | pa.ChunkedArray
 _Entry = tuple[dt.datetime, str | None, str | None, str, str | None, str | None]
 
 
@@ -292,6 +295,56 @@ def _checks_table(flat: list[Any], first: int) -> pa.Table:
     ], names=list(_COLUMNS))
 
 
+def _batch_table(at: float, officer: str, ncb: str, numbers: _Column, doc_types: _Column,
+                 countries: _Column, results: _Column) -> pa.Table:
+    """Checks of one batch made at ``at`` (Arrow columns, one row a document) as ``audit``
+    columns but ``seq``: the rows :func:`_checks_table` gives for the same checks, built
+    by Arrow kernels from the columns, with no Python code per check."""
+    n = len(numbers)
+    def repeat(value: str) -> pa.Array:
+        return pa.nulls(n, pa.string()) if not value else pa.repeat(value, n)
+    return pa.Table.from_arrays([
+        _seconds([at]).take(pa.array(np.zeros(n, np.int64))),
+        repeat(officer), repeat(ncb), pa.repeat("check", n),
+        pc.binary_join_element_wise(numbers, pc.fill_null(doc_types, "None"),
+                                    pc.fill_null(countries, "None"), " "),
+        results,
+    ], names=list(_COLUMNS[1:]))
+
+
+class _Batch:
+    """The mark of a batch's place in the check buffer (:meth:`AuditLog.record_checks`):
+    the place holds it and the batch's table where a check's time and officer would be."""
+
+
+_BATCH = _Batch()
+
+
+def _runs(flat: list[Any]) -> list[list[Any] | pa.Table]:
+    """The buffered checks in order, as runs of single checks (flat fields) and batch
+    tables."""
+    width = len(_CHECK)
+    marks = [i for i, at in enumerate(flat[0::width]) if at is _BATCH]
+    if not marks:
+        return [flat] if flat else []
+    runs: list[list[Any] | pa.Table] = []
+    start = 0
+    for i in marks:
+        if i * width > start:
+            runs.append(flat[start:i * width])
+        runs.append(flat[i * width + 1])
+        start = (i + 1) * width
+    if start < len(flat):
+        runs.append(flat[start:])
+    return runs
+
+
+def _numbered(table: pa.Table, first: int) -> pa.Table:
+    """A :func:`_batch_table` as ``audit`` rows from ``first``."""
+    return table.add_column(0, "seq", pa.array(np.arange(first, first + table.num_rows,
+                                                         dtype=np.int64)))
+
+
 def _entries_table(entries: list[_Entry], first: int) -> pa.Table:
     """Other entries as ``audit`` rows from ``first``."""
     at, *fields = zip(*entries, strict=True)
@@ -333,6 +386,9 @@ class AuditLog:
         # Checks taken from the buffer by the write transaction under way: put back if it
         # rolls back (writes are serialized, so the next write means it committed).
         self._taken: list[Any] = []
+        # Checks held by batches in the buffer beyond their one place each (a wake-up
+        # estimate: only ever read to decide when to wake the writer).
+        self._batched = 0
         self._taken_in = -1  # the transaction number they were taken in
         # Head of the chain (last seq, hash), read once: this log is the only writer of its
         # table (one per file per process, and the file has one process), and it is only
@@ -361,16 +417,21 @@ class AuditLog:
             if len(checks) >= self._wake_at and not self._full.is_set():
                 self._wake_writer()
 
-    def record_checks(self, at: float, officer: str, ncb: str,
-                      checks: Iterable[tuple[str, str | None, str | None, str]]) -> None:
-        """Buffer the checks of a batch made at ``at``, each (number, type, country,
-        result), as :meth:`record_check` would one by one (one extend of the buffer)."""
-        if self.enabled:
-            flat = [v for number, doc_type, country, result in checks
-                    for v in (at, officer, ncb, number, doc_type, country, result)]
-            buffer = self._checks
-            buffer += flat
-            if len(buffer) >= self._wake_at and not self._full.is_set():
+    def record_checks(self, at: float, officer: str, ncb: str, numbers: _Column,
+                      doc_types: _Column, countries: _Column, results: _Column) -> None:
+        """Buffer the checks of a batch made at ``at``, given column-wise (a document's
+        number, type, country and result a row), as :meth:`record_check` would one by one
+        and in their order. The batch takes one place in the buffer, as a table of its
+        rows (:func:`_batch_table`), so no Python code runs per check (10,000 checks:
+        ~1 ms here, ~8 ms as tuples), and it is written in its place among single checks.
+        """
+        if self.enabled and len(numbers):
+            table = _batch_table(at, officer, ncb, numbers, doc_types, countries, results)
+            checks = self._checks
+            checks += (_BATCH, table, None, None, None, None, None)
+            self._batched += table.num_rows - 1
+            if len(checks) // len(_CHECK) + self._batched >= self.buffer_size \
+                    and not self._full.is_set():
                 self._wake_writer()
 
     def record(self, at: dt.datetime, action: str, *, actor: str | None = None,
@@ -466,20 +527,38 @@ class AuditLog:
         if self._head is None:
             self._head = _head(con)
         seq, prev = self._head
-        n_checks = len(taken) // len(_CHECK)
-        last = seq + n_checks + len(entries)
+        runs = _runs(taken)
+        self._batched = max(0, self._batched - sum(
+            r.num_rows - 1 for r in runs if isinstance(r, pa.Table)))
+        first = seq + 1
+        numbered: list[list[Any] | pa.Table] = []
+        for run in runs:
+            if isinstance(run, pa.Table):
+                numbered.append(_numbered(run, first))
+                first += run.num_rows
+            else:
+                numbered.append(run)
+                first += len(run) // len(_CHECK)
+        last = first - 1 + len(entries)
         try:
             if last - seq <= _SMALL:
-                rows = [*_check_rows(taken, seq + 1),
-                        *((n, *entry) for n, entry in enumerate(entries, seq + n_checks + 1))]
+                rows: list[Row] = []
+                for run in numbered:
+                    rows += _rows(run) if isinstance(run, pa.Table) \
+                        else _check_rows(run, seq + 1 + len(rows))
+                rows += [(n, *entry) for n, entry in enumerate(entries, first)]
                 sealed = batch_hash(prev, rows)
                 con.execute(_insert_values(len(rows)), [
                     v for row in rows
                     for v in (row[0], _naive_utc(row[1]), *row[2:], entry_digest(*row))])
             else:
-                parts = [_checks_table(taken, seq + 1)] if taken else []
+                parts, k = [], seq + 1
+                for run in numbered:
+                    part = run if isinstance(run, pa.Table) else _checks_table(run, k)
+                    parts.append(part)
+                    k += part.num_rows
                 if entries:
-                    parts.append(_entries_table(entries, seq + n_checks + 1))
+                    parts.append(_entries_table(entries, first))
                 batch = pa.concat_tables(parts)
                 sealed = _table_hash(prev, batch)
                 con.register("_audit_batch", batch)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from sltd import access, alerts, codes, loader, store, workflow
@@ -356,8 +357,33 @@ class Index:
             ...     [("Q1234567", None, None), ("??", None, None)])]
             [[], 'refused']
         """
+        hits, refused = self.check_sparse(documents, exact_only=exact_only, leads=leads,
+                                          ncb=ncb, officer=officer)
+        out: list[list[Hit] | ValidationError] = [[] for _ in documents]
+        for i, found in hits.items():
+            out[i] = found
+        for i, error in refused.items():
+            out[i] = error
+        return out
+
+    def check_sparse(self, documents: Sequence[tuple[str, str | None, str | None]], *,
+                     exact_only: bool = False, leads: bool = False, ncb: str | None = None,
+                     officer: str = ""
+                     ) -> tuple[dict[int, list[Hit]], dict[int, ValidationError]]:
+        """:meth:`check_many` for callers that answer a long list whose documents are
+        almost all misses (the service's batch search): the hits of each document that
+        has any and the refusal of each refused one, by 0-based position; a document in
+        neither is a miss.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> hits, refused = ix.check_sparse([("Q1234567", None, None),
+            ...                                  ("X1234567", "P", "FRA"), ("??", None, None)])
+            >>> [(i, [h.match.value for h in found]) for i, found in hits.items()], list(refused)
+            ([(1, ['exact'])], [2])
+        """
         from sltd.screen import screen
-        from sltd.search import MAX_HITS, rank_key
 
         who, at = self._searching(ncb), self._timestamp()
         table = pa.table({"document_number": [d[0] for d in documents],
@@ -368,32 +394,12 @@ class Index:
                                else self._pin, hit_ids=self._s.hit_ids,
                                con=self._db.cursor(), now=dt.datetime.fromtimestamp(at, dt.UTC),
                                ncb=who, exact_only=exact_only, leads=leads)
-        out: list[list[Hit] | ValidationError] = [[] for _ in documents]
-        for p in report.problems:
-            if isinstance(out[p.row - 1], list):
-                out[p.row - 1] = ValidationError(p.reason, field=p.field, value=p.value)
-        if found.num_rows:
-            columns = [found.column(c).to_pylist() for c in (
-                "row", "hit_id", "record_number", "record_type", "record_country", "match",
-                "score", "explanation", "error", "evidence")]
-            for row, hit_id, number, doc_type, country, match, score, why, error, evidence \
-                    in zip(*columns, strict=True):
-                hits = out[row - 1]
-                assert isinstance(hits, list)
-                hits.append(Hit(hit_id, number, doc_type, country, MatchKind(match), score,
-                                why, ErrorClass(error) if error else None,
-                                tuple(Evidence(e) for e in (evidence or "").split(",") if e)))
-            for hits in out:
-                if isinstance(hits, list) and len(hits) > 1:
-                    hits.sort(key=lambda h: rank_key(h.match, h.score, h.number, h.country,
-                                                     str(h.doc_type)))
-                    del hits[MAX_HITS:]
+        hits, refused = _batch_answers(found, report.problems)
         if not self._read_only:
-            self._s.audit.record_checks(at, officer, who, [
-                (number, doc_type, country,
-                 _summary(hits) if isinstance(hits, list) else "refused")
-                for (number, doc_type, country), hits in zip(documents, out, strict=True)])
-        return out
+            self._s.audit.record_checks(
+                at, officer, who, table.column(0), table.column(1), table.column(2),
+                _batch_results(len(documents), hits, refused))
+        return hits, refused
 
     def _searching(self, ncb: str | None) -> str:
         return _ncb(ncb, "ncb") if ncb else self._s.home_ncb
@@ -614,6 +620,47 @@ def _expiry(value: dt.date | str) -> dt.date:
     return date
 
 
+def _batch_answers(found: pa.Table, problems: Sequence[Any]
+                   ) -> tuple[dict[int, list[Hit]], dict[int, ValidationError]]:
+    """A screened batch's answers (0-based rows): the ranked hits of the documents with
+    any, and the refusal of each refused document."""
+    from sltd.search import MAX_HITS, rank_key
+
+    refused: dict[int, ValidationError] = {}
+    for p in problems:
+        refused.setdefault(p.row - 1, ValidationError(p.reason, field=p.field, value=p.value))
+    hits: dict[int, list[Hit]] = {}
+    if found.num_rows:
+        columns = [found.column(c).to_pylist() for c in (
+            "row", "hit_id", "record_number", "record_type", "record_country", "match",
+            "score", "explanation", "error", "evidence")]
+        for row, hit_id, number, doc_type, country, match, score, why, error, evidence \
+                in zip(*columns, strict=True):
+            hits.setdefault(row - 1, []).append(
+                Hit(hit_id, number, doc_type, country, MatchKind(match), score, why,
+                    ErrorClass(error) if error else None,
+                    tuple(Evidence(e) for e in (evidence or "").split(",") if e)))
+        for found_hits in hits.values():
+            if len(found_hits) > 1:
+                found_hits.sort(key=lambda h: rank_key(h.match, h.score, h.number, h.country,
+                                                       str(h.doc_type)))
+                del found_hits[MAX_HITS:]
+    for i in refused:  # a refused document was not checked
+        hits.pop(i, None)
+    return hits, refused
+
+
+def _batch_results(n: int, hits: Mapping[int, list[Hit]],
+                   refused: Mapping[int, ValidationError]) -> pa.Array:
+    """The audit results of a batch of ``n`` documents (what :func:`_summary` gives each),
+    as one Arrow column built from the few that are not misses."""
+    summaries = ["miss", "refused", *(_summary(h) for h in hits.values())]
+    codes = np.zeros(n, np.int32)
+    codes[list(refused)] = 1
+    codes[list(hits)] = np.arange(2, 2 + len(hits), dtype=np.int32)
+    return pa.array(summaries, pa.string()).take(pa.array(codes))
+
+
 def _summary(hits: list[Hit]) -> str:
     """A check's result as the audit stores it: "miss", or the hits by kind."""
     if not hits:
@@ -628,7 +675,8 @@ def _summary(hits: list[Hit]) -> str:
 
 class Pinned:
     """Checks answered from one version of the list (:meth:`Index.pin`): the methods and
-    answers of :meth:`Index.check`, :meth:`Index.check_mrz` and :meth:`Index.check_many`,
+    answers of :meth:`Index.check`, :meth:`Index.check_mrz`, :meth:`Index.check_many` and
+    :meth:`Index.check_sparse`,
     audited as theirs."""
 
     __slots__ = ("_view",)
@@ -659,3 +707,10 @@ class Pinned:
                    officer: str = "") -> list[list[Hit] | ValidationError]:
         return self._view.check_many(documents, exact_only=exact_only, leads=leads,
                                      ncb=ncb, officer=officer)
+
+    def check_sparse(self, documents: Sequence[tuple[str, str | None, str | None]], *,
+                     exact_only: bool = False, leads: bool = False, ncb: str | None = None,
+                     officer: str = ""
+                     ) -> tuple[dict[int, list[Hit]], dict[int, ValidationError]]:
+        return self._view.check_sparse(documents, exact_only=exact_only, leads=leads,
+                                       ncb=ncb, officer=officer)

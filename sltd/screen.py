@@ -22,12 +22,14 @@ daily re-screen after an index update).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +218,6 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
     rows_read = len(problems)
     # Batches are screened on both cores (NumPy and Arrow release the GIL); at most a few
     # are in flight, so memory stays bounded whatever the manifest's size.
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     in_flight: list[Future[tuple[list[Problem], list[pa.Table]]]] = []
 
     def collect(fut: Future[tuple[list[Problem], list[pa.Table]]]) -> None:
@@ -225,7 +225,11 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
         problems.extend(bad_rows)
         cand_parts.extend(parts)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # An in-memory table of one batch (a batch search: Index.check_many) is screened in
+    # this thread: a pool's thread start costs more than the batch gains.
+    one_batch = isinstance(source, pa.Table) and source.num_rows <= batch_rows
+    with contextlib.nullcontext(_Inline()) if one_batch \
+            else ThreadPoolExecutor(max_workers=2) as pool:
         for batch, bad, rows in iter_batches(source, format=format, columns=wanted,
                                              batch_rows=batch_rows, dictionary=dictionary):
             problems.extend(bad)
@@ -262,6 +266,18 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
         rejects=os.fspath(rejects) if rejects is not None else None,
         problems=tuple(problems), list_version=keys.version.version)
     return hits, report
+
+
+class _Inline:
+    """An executor that runs what it is given at once, in the caller's thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - raised again by result(), as a pool does
+            done.set_exception(e)
+        return done
 
 
 def _screen_batch(keys: KeySnapshot, batch: pa.RecordBatch, rows: np.ndarray,

@@ -366,14 +366,17 @@ class Service:
                      if doc.mrz is None and doc.number is not None and doc.expiry is None
                      and not doc.exact_only and not doc.leads]
             if plain:
-                many = pinned.check_many(
+                hits, refused = pinned.check_sparse(
                     [(d.documents[i].number or "", d.documents[i].type,
                       d.documents[i].country) for i in plain],
                     exact_only=d.exact_only, leads=d.leads, ncb=key.ncb, officer=key.officer)
                 nothing: dict[str, Any] = {"hits": [], **({"leads": []} if d.leads else {})}
-                for i, result in zip(plain, many, strict=True):
-                    out[i] = (self._answer(result, d.leads, None) if result else nothing) \
-                        if isinstance(result, list) else _refused(i, result)
+                for i in plain:  # misses, all but a few
+                    out[i] = nothing
+                for j, found in hits.items():
+                    out[plain[j]] = self._answer(found, d.leads, None)
+                for j, error in refused.items():
+                    out[plain[j]] = _refused(plain[j], error)
             for i, doc in enumerate(d.documents):  # MRZs, expiry dates, own flags
                 if out[i] is None:
                     try:

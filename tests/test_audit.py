@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sltd import Record, audit, open_index, store
+from sltd import Record, ValidationError, audit, open_index, store
 from sltd.alerts import MemorySink, Router
 from sltd.audit import (
     GENESIS,
@@ -139,6 +139,55 @@ def test_a_rolled_back_transaction_that_flushed_twice_gives_back_every_check(tmp
     with pytest.raises(RuntimeError):
         failing_write()
     assert log._checks[3::7] == ["Q0000001", "Q0000002"]  # the numbers, in order
+    ix.close()
+
+
+@pytest.mark.parametrize("copies", [1, 10])  # 4 documents (parameters), 40 (Arrow)
+def test_a_batch_check_is_audited_as_its_documents_checked_one_by_one(tmp_path, copies):
+    ix = open_index(str(tmp_path / "m.duckdb"), create=True)
+    ix.upsert([Record("X1234567", "P", "FRA", "stolen"), Record("X1234567", "I", "DEU", "lost")])
+    documents = [("Q0000001", "P", "FRA"), ("X1234567", None, None), ("??", "P", None),
+                 ("XI234567", "P", "FRA")] * copies
+    seq0 = ix._db.cursor().execute("SELECT max(seq) FROM audit").fetchall()[0][0]
+    ix.check("Q0000009", "P", "FRA", ncb="DEU", officer="K. Weber")  # before, in the buffer
+    ix.check_many(documents, ncb="DEU", officer="K. Weber")
+    for doc in documents:
+        try:
+            ix.check(*doc, ncb="DEU", officer="K. Weber")
+        except ValidationError:
+            pass  # refused before it is checked: not audited
+    ix._s.audit.flush()
+    rows = ix._db.cursor().execute(
+        "SELECT actor, ncb, action, subject, result FROM audit WHERE seq > ? ORDER BY seq",
+        [seq0]).fetchall()
+    assert rows[0][3] == "Q0000009 P FRA"  # written in the order the checks were made
+    n = len(documents)
+    batch, single = rows[1:n + 1], rows[n + 1:]
+    assert [r[3] for r in batch] == [f"{a} {b} {c}" for a, b, c in documents]
+    assert {r[:3] for r in batch} == {("K. Weber", "DEU", "check")}
+    assert [r[4] for r in batch][:4] == ["miss", "partial 2", "refused", "near 1"]
+    # the single checks audit the same subjects and results (a refused one is not a check)
+    assert [r for r in batch if r[4] != "refused"] == single
+    assert ix.verify_audit().ok
+    ix.close()
+
+
+def test_a_rolled_back_write_gives_back_the_batches_it_took(tmp_path):
+    ix = open_index(str(tmp_path / "r.duckdb"), create=True)
+    log: AuditLog = ix._s.audit
+    ix.check_many([("Q0000001", "P", "FRA"), ("Q0000002", "P", "FRA")])
+
+    def failing_write():
+        with ix._db.write(on_rollback=log.invalidate) as con:
+            log.write_pending(con)
+            raise RuntimeError("the write fails")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    log.flush()
+    subjects = [r[0] for r in ix._db.cursor().execute(
+        "SELECT subject FROM audit WHERE action = 'check' ORDER BY seq").fetchall()]
+    assert subjects == ["Q0000001 P FRA", "Q0000002 P FRA"]  # written once, after the failure
     ix.close()
 
 

@@ -106,15 +106,20 @@ class Alphabets:
 
 
 def carries(tables: tuple[Alphabets, ...], country: int, doc_type: int, position: int,
-            ch: str) -> bool:
+            ch: str, less: Alphabets | None = None) -> bool:
     """Whether ``ch`` is in the alphabet of an issuer's listed numbers at ``position``
-    (0-based from the left), counting over ``tables`` (a snapshot's base and delta)."""
+    (0-based from the left), counting over ``tables`` (a snapshot's base and delta) less
+    the numbers of ``less`` (withdrawn since, still in those tables)."""
     slot = country * _TYPES + doc_type
     count = total = 0
     for table in tables:
         c, t = table._counts(slot, position, ch)
         count += c
         total += t
+    if less is not None:
+        c, t = less._counts(slot, position, ch)
+        count -= c
+        total -= t
     return count >= MIN_COUNT and count >= total * MIN_SHARE
 
 

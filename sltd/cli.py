@@ -13,6 +13,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -26,7 +27,7 @@ import click
 
 from sltd import demo as demo_mod
 from sltd.errors import IndexBusy, SltdError, SourceError
-from sltd.index import Index, LoadProgress, default_db_path, open_index
+from sltd.index import Index, LoadProgress, Pinned, Replay, default_db_path, open_index
 from sltd.model import CONTROL_CHARACTERS, Hit, HitCase
 from sltd.mrz import MRZ, parse_mrz
 from sltd.sources import Problem, refuse_overwrite, write_rejects
@@ -358,21 +359,26 @@ def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
               "lead.")
 @click.option("--leads", is_flag=True, help="Also show leads: listed numbers one edit away "
               "that no evidence supports (never a hit: they do not change the exit code).")
+@click.option("--as-of", "as_of", metavar="VERSION|TIME", help="Replay: answer as the list "
+              "stood at this list version, or at this time (ISO 8601; UTC unless it says "
+              "otherwise). Audited as a replay; its hits have no hit id (nothing to reveal).")
 @ncb_option
 @officer_option
 @json_option
 @click.pass_context
 def check(ctx: click.Context, number: str | None, doc_type: str | None, country: str | None,
           mrz: str | None, exact_only: bool, expiry: str | None, leads: bool,
-          ncb: str | None, officer: str, as_json: bool) -> None:
-    """First-level check of one document, by NUMBER or --mrz. Exit 1 if listed (a hit),
-    0 if not (leads are not hits)."""
+          as_of: str | None, ncb: str | None, officer: str, as_json: bool) -> None:
+    """First-level check of one document, by NUMBER or --mrz. Exit 1 if listed (a hit;
+    with --as-of: listed then), 0 if not (leads are not hits)."""
     if (number is None) == (mrz is None):
         raise click.UsageError("give either NUMBER or --mrz")
     if mrz is not None and (doc_type or country or expiry):
         raise click.UsageError("--type, --country and --expiry come from the MRZ; do not "
                                "give them")
     client = _remote(ctx)
+    if client is not None and as_of is not None:
+        raise click.UsageError("--as-of replays on the index file itself, not with --server")
     read: MRZ | None = None
     if client is not None:  # the searching NCB and officer are the key's
         from sltd.client import hit_of
@@ -384,7 +390,9 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
         version = answer["list_version"]
     else:
         index = _open(ctx)
-        pinned = index.pin()  # the answer and the version it came from
+        # the answer and the version it came from
+        pinned: Pinned | Replay = index.pin() if as_of is None \
+            else index.replay(_as_of(as_of))
         if mrz is not None:
             result = pinned.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
                                       leads=leads)
@@ -409,6 +417,8 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
         out["list_version"] = version
         _echo_json(out)
     else:
+        if as_of is not None:
+            click.echo(f"replay: as the list stood at {pinned.list_version}")
         if read is not None:
             state = ("check digits OK" if read.consistent else
                      "INCONSISTENT: check digit fails for " + ", ".join(read.failed_checks))
@@ -421,9 +431,33 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
     ctx.exit(EXIT_HIT if hits else 0)
 
 
+def _since(text: str) -> int | dt.datetime:
+    """--since: a list version, or a date or time (UTC)."""
+    if text.strip().isdigit():
+        return int(text)
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"):
+        with contextlib.suppress(ValueError):
+            return dt.datetime.strptime(text.strip(), fmt).replace(tzinfo=dt.UTC)
+    raise click.BadParameter(f"{text!r}: expected a list version, YYYY-MM-DD or "
+                             "YYYY-MM-DDTHH:MM:SS", param_hint="--since")
+
+
+def _as_of(text: str) -> int | dt.datetime:
+    """--as-of: a list version, or an ISO 8601 time (UTC unless it gives its offset)."""
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        at = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected a list version (a number) or a time "
+                                 "such as 2026-11-23T14:05Z", param_hint="--as-of") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
 def _hit_line(h: Hit) -> str:
     label = "HIT " + f"{h.match.value:<7}" if h.match.is_hit else "LEAD" + " " * 7
-    line = f"{label} {h.number:<12} {h.doc_type!s:<2} {h.country}  hit_id={h.hit_id}"
+    line = f"{label} {h.number:<12} {h.doc_type!s:<2} {h.country}  " + (
+        f"hit_id={h.hit_id}" if h.hit_id else "(replay: no hit id)")
     if h.explanation:
         evidence = "".join(f", {e}" for e in h.evidence)
         line += f"  ({h.explanation}; score {h.score:.0f}; {h.error}{evidence})"
@@ -592,8 +626,10 @@ def demo(n: int, workdir: str) -> None:
               "one edit away that no evidence supports; never counted as hits.")
 @click.option("--mrz-column", metavar="COLUMN",
               help="Read number, type and country from this column of MRZs instead.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-              help="Screen only against records added or changed since then (UTC).")
+@click.option("--since", metavar="DATE|VERSION",
+              help="Screen only against records added or changed since then: a time "
+              "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC) or a list version (changed by a "
+              "later one).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @ncb_option
 @json_option
@@ -603,7 +639,6 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
            exact_only: bool, leads: bool, mrz_column: str | None, since: Any,
            quiet: bool, ncb: str | None, as_json: bool) -> None:
     """Screen a passenger manifest (API/PNR list) against the index; exit 1 if any hit."""
-    import datetime as dt
     import sys
 
     index = _open(ctx)
@@ -620,7 +655,7 @@ def screen(ctx: click.Context, manifest: str, out: str, fmt: str | None,
         _, report = index.screen(
             manifest, out=out, format=fmt, mapping=_parse_mapping(mapping), keep=keep,
             rejects=rejects, exact_only=exact_only,
-            since=since.replace(tzinfo=dt.UTC) if since else None, ncb=ncb,
+            since=_since(since) if since else None, ncb=ncb,
             mrz_column=mrz_column, progress=progress, leads=leads)
     if rejects is None and report.problems:
         default = _write_default_rejects(

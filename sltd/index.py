@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -137,6 +138,8 @@ class Index:
         self._closed = False
         #: The snapshot a pinned view (:meth:`pin`) answers from; None: the current one.
         self._pin: KeySnapshot | None = None
+        #: The list version a replay view (:meth:`replay`) answers as of; None: not one.
+        self._replaying: int | None = None
 
 
     def close(self) -> None:
@@ -260,20 +263,23 @@ class Index:
             ids = [r[0] for r in self._s.keys.snapshot().lookup(fold.encode("ascii"))
                    if r[1:] == key]
             with db.write(on_rollback=self._s.audit.invalidate) as con:
-                if not ids or not store.withdraw(con, ids[0], key, now, reason):
+                making = store.next_version(con)
+                if not ids or not store.withdraw(con, ids[0], key, now, reason, making):
                     raise RecordNotFound(number=key[0], doc_type=key[1], country=key[2])
                 record_id = ids[0]
-                version = store.new_version(con, now, "withdraw", officer, 1)
+                version = store.new_version(con, now, "withdraw", officer, 1, making)
                 self._s.audit.write(con, now, "withdraw", actor=officer or None,
                                     ncb=self.home_ncb, subject=" ".join(key),
                                     result=f"{reason or ''}; list version {version.version}"
                                     if reason else f"list version {version.version}")
-            self._s.keys.withdraw([record_id], version)  # published before we return
+            self._s.keys.withdraw([record_id], version, pa.table(  # published before we return
+                {"number": [key[0]], "doc_type": [key[1]], "country": [key[2]]}))
 
 
     def check(self, number: str, doc_type: str | None = None, country: str | None = None,
               *, exact_only: bool = False, ncb: str | None = None, officer: str = "",
-              expiry: dt.date | str | None = None, leads: bool = False) -> list[Hit]:
+              expiry: dt.date | str | None = None, leads: bool = False,
+              as_of: int | dt.datetime | None = None) -> list[Hit]:
         """First-level check of one document: hits with number, type and country only.
 
         ``number`` as typed or read (separators and case ignored); ``doc_type`` and
@@ -288,6 +294,9 @@ class Index:
         date, ISO text or a date) equals the record's. Numbers equal up to look-alike
         characters (O/0, I/1 ...) are near hits.
 
+        ``as_of`` (a list version, or a time: the version in force then) replays the check
+        against the list as it stood then (:meth:`replay`).
+
         Raises:
             ValidationError: the number, type, country or NCB is not acceptable.
 
@@ -297,24 +306,31 @@ class Index:
             >>> [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")]
             [('near', 'X1234567')]
         """
+        if as_of is not None:
+            return self.replay(as_of).check(number, doc_type, country, exact_only=exact_only,
+                                            ncb=ncb, officer=officer, expiry=expiry,
+                                            leads=leads)
         who, at = self._searching(ncb), self._timestamp()
         reading = TYPED if expiry is None else Reading(expiry=_expiry(expiry))
         hits = self._s.search.check(number, doc_type, country, ncb=who, now=at,
                                     exact_only=exact_only, reading=reading, leads=leads,
                                     expiries=self._expiries, snapshot=self._pin)
         if not self._read_only:
-            self._s.audit.record_check(at, officer, who, number, doc_type, country,
-                                       _summary(hits))
+            if self._replaying is None:
+                self._s.audit.record_check(at, officer, who, number, doc_type, country,
+                                           _summary(hits))
+            else:
+                self._audit_replay(at, officer, who, number, doc_type, country, hits)
         return hits
 
     def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
-                  ncb: str | None = None, officer: str = "", leads: bool = False
-                  ) -> MRZCheck:
+                  ncb: str | None = None, officer: str = "", leads: bool = False,
+                  as_of: int | dt.datetime | None = None) -> MRZCheck:
         """First-level check by machine-readable zone. Check digits are verified; a failed
         one is reported in ``result.mrz.failed_checks`` and does not stop the search. When
         the number's digit matches, only look-alikes of the number can be near hits; when
         it fails, only listed numbers with the printed digit, with the MRZ's expiry date
-        compared with the record's as evidence.
+        compared with the record's as evidence. ``as_of``: as :meth:`check`.
 
         Raises:
             MRZError: the text is not an MRZ.
@@ -327,17 +343,36 @@ class Index:
             >>> r.mrz.failed_checks, [(h.match.value, h.explanation) for h in r.hits]
             (('document number', 'composite'), [('near', "'0' read as 'O' at position 6")])
         """
+        if as_of is not None:
+            return self.replay(as_of).check_mrz(mrz, exact_only=exact_only, ncb=ncb,
+                                                officer=officer, leads=leads)
         read = parse_mrz(mrz)
         who, at = self._searching(ncb), self._timestamp()
         hits = self._s.search.check_mrz(read, ncb=who, now=at, exact_only=exact_only,
                                         leads=leads, expiries=self._expiries,
                                         snapshot=self._pin)
         if not self._read_only:
-            self._s.audit.record_check(at, officer, who, read.number, read.doc_type,
-                                       read.country, _summary(hits))
+            if self._replaying is None:
+                self._s.audit.record_check(at, officer, who, read.number, read.doc_type,
+                                           read.country, _summary(hits))
+            else:
+                self._audit_replay(at, officer, who, read.number, read.doc_type,
+                                   read.country, hits)
         return MRZCheck(read, hits)
 
+    def _audit_replay(self, at: float, officer: str, who: str, number: str,
+                      doc_type: str | None, country: str | None, hits: list[Hit]) -> None:
+        """A replayed check's audit entry (its own write: replays are rare)."""
+        with self._writable().write(on_rollback=self._s.audit.invalidate) as con:
+            self._s.audit.write(con, dt.datetime.fromtimestamp(at, dt.UTC), "replay",
+                                actor=officer or None, ncb=who,
+                                subject=f"{number} {doc_type} {country}",
+                                result=f"as of list version {self._replaying}: "
+                                       f"{_summary(hits)}")
+
     def _expiries(self, record_ids: Sequence[int]) -> dict[int, dt.date | None]:
+        if self._replaying is not None:
+            return store.expiry_dates_at(self._db.cursor(), record_ids, self._replaying)
         return store.expiry_dates(self._db.cursor(), record_ids)
 
     def check_many(self, documents: Sequence[tuple[str, str | None, str | None]], *,
@@ -422,6 +457,50 @@ class Index:
         view.__dict__.update(self.__dict__)
         view._pin = self._s.keys.snapshot()
         return Pinned(view)
+
+    def replay(self, as_of: int | dt.datetime) -> Replay:
+        """A view that answers checks as the list stood at ``as_of``: a list version, or
+        a time (the version in force then). For "was this document listed when the
+        traveller crossed?": its answers equal those the checks made then got, but carry
+        no hit id (a replay never opens a case nor raises an alert), and each is audited
+        as a replay. Built from the version spans of the records (10M records: a few
+        seconds); reuse the view for many checks.
+
+        Raises:
+            ValidationError: ``as_of`` is a version not committed yet, or a time to come.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+            >>> ix.withdraw("X1234567", "P", "FRA", reason="recovered")
+            >>> [h.match.value for h in ix.check("X1234567", "P", "FRA")]
+            []
+            >>> [(h.match.value, h.hit_id) for h in ix.check("X1234567", "P", "FRA", as_of=1)]
+            [('exact', '')]
+        """
+        from sltd.keyset import snapshot_at
+
+        con = self._db.cursor()
+        if isinstance(as_of, dt.datetime):
+            if as_of.tzinfo is None:
+                raise ValidationError("a time must carry its time zone (UTC)",
+                                      field="as_of", value=as_of)
+            if as_of > self.clock.now():
+                raise ValidationError("is in the future", field="as_of",
+                                      value=as_of.isoformat())
+            version = store.version_at(con, as_of)
+        else:
+            found = store.version_of(con, as_of) if as_of >= 0 else None
+            if found is None:
+                raise ValidationError(
+                    f"no such list version (the last is {self.list_version.version})",
+                    field="as_of", value=as_of)
+            version = found
+        view = object.__new__(Index)
+        view.__dict__.update(self.__dict__)
+        view._pin = snapshot_at(con, version)
+        view._replaying = version.version
+        return Replay(view)
 
     @property
     def list_version(self) -> ListVersion:
@@ -714,3 +793,39 @@ class Pinned:
                      ) -> tuple[dict[int, list[Hit]], dict[int, ValidationError]]:
         return self._view.check_sparse(documents, exact_only=exact_only, leads=leads,
                                        ncb=ncb, officer=officer)
+
+
+class Replay:
+    """Checks answered as the list stood at one past version (:meth:`Index.replay`): the
+    answers of :meth:`Index.check` and :meth:`Index.check_mrz` then, without hit ids,
+    audited as replays."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: Index):
+        self._view = view
+
+    @property
+    def list_version(self) -> ListVersion:
+        """The version every answer of this view comes from."""
+        assert self._view._pin is not None
+        return self._view._pin.version
+
+    def check(self, number: str, doc_type: str | None = None, country: str | None = None,
+              *, exact_only: bool = False, ncb: str | None = None, officer: str = "",
+              expiry: dt.date | str | None = None, leads: bool = False) -> list[Hit]:
+        return _without_ids(self._view.check(number, doc_type, country,
+                                             exact_only=exact_only, ncb=ncb, officer=officer,
+                                             expiry=expiry, leads=leads))
+
+    def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
+                  ncb: str | None = None, officer: str = "", leads: bool = False
+                  ) -> MRZCheck:
+        found = self._view.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
+                                     leads=leads)
+        return MRZCheck(found.mrz, _without_ids(found.hits))
+
+
+def _without_ids(hits: list[Hit]) -> list[Hit]:
+    """A replay's hits: no hit id, so nothing can be revealed from a replay."""
+    return [dataclasses.replace(h, hit_id="") for h in hits]

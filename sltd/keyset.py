@@ -809,12 +809,17 @@ class KeySnapshot:
         []
     """
 
-    __slots__ = ("base", "delta", "withdrawn", "version", "_base_keys", "_delta_keys",
+    __slots__ = ("base", "delta", "withdrawn", "version", "gone", "_base_keys", "_delta_keys",
                  "_probes")
 
     def __init__(self, base: KeyTable, delta: KeyTable | None = None,
-                 withdrawn: frozenset[int] = frozenset(), version: ListVersion = NO_VERSION):
+                 withdrawn: frozenset[int] = frozenset(), version: ListVersion = NO_VERSION,
+                 gone: Alphabets | None = None):
         self.base = base
+        #: The alphabets of the withdrawn records (still in base or delta), so that the
+        #: near-miss policy counts exactly the active records, as a snapshot built from
+        #: them alone would (a replay's, :func:`snapshot_at`).
+        self.gone = gone if gone is not None else Alphabets.empty()
         #: The list version this snapshot holds: the answers made from it are the list's
         #: as of that version.
         self.version = version
@@ -829,20 +834,29 @@ class KeySnapshot:
     def with_keys(self, keys: pa.Table) -> KeySnapshot:
         """A new snapshot with the records of ``keys`` (:data:`sltd.store.KEY_COLUMNS`)
         added to the delta."""
-        return KeySnapshot(self.base, self.delta.merged(keys), self.withdrawn, self.version)
+        return KeySnapshot(self.base, self.delta.merged(keys), self.withdrawn, self.version,
+                           self.gone)
 
-    def without(self, record_ids: Iterable[int]) -> KeySnapshot:
+    def without(self, record_ids: Iterable[int], keys: pa.Table | None = None
+                ) -> KeySnapshot:
         """The same snapshot with these records withdrawn (their hashes stay in the key
-        sets: a superset costs a lookup, never a hit)."""
+        sets: a superset costs a lookup, never a hit). ``keys``: their number, doc_type
+        and country, whose characters the near-miss policy stops counting."""
+        gone = self.gone
+        if keys is not None and keys.num_rows:
+            names, types, countries = _codes(keys, self.delta.names)
+            numbers = keys.column("number").combine_chunks().cast(pa.large_string())
+            gone = gone + Alphabets.of(*_string_buffers(numbers), types, countries,
+                                       len(names))
         return KeySnapshot(self.base, self.delta, self.withdrawn | frozenset(record_ids),
-                           self.version)
+                           self.version, gone)
 
     def at(self, version: ListVersion | None) -> KeySnapshot:
         """The same records, labelled with ``version`` when it is newer (a publish never
         moves the label back)."""
         if version is None or version <= self.version:
             return self
-        return KeySnapshot(self.base, self.delta, self.withdrawn, version)
+        return KeySnapshot(self.base, self.delta, self.withdrawn, version, self.gone)
 
     @property
     def max_id(self) -> int:
@@ -956,7 +970,7 @@ class KeySnapshot:
         if country not in names:
             return False
         return carries((self.base.alphabets, self.delta.alphabets), names.index(country),
-                       _TYPE_INDEX[doc_type], position, ch)
+                       _TYPE_INDEX[doc_type], position, ch, self.gone)
 
     def __len__(self) -> int:
         return len(self.base) + len(self.delta) - len(self.withdrawn)
@@ -964,6 +978,23 @@ class KeySnapshot:
     @property
     def nbytes(self) -> int:
         return self.base.nbytes + self.delta.nbytes + 8 * len(self.withdrawn)
+
+
+def snapshot_at(con: duckdb.DuckDBPyConnection, version: ListVersion) -> KeySnapshot:
+    """The list as it stood at ``version``: every record version in force then (from the
+    version spans of records and history), in memory. What a replay checks against; built
+    per call (10M records: a few seconds), never published.
+
+    Example:
+        >>> from sltd import open_index, Record
+        >>> ix = open_index(":memory:", create=True)
+        >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+        >>> ix.withdraw("X1234567", "P", "FRA")
+        >>> [len(snapshot_at(ix._db.cursor(), ListVersion(v))) for v in (0, 1, 2)]
+        [0, 1, 0]
+    """
+    return KeySnapshot(KeyTable.from_arrow(store.key_columns_at(con, version.version)),
+                       version=version)
 
 
 class Keys:
@@ -1045,7 +1076,8 @@ class Keys:
                             _digest(hashes, ids), -1)
         if expected != store.key_digest(con):
             return None
-        return snap.without(ids.tolist()) if len(ids) else snap
+        return snap.without(ids.tolist(), gone.filter(pa.array(in_base))) if len(ids) \
+            else snap
 
     def _due(self, snap: KeySnapshot) -> bool:
         return snap.backlog >= max(self.COMPACT_MIN, len(snap.base) // self.COMPACT_SHARE)
@@ -1092,14 +1124,15 @@ class Keys:
                 return
             self._current = self._maybe_compacted(current.with_keys(keys)).at(version)
 
-    def withdraw(self, record_ids: Iterable[int], version: ListVersion | None = None
-                 ) -> None:
+    def withdraw(self, record_ids: Iterable[int], version: ListVersion | None = None,
+                 keys: pa.Table | None = None) -> None:
         """Publish withdrawals (call after their transaction committed), and the list
-        version their commit made."""
+        version their commit made; ``keys``: the withdrawn records' number, doc_type and
+        country (:meth:`KeySnapshot.without`)."""
         with self._lock:
             if self._current is not None:
                 self._current = self._maybe_compacted(
-                    self._current.without(record_ids)).at(version)
+                    self._current.without(record_ids, keys)).at(version)
 
     @property
     def built(self) -> bool:

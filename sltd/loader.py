@@ -121,8 +121,8 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
             counts = dataclasses.replace(counts, rows_read=rows_read,
                                          rejected=len({p.row for p in problems}))
             changed = counts.inserted + counts.updated
-            version = store.new_version(con, now, "load", officer, changed) if changed \
-                else None
+            version = store.new_version(con, now, "load", officer, changed,
+                                        staging.version) if changed else None
             audit.write(con, now, "load", actor=officer or None, ncb=ncb,
                         subject=stream.name, result=counts.summary() + (
                             f"; list version {version.version}" if version else ""))

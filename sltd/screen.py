@@ -16,8 +16,8 @@ screened column-wise, never with a Python loop per row:
 4. The few candidates are joined with the records in DuckDB once, at the end, and
    classified exact / partial / near (score and explanation from rapidfuzz, per hit).
 
-With ``since``, only records added or changed since then are screened against (for a
-daily re-screen after an index update).
+With ``since`` (a time or a list version), only records added or changed since then are
+screened against (for a daily re-screen after an index update).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
            out: str | os.PathLike[str] | None = None,
            format: str | None = None, mapping: Mapping[str, str] | None = None,
            keep: Sequence[str] = (), rejects: str | os.PathLike[str] | None = None,
-           exact_only: bool = False, since: dt.datetime | None = None,
+           exact_only: bool = False, since: dt.datetime | int | None = None,
            batch_rows: int = 1_000_000, mrz_column: str | None = None,
            progress: Callable[[int], None] | None = None,
            index_path: str | None = None, leads: bool = False
@@ -175,7 +175,8 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
         leads: keep leads in the result (``match`` = ``lead``): listed numbers one edit
             away that no evidence supports (:func:`sltd.search.near_tier`). They are
             never counted as hits.
-        since: screen only against records added or changed since this UTC time.
+        since: screen only against records added or changed since this UTC time, or
+            since this list version (by a later one).
         batch_rows: rows per batch (bounds memory).
         mrz_column: read number, type and country from this column of machine-readable
             zones instead (TD1, TD2, TD3, MRV; lines joined or separated by white space).
@@ -457,7 +458,7 @@ def _edits(block: np.ndarray, n: int) -> Iterator[tuple[np.ndarray, np.ndarray |
 
 def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds,
               now: dt.datetime, ncb: str,
-              parts: list[pa.Table], keep: Sequence[str], since: dt.datetime | None,
+              parts: list[pa.Table], keep: Sequence[str], since: dt.datetime | int | None,
               exact_only: bool, leads: bool = False) -> pa.Table:
     schema = pa.schema([("row", pa.int64()), *((c, pa.string()) for c in keep),
                         ("record_number", pa.string()), ("record_type", pa.string()),

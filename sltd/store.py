@@ -58,7 +58,10 @@ from sltd.sources import Problem, SourceTable
 #: hash) are migrated on a writable open (:func:`migrate`).
 #: 3: the audit trail is hashed per batch (``audit_batches``); entries written before keep
 #: their per-entry chain (``prev_hash``, NULL in batched entries).
-SCHEMA_VERSION = 3
+#: 4: each record version keeps the list versions it was in force in: ``listed_in`` (the
+#: version that made it) on records and history, ``ended_in`` (the version that updated or
+#: withdrew it) on history; rows older than list versions get theirs from the times.
+SCHEMA_VERSION = 4
 
 #: Columns of a record, in loader (default source) names.
 MANDATORY = ("document_number", "document_type", "issuing_country", "status")
@@ -86,9 +89,10 @@ _VALID_COLS = ("number", "doc_type", "country", "fold", "fold_hash", *_DATA)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS records ({_RECORD_COLUMNS});
+CREATE TABLE IF NOT EXISTS records ({_RECORD_COLUMNS}, listed_in BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS record_history ({_RECORD_COLUMNS},
-    change VARCHAR NOT NULL, changed_at TIMESTAMP NOT NULL, reason VARCHAR);
+    change VARCHAR NOT NULL, changed_at TIMESTAMP NOT NULL, reason VARCHAR,
+    listed_in BIGINT NOT NULL, ended_in BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS hit_cases (
     case_id VARCHAR PRIMARY KEY,
     hit_id VARCHAR NOT NULL,
@@ -495,11 +499,14 @@ class Staging:
         base: the id of the record of data row 1 (a record's id is ``base`` plus its data
             row minus one: no SQL cost, never reused, gaps harmless).
         now: when the load happens (``created_at``, ``updated_at``).
+        version: the list version the load makes if it changes the list (``listed_in``
+            of the records it writes; :func:`new_version` records it).
     """
 
     direct: bool
     base: int
     now: dt.datetime
+    version: int
 
     @property
     def table(self) -> str:
@@ -517,7 +524,8 @@ def open_staging(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> Staging:
     past its memory limit) for :func:`upsert` to compare with the records."""
     empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
     staging = Staging(direct=bool(empty and empty[0]),
-                      base=int(get_meta(con, "next_record_id") or 1), now=now)
+                      base=int(get_meta(con, "next_record_id") or 1), now=now,
+                      version=next_version(con))
     if not staging.direct:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _staged (
             number VARCHAR, doc_type VARCHAR, country VARCHAR, fold VARCHAR,
@@ -539,7 +547,8 @@ def stage(con: duckdb.DuckDBPyConnection, staging: Staging, valid: pa.Table) -> 
         now = pa.array(np.full(valid.num_rows, np.datetime64(to_db(staging.now), "us")))
         valid = pa.table({"record_id": pc.add(rows, staging.base - 1),
                           **{c: valid.column(c) for c in _VALID_COLS},
-                          "created_at": now, "updated_at": now})
+                          "created_at": now, "updated_at": now,
+                          "listed_in": pa.repeat(staging.version, valid.num_rows)})
     con.from_arrow(valid).insert_into(staging.table)
 
 
@@ -597,7 +606,7 @@ def upsert(con: duckdb.DuckDBPyConnection, staging: Staging) -> LoadCounts:
     set_meta(con, "next_record_id", str(staging.base + int(last[0] or 0)))
     if staging.direct:  # already in: every staged row is a new record
         return LoadCounts(inserted=int(last[1]))
-    now = {"now": to_db(staging.now)}
+    now = {"now": to_db(staging.now), "version": staging.version}
     # The one join with the records. On fold_hash too: DuckDB pushes a filter of the
     # staged hashes into the scan of records, so a small delta reads little of them.
     changed_if = " OR ".join(f"s.{c} IS DISTINCT FROM r.{c}" for c in _DATA)
@@ -608,18 +617,20 @@ def upsert(con: duckdb.DuckDBPyConnection, staging: Staging) -> LoadCounts:
             AND r.number = s.number AND r.doc_type = s.doc_type AND r.country = s.country""")
     n_present, n_changed = one(con, "SELECT count(*), count(*) FILTER (changed) "
                                     "FROM _present")
-    insert = f"""INSERT INTO records SELECT $base + __row, {', '.join(_VALID_COLS)}, $now, $now
-        FROM _staged ANTI JOIN _present USING (__row)"""
+    insert = f"""INSERT INTO records SELECT $base + __row, {', '.join(_VALID_COLS)}, $now, $now,
+        $version FROM _staged ANTI JOIN _present USING (__row)"""
     params = {**now, "base": staging.base - 1}
     n_new = int(one(con, insert, params)[0])
     if n_changed:
-        con.execute("""INSERT INTO record_history
-            SELECT r.*, 'updated', $now, NULL FROM records r
+        con.execute("""INSERT INTO record_history BY NAME
+            SELECT r.*, 'updated' AS change, $now AS changed_at, NULL AS reason,
+                   $version AS ended_in FROM records r
             WHERE r.record_id IN (SELECT record_id FROM _present WHERE changed)""", now)
         con.execute("""DELETE FROM records
             WHERE record_id IN (SELECT record_id FROM _present WHERE changed)""")
         con.execute(f"""INSERT INTO records
-            SELECT p.record_id, {', '.join('s.' + c for c in _VALID_COLS)}, p.created_at, $now
+            SELECT p.record_id, {', '.join('s.' + c for c in _VALID_COLS)}, p.created_at, $now,
+                   $version
             FROM _present p JOIN _staged s USING (__row) WHERE p.changed""", now)
     con.execute("DROP TABLE _present")
     con.execute("DROP TABLE _staged")
@@ -638,7 +649,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
 
     - 1 to 2: every stored ``fold_hash`` is recomputed with today's key hash;
     - 2 to 3: ``audit.prev_hash`` may be NULL (batched entries have no per-entry link);
-      the entries already there keep theirs, and verify as they are.
+      the entries already there keep theirs, and verify as they are;
+    - 3 to 4: record versions get their list versions (:func:`_version_spans`).
 
     ``con`` must not be inside a transaction.
     """
@@ -682,21 +694,47 @@ def _batch_the_audit(con: duckdb.DuckDBPyConnection, say: Callable[[str], None])
     con.execute("ALTER TABLE audit ADD COLUMN digest UBIGINT")
 
 
+def _version_spans(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -> None:
+    """Give each record version the list versions it was in force in. A change's rows
+    carry its time, and so does its list version (both were taken at the same moment), so
+    a row's version is the last one committed at or before its time; rows older than
+    list versions get 0 (before the first)."""
+    say("giving each record version its list versions")
+    con.execute("ALTER TABLE records ADD COLUMN listed_in BIGINT DEFAULT 0")
+    con.execute("ALTER TABLE record_history ADD COLUMN listed_in BIGINT DEFAULT 0")
+    con.execute("ALTER TABLE record_history ADD COLUMN ended_in BIGINT DEFAULT 0")
+    if one(con, "SELECT count(*) FROM list_versions")[0]:
+        for table, column, at in (("records", "listed_in", "updated_at"),
+                                  ("record_history", "listed_in", "updated_at"),
+                                  ("record_history", "ended_in", "changed_at")):
+            con.execute(f"""UPDATE {table} SET {column} = (
+                SELECT coalesce(max(version), 0) FROM list_versions v
+                WHERE v.committed_at <= {table}.{at})""")
+    # (NOT NULL cannot be added in the transaction that filled them: every writer gives
+    # them a value.)
+    for table, column in (("records", "listed_in"), ("record_history", "listed_in"),
+                          ("record_history", "ended_in")):
+        con.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT")
+
+
 #: The step from each schema version to the next (the first: from 1 to 2).
-_MIGRATIONS = (_rehash_keys, _batch_the_audit)
+_MIGRATIONS = (_rehash_keys, _batch_the_audit, _version_spans)
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, record_id: int, key: tuple[str, str, str],
-             now: dt.datetime, reason: str | None) -> bool:
+             now: dt.datetime, reason: str | None, version: int) -> bool:
     """Move the active record ``record_id`` (found by its key in the key file), whose key
-    must be ``key``, to history as withdrawn; whether there was such a record.
+    must be ``key``, to history as withdrawn by list version ``version``
+    (:func:`next_version`); whether there was such a record.
 
     Runs inside the caller's transaction.
     """
     where = "record_id = ? AND number = ? AND doc_type = ? AND country = ?"
     params = [record_id, *key]
-    con.execute(f"""INSERT INTO record_history
-        SELECT *, 'withdrawn', ?, ? FROM records WHERE {where}""", [to_db(now), reason, *params])
+    con.execute(f"""INSERT INTO record_history BY NAME
+        SELECT *, 'withdrawn' AS change, ?::TIMESTAMP AS changed_at, ? AS reason,
+               ?::BIGINT AS ended_in FROM records WHERE {where}""",
+                [to_db(now), reason, version, *params])
     return one(con, f"DELETE FROM records WHERE {where} RETURNING record_id", params) \
         is not None
 
@@ -770,11 +808,50 @@ def key_summary(con: duckdb.DuckDBPyConnection
 
 
 def withdrawn_keys(con: duckdb.DuckDBPyConnection, up_to_id: int) -> pa.Table:
-    """(record_id, fold_hash) of the records withdrawn whose ids are at most ``up_to_id``
-    (the withdrawals a key table built then may still hold)."""
-    return con.sql("""SELECT record_id, fold_hash FROM record_history
-        WHERE change = 'withdrawn' AND record_id <= $top""",
+    """(record_id, fold_hash, number, doc_type, country) of the records withdrawn whose
+    ids are at most ``up_to_id`` (the withdrawals a key table built then may still hold).
+    """
+    return con.sql("""SELECT record_id, fold_hash, number, doc_type, country
+        FROM record_history WHERE change = 'withdrawn' AND record_id <= $top""",
                    params={"top": up_to_id}).to_arrow_table()
+
+
+def key_columns_at(con: duckdb.DuckDBPyConnection, version: int) -> pa.Table:
+    """:data:`KEY_COLUMNS` of the record versions in force at list version ``version``:
+    made by it or before, and not ended by then."""
+    return con.sql(f"""SELECT {KEY_COLUMNS} FROM records WHERE listed_in <= $v
+        UNION ALL SELECT {KEY_COLUMNS} FROM record_history
+        WHERE listed_in <= $v AND ended_in > $v""", params={"v": version}).to_arrow_table()
+
+
+def expiry_dates_at(con: duckdb.DuckDBPyConnection, record_ids: Sequence[int],
+                    version: int) -> dict[int, dt.date | None]:
+    """:func:`expiry_dates` as the records stood at list version ``version``."""
+    rows = con.execute("""SELECT record_id, date_of_expiry FROM (
+            SELECT record_id, date_of_expiry FROM records WHERE listed_in <= $v
+            UNION ALL SELECT record_id, date_of_expiry FROM record_history
+            WHERE listed_in <= $v AND ended_in > $v)
+        WHERE record_id IN (SELECT unnest($ids))""",
+                       {"ids": [int(i) for i in record_ids], "v": version}).fetchall()
+    return {int(i): d for i, d in rows}
+
+
+def version_at(con: duckdb.DuckDBPyConnection, at: dt.datetime) -> ListVersion:
+    """The list version in force at ``at``: the last committed at or before it
+    (:data:`sltd.model.NO_VERSION` before the first)."""
+    row = one(con, "SELECT version, committed_at FROM list_versions WHERE committed_at <= ? "
+                   "ORDER BY version DESC LIMIT 1", [to_db(at)])
+    return NO_VERSION if row is None else ListVersion(int(row[0]),
+                                                      row[1].replace(tzinfo=dt.UTC))
+
+
+def version_of(con: duckdb.DuckDBPyConnection, version: int) -> ListVersion | None:
+    """List version ``version`` with its time (None: not committed; 0: the empty list)."""
+    if version == 0:
+        return NO_VERSION
+    row = one(con, "SELECT version, committed_at FROM list_versions WHERE version = ?",
+              [version])
+    return None if row is None else ListVersion(int(row[0]), row[1].replace(tzinfo=dt.UTC))
 
 
 def quote_ident(name: str) -> str:
@@ -795,19 +872,24 @@ def empty_pairs_fields() -> dict[str, pa.Array]:
 
 
 def candidate_pairs(con: duckdb.DuckDBPyConnection, candidates: pa.Table,
-                    carried: Sequence[str], since: dt.datetime | None) -> pa.Table:
+                    carried: Sequence[str], since: dt.datetime | int | None) -> pa.Table:
     """Screening's join: each candidate (``row, number, type, country, fold, fold_hash``
     and the ``carried`` columns) with every active record of the same folded key (changed
-    since ``since``, when given), with ``record_id, record_number, record_type,
-    record_country``.
+    since ``since``, a time or a list version, when given), with ``record_id,
+    record_number, record_type, record_country``.
 
     Joined on the integer ``fold_hash``: DuckDB pushes a Bloom filter of the few
     candidates' hashes into the scan of records (10M records: 0.05 s, against 0.24 s on
     the fold string). Hashes can collide, so the folds are compared too, in the projection
     (in the join or WHERE clause it cost 0.35 s).
     """
-    where = "WHERE r.updated_at >= $since" if since is not None else ""
-    params = {"since": to_db(since)} if since is not None else {}
+    params: dict[str, Any]
+    if since is None:
+        where, params = "", {}
+    elif isinstance(since, int):  # made by a later version than ``since``
+        where, params = "WHERE r.listed_in > $since", {"since": since}
+    else:
+        where, params = "WHERE r.updated_at >= $since", {"since": to_db(since)}
     extra = "".join(f"c.{quote_ident(k)}, " for k in carried)
     con.register("_cand", candidates)
     try:
@@ -832,14 +914,25 @@ def expiry_dates(con: duckdb.DuckDBPyConnection, record_ids: Sequence[int]
     return {int(i): d for i, d in rows}
 
 
+def next_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The number the next committed change of the list takes (read inside the writer's
+    transaction: writes are serialized, so no other change can take it meanwhile)."""
+    return int(one(con, "SELECT coalesce(max(version), 0) + 1 FROM list_versions")[0])
+
+
 def new_version(con: duckdb.DuckDBPyConnection, now: dt.datetime, change: str,
-                officer: str | None, records: int) -> ListVersion:
-    """The next list version, for a change committed by the caller's transaction."""
-    row = one(con, "SELECT coalesce(max(version), 0) + 1 FROM list_versions")
-    version = ListVersion(int(row[0]), now)
+                officer: str | None, records: int, version: int | None = None
+                ) -> ListVersion:
+    """Record the list version made by a change the caller's transaction commits: number
+    ``version`` (the :func:`next_version` its rows were written with), at ``now`` or, if a
+    change that started later committed first, at that change's time: version times
+    never go back."""
+    number = next_version(con) if version is None else version
+    last = one(con, "SELECT max(committed_at) FROM list_versions")[0]
+    at = max(to_db(now), last) if last is not None else to_db(now)
     con.execute("INSERT INTO list_versions VALUES (?, ?, ?, ?, ?)",
-                [version.version, to_db(now), change, officer or None, records])
-    return version
+                [number, at, change, officer or None, records])
+    return ListVersion(number, at.replace(tzinfo=dt.UTC))
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> ListVersion:

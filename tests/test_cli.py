@@ -44,6 +44,21 @@ def test_check_hit_and_miss_by_exit_status(run, loaded):
     assert json.loads(miss.stdout)["list_version"]["version"] == 1  # the load made it
 
 
+def test_check_as_of_replays_the_list_as_it_stood(run, loaded):
+    assert run("withdraw", "X1234567", "--type", "P", "--country", "FRA").exit_code == 0
+    assert run("check", "X1234567", "--type", "P", "--country", "FRA").exit_code == 0
+    then = run("check", "X1234567", "--type", "P", "--country", "FRA", "--as-of", "1")
+    assert then.exit_code == 1  # listed then
+    assert then.stdout.splitlines()[0].startswith("replay: as the list stood at list version 1")
+    assert "(replay: no hit id)" in then.stdout
+    body = json.loads(run("check", "X1234567", "--as-of", "1", "--json").stdout)
+    assert (body["list_version"]["version"], body["hits"][0]["hit_id"]) == (1, "")
+    assert run("check", "X1234567", "--as-of", "2000-01-01T00:00Z").exit_code == 0
+    bad = run("check", "X1234567", "--as-of", "soon")
+    assert bad.exit_code == 2
+    assert "--as-of" in bad.output
+
+
 def test_check_near_miss_json_has_score_and_explanation(run, loaded):
     res = run("check", "X1Z34567", "--country", "FRA", "--json")
     h = json.loads(res.stdout)["hits"][0]

@@ -1,5 +1,6 @@
 """Index files made by an earlier release are migrated, atomically, never misread."""
 
+import datetime as dt
 import gzip
 import shutil
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
     steps = []
     with open_index(v1_file, progress=steps.append) as ix:
         assert ix.migrated_from == 1
-        assert steps[-1] == "schema version 1 -> 3"
+        assert steps[-1] == "schema version 1 -> 4"
         assert len(ix) == 7
         assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
         assert [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")] == [
@@ -59,7 +60,7 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
         assert ix.verify_audit().ok  # the release's audit chain still verifies
     for table in ("records", "record_history"):
         version, rows = _stored(v1_file, table)
-        assert version == 3
+        assert version == 4
         assert rows
         assert all(h == key_hash(fold) for fold, h in rows)
     with open_index(v1_file) as ix:
@@ -100,10 +101,10 @@ def test_sltd_migrate_says_what_it_did_and_is_idempotent(v1_file):
 
     first = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
     assert first.exit_code == 0, first.output
-    assert "migrated from schema version 1 to 3 (7 records)" in first.stdout
+    assert "migrated from schema version 1 to 4 (7 records)" in first.stdout
     assert "rehashing" in first.stderr
     again = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
-    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 3")) \
+    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 4")) \
         == (0, True)
 
 
@@ -144,3 +145,38 @@ def test_tampering_on_either_side_of_the_migration_is_named(v1_file, tamper, nam
     with open_index(v1_file) as ix:
         report = ix.verify_audit()
     assert (report.first_broken, report.reason) == (named, reason)
+
+
+def test_version_three_rows_get_the_list_versions_their_times_say(tmp_path):
+    """Schema 3 kept list versions but not which record version each one made: the
+    migration finds them from the times (a change's rows and its version share it)."""
+    from sltd import Record
+    from sltd.clock import ManualClock
+
+    path = str(tmp_path / "v3.duckdb")
+    clock = ManualClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    with open_index(path, create=True, clock=clock) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen"),
+                   Record("Y1234567", "P", "FRA", "lost")])  # version 1
+        clock.advance(seconds=60)
+        ix.upsert([Record("X1234567", "P", "FRA", "revoked")])  # 2: updates X
+        clock.advance(seconds=60)
+        ix.withdraw("Y1234567", "P", "FRA", reason="found")  # 3
+    con = duckdb.connect(path)
+    want = (con.execute("SELECT number, listed_in FROM records").fetchall(),
+            con.execute("SELECT number, change, listed_in, ended_in FROM record_history "
+                        "ORDER BY ended_in").fetchall())
+    assert want == ([("X1234567", 2)], [("X1234567", "updated", 1, 2),
+                                        ("Y1234567", "withdrawn", 1, 3)])
+    con.execute("ALTER TABLE records DROP COLUMN listed_in")
+    for column in ("listed_in", "ended_in"):
+        con.execute(f"ALTER TABLE record_history DROP COLUMN {column}")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    with open_index(path) as ix:
+        assert ix.migrated_from == 3
+    con = duckdb.connect(path, read_only=True)
+    assert (con.execute("SELECT number, listed_in FROM records").fetchall(),
+            con.execute("SELECT number, change, listed_in, ended_in FROM record_history "
+                        "ORDER BY ended_in").fetchall()) == want
+    con.close()

@@ -129,8 +129,12 @@ def test_screen_since_only_uses_records_changed_since(tmp_path):
                       "document_type": ["P", "P"], "issuing_country": ["FRA", "FRA"]})
         every, _ = ix.screen(m, exact_only=True)
         recent, _ = ix.screen(m, exact_only=True, since=T0 + dt.timedelta(hours=12))
+        after_one, _ = ix.screen(m, exact_only=True, since=1)  # a list version
+        after_two, _ = ix.screen(m, exact_only=True, since=2)
     assert every.column("record_number").to_pylist() == ["X1234567", "Y7654321"]
     assert recent.column("record_number").to_pylist() == ["Y7654321"]
+    assert after_one.column("record_number").to_pylist() == ["Y7654321"]
+    assert after_two.num_rows == 0
 
 
 def test_mapping_and_missing_columns(index):

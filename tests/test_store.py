@@ -1,15 +1,24 @@
 """Loading, updating and withdrawing records (sltd.store through the Index)."""
 
+import contextlib
 import csv
+import datetime as dt
 
 import duckdb
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sltd import IndexStateError, Record, RecordNotFound, SourceError, open_index
-from sltd.synth import synth_records, write_table
+from sltd import (
+    IndexStateError,
+    Record,
+    RecordNotFound,
+    SourceError,
+    ValidationError,
+    open_index,
+)
+from sltd.synth import synth_mrz, synth_records, write_table
 
 HEADER = ("document_number,document_type,issuing_country,status,owner_ncb,place_of_loss,"
           "date_of_loss,date_of_issue,date_of_expiry\n")
@@ -298,3 +307,109 @@ def test_every_committed_change_makes_the_next_list_version(tmp_path, clock):
     with open_index(db) as ix:  # another process: the version comes with the list
         assert ix.list_version.version == 3
         assert ix.pin().list_version.version == 3
+
+
+# --- replay: checks answered as the list stood at a past version ----------------------
+
+# Neighbours of one another (look-alikes, one-edit leads) in one issuer, so that loads and
+# withdrawals move the near-miss policy's alphabets as well as the hits.
+POOL = ["X1234567", "X12345G7", "X12345G8", "X12345G9", "X123456", "X1234568", "XI234567",
+        "Y7654321", "L898902C3", "X1234S67"]
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("load"), st.lists(st.tuples(
+        st.sampled_from(POOL), st.sampled_from(["P", "I"]),
+        st.sampled_from(["stolen", "lost", "revoked"]),
+        st.sampled_from([None, "2030-01-31", "2031-06-30"])), min_size=1, max_size=4)),
+    st.tuples(st.just("withdraw"), st.tuples(st.sampled_from(POOL),
+                                             st.sampled_from(["P", "I"])))),
+    min_size=1, max_size=8)
+QUERIES = [(q, "P", "FRA", e) for q in (*POOL, "X1234577", "X12E4567", "Q0000000")
+           for e in (None, "2030-01-31")] + [("X1234567", None, None, None)]
+
+
+def _answer(hits):
+    return [(h.number, str(h.doc_type), h.country, h.match.value, round(h.score, 6),
+             h.explanation, h.evidence) for h in hits]
+
+
+@settings(max_examples=30)
+@given(STEPS)
+def test_a_replayed_check_answers_as_the_check_made_then(steps):
+    """Loads and withdrawals at versions v1..vN, every query checked after each; later,
+    each check replayed with as_of (the version, or the time) gets the same answer."""
+    from sltd import ManualClock
+
+    clock = ManualClock(dt.datetime(2026, 11, 23, 23, 30, tzinfo=dt.UTC))
+    made = []  # (version, time, query, answer)
+    with open_index(":memory:", create=True, clock=clock) as ix:
+        for kind, what in steps:
+            clock.advance(minutes=1)
+            if kind == "load":
+                ix.upsert([Record(n, t, "FRA", s, date_of_expiry=e) for n, t, s, e in what])
+            else:
+                with contextlib.suppress(RecordNotFound):
+                    ix.withdraw(*what, "FRA")
+            clock.advance(seconds=30)
+            version = ix.list_version.version
+            made += [(version, clock.now(), q, _answer(ix.check(
+                q[0], q[1], q[2], expiry=q[3], leads=True))) for q in QUERIES]
+        clock.advance(minutes=1)
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen"),
+                   Record("Q0000000", "P", "FRA", "lost")])  # the list moves on
+        for version, at in sorted({(v, t) for v, t, _, _ in made}):
+            view = ix.replay(version)
+            assert view.list_version.version == ix.replay(at).list_version.version == version
+            for q, answer in ((q, a) for v, t, q, a in made if (v, t) == (version, at)):
+                assert _answer(view.check(q[0], q[1], q[2], expiry=q[3], leads=True)) \
+                    == answer, (version, q)
+        version, at, q, answer = made[-1]  # and through check(as_of=a time)
+        assert _answer(ix.check(q[0], q[1], q[2], expiry=q[3], leads=True, as_of=at)) == answer
+
+
+def test_a_replay_is_audited_as_one_and_its_hits_cannot_be_revealed(index, clock):
+    index.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    clock.advance(minutes=5)
+    index.withdraw("X1234567", "P", "FRA", reason="recovered")
+    hits = index.check("X1234567", "P", "FRA", as_of=1, officer="K. Weber", ncb="DEU")
+    assert [(h.match.value, h.hit_id) for h in hits] == [("exact", "")]
+    mrz = index.check_mrz(synth_mrz("X1234567", "P", "FRA"), as_of=1)
+    assert [h.hit_id for h in mrz.hits] == [""]
+    index._s.audit.flush()
+    rows = index._db.cursor().execute(
+        "SELECT action, actor, ncb, subject, result FROM audit WHERE action = 'replay' "
+        "ORDER BY seq").fetchall()
+    assert rows[0] == ("replay", "K. Weber", "DEU", "X1234567 P FRA",
+                       "as of list version 1: exact 1")
+    assert len(rows) == 2
+    assert index._db.cursor().execute("SELECT count(*) FROM outbox").fetchall() == [(0,)]
+    with pytest.raises(ValidationError, match="as_of"):
+        index.check("X1234567", as_of=7)
+    with pytest.raises(ValidationError, match="future"):
+        index.check("X1234567", as_of=clock.now() + dt.timedelta(hours=1))
+    assert index.check("X1234567", as_of=clock.now() - dt.timedelta(minutes=1)) != []
+    assert index.check("X1234567", as_of=0) == []  # before the first change
+
+
+def test_a_withdrawal_leaves_the_near_miss_policy_as_a_list_without_the_record_would(
+        tmp_path):
+    """The issuer alphabets count active records only: with two numbers carrying G and two
+    6 at the 7th character, G/6 is a format trait (a lead); once one is withdrawn it is a
+    misreading (a near hit), live as in a replay and as in a list built afresh."""
+    db = str(tmp_path / "a.duckdb")
+    index = open_index(db, create=True)
+    index.upsert([Record(n, "P", "FRA", "stolen") for n in ("X1234567", "X1234560",
+                                                            "X12345G8", "X12345G9")])
+    def kinds(hits):
+        return [(h.number, h.match.value) for h in hits if h.number == "X1234567"]
+
+    assert kinds(index.check("X12345G7", "P", "FRA", leads=True)) == [("X1234567", "lead")]
+    index.withdraw("X12345G9", "P", "FRA")
+    assert kinds(index.check("X12345G7", "P", "FRA", leads=True)) == [("X1234567", "near")]
+    assert kinds(index.check("X12345G7", "P", "FRA", leads=True, as_of=2)) == [
+        ("X1234567", "near")]
+    assert kinds(index.check("X12345G7", "P", "FRA", leads=True, as_of=1)) == [
+        ("X1234567", "lead")]
+    index.close()
+    with open_index(db) as again:  # the key file's base, less what was withdrawn since
+        assert kinds(again.check("X12345G7", "P", "FRA", leads=True)) == [
+            ("X1234567", "near")]

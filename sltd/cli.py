@@ -1001,6 +1001,124 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(EXIT_ERROR)
 
 
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False),
+              help="The Ed25519 private key (PEM) that signs the feed.")
+@click.option("--new-key", is_flag=True, help="First make the key pair: --key and "
+              "--key.pub (which replicas trust); never overwrites a file.")
+@json_option
+@click.pass_context
+def publish(ctx: click.Context, directory: str, key_path: str, new_key: bool,
+            as_json: bool) -> None:
+    """Write the next signed unit of the list's feed into DIRECTORY: a snapshot the first
+    time, then the changes since the last unit (for replicas: sltd replica init, sync)."""
+    from sltd import feed
+
+    if new_key:
+        private, public = feed.new_key(key_path)
+        click.echo(f"made {private} (keep it secret) and {public} (give it to replicas)",
+                   err=True)
+    done = feed.publish(_open(ctx), directory, key_path)
+    if as_json:
+        _echo_json(done.as_dict())
+    elif done.unit is None:
+        click.echo(f"{directory}: already at list version {done.to_version}; nothing to "
+                   "publish")
+    else:
+        what = (f"{done.records:,} records" if done.kind == "snapshot" else
+                f"{done.records:,} records added or changed, {done.withdrawals:,} withdrawn")
+        click.echo(f"{directory}/{done.unit}: {done.kind}, list versions {done.from_version}"
+                   f" to {done.to_version}: {what} ({done.seconds:.1f} s)")
+
+
+@cli.group()
+def replica() -> None:
+    """A national copy of the list that follows a signed feed (offline posts)."""
+
+
+@replica.command("init")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--from", "source", required=True, type=click.Path(file_okay=False),
+              help="The feed directory (as copied from the publisher, by any means).")
+@click.option("--trust", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The publisher's public key (the .pub file of sltd publish --new-key).")
+@click.option("--ncb", help="This post's NCB: the searching NCB of its checks and reveals.")
+@json_option
+def replica_init(path: str, source: str, trust: str, ncb: str | None,
+                 as_json: bool) -> None:
+    """Make a replica in the new index file PATH from a feed, and bring it up to date."""
+    from sltd import feed
+
+    index = feed.init_replica(path, source, trust)
+    try:
+        if ncb:
+            index.set_home_ncb(ncb)
+        version = index.list_version
+        if as_json:
+            _echo_json({"path": path, "feed_id": index.replica_of, "records": len(index),
+                        "list_version": version.as_dict()})
+        else:
+            click.echo(f"{path}: replica of feed {index.replica_of}, {len(index):,} "
+                       f"records, {version}")
+    finally:
+        index.close()
+
+
+@cli.command()
+@click.option("--from", "source", type=click.Path(file_okay=False),
+              help="The feed directory (default: the one the replica was made from).")
+@click.option("--every", type=float, metavar="SECONDS",
+              help="Keep syncing, every SECONDS, until Ctrl-C/SIGTERM (a refused unit is "
+              "reported and tried again next time).")
+@json_option
+@click.pass_context
+def sync(ctx: click.Context, source: str | None, every: float | None, as_json: bool) -> None:
+    """Bring a replica (--db) up to its feed: each new unit checked (signature, hashes,
+    order) and applied in one transaction."""
+    import signal
+    import threading
+
+    from sltd import SltdError, feed
+
+    index = _open(ctx)
+
+    def once() -> None:
+        report = feed.sync(index, source)
+        if as_json:
+            _echo_json(report.as_dict())
+        else:
+            click.echo(f"{index.path}: {len(report.applied)} unit(s) applied"
+                       + (f" ({', '.join(report.applied)})" if report.applied else "")
+                       + f"; {report.version}, {_age(index, report.version)}")
+
+    if every is None:
+        once()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            try:
+                once()
+            except SltdError as e:  # reported; the replica keeps its version and checks
+                click.echo(f"error: {_one_line(str(e))}", err=True)
+            stop.wait(every)
+    except KeyboardInterrupt:
+        pass
+
+
+def _age(index: Index, version: Any) -> str:
+    """How old a list version is, for people: "6 h old"."""
+    if version.committed_at is None:
+        return "no list yet"
+    seconds = max(0.0, (index.clock.now() - version.committed_at).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} old"
+    return f"{seconds:.0f} s old"
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="sltd")

@@ -20,8 +20,13 @@ The tree::
     ├── HitIdError                  a hit id that cannot be revealed (unknown, forged,
     │                               issued to another NCB, stale, record withdrawn)
     ├── CaseError                   no such hit case, or it cannot take that decision
-    └── DeliveryError               an alert sink could not deliver (the alert stays
-                                    queued and is retried)
+    ├── DeliveryError               an alert sink could not deliver (the alert stays
+    │                               queued and is retried)
+    ├── FeedError                   a feed unit a replica refused (bad signature or hash,
+    │                               another key or feed, a gap, an older feed)
+    ├── Unauthorized                the service refused the API key (HTTP 401)
+    ├── AccessDenied                the key's role or countries do not allow it (403)
+    └── ServiceError                another error answer of the service
 
 Every error carries the failing objects as keyword-only attributes so that a caller can
 act on them, and its message says what to do.
@@ -183,6 +188,18 @@ class CaseError(SltdError):
 
 class DeliveryError(SltdError):
     """An alert sink could not deliver; the alert stays in the outbox and is retried."""
+
+
+class FeedError(SltdError):
+    """A replica refused its feed, or a feed cannot be published; nothing was applied.
+
+    Attributes:
+        unit: the feed unit concerned (e.g. ``v0000000057``), if any.
+    """
+
+    def __init__(self, message: str, *, unit: str | None = None):
+        self.unit = unit
+        super().__init__(f"{unit}: {message}" if unit else message)
 
 
 class Unauthorized(SltdError):

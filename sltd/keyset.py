@@ -983,7 +983,7 @@ class KeySnapshot:
 def snapshot_at(con: duckdb.DuckDBPyConnection, version: ListVersion) -> KeySnapshot:
     """The list as it stood at ``version``: every record version in force then (from the
     version spans of records and history), in memory. What a replay checks against; built
-    per call (10M records: a few seconds), never published.
+    per call (10M records: ~12 s), never published.
 
     Example:
         >>> from sltd import open_index, Record

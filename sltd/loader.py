@@ -30,10 +30,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import pyarrow as pa
+
 from sltd import store
 from sltd.audit import AuditLog
 from sltd.database import Database
+from sltd.errors import FeedError
 from sltd.keyset import Keys
+from sltd.model import ListVersion
 from sltd.sources import Problem, Source, open_source, refuse_overwrite, write_rejects
 from sltd.store import LoadCounts
 
@@ -44,9 +48,9 @@ BATCH_ROWS = 1 << 20
 @dataclasses.dataclass(frozen=True)
 class LoadReport(LoadCounts):
     """What a load did: ``rows_read``, ``inserted``, ``updated``, ``unchanged``,
-    ``rejected`` (rows left out, each in ``problems`` with field and reason, one per field
-    per row), ``rejects_path`` (where the problems were written, if anywhere), ``seconds``.
-    """
+    ``withdrawn`` (a replica's delta), ``rejected`` (rows left out, each in ``problems``
+    with field and reason, one per field per row), ``rejects_path`` (where the problems
+    were written, if anywhere), ``seconds``."""
 
     source: str = ""
     problems: tuple[Problem, ...] = ()
@@ -82,12 +86,20 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
          format: str | None = None, mapping: Mapping[str, str] | None = None,
          rejects: str | os.PathLike[str] | None = None, officer: str = "",
          ncb: str | None = None, batch_rows: int = BATCH_ROWS,
-         progress: Callable[[LoadProgress], None] | None = None) -> LoadReport:
+         progress: Callable[[LoadProgress], None] | None = None,
+         withdrawals: pa.Table | None = None, as_version: ListVersion | None = None,
+         change: str = "load", strict: bool = False) -> LoadReport:
     """Load ``source`` into ``db`` (see :meth:`sltd.Index.load`); ``ncb`` and ``officer``
     go into the audit entry.
 
     The source is read, validated and staged ``batch_rows`` at a time, then applied at
     once, all in one transaction: memory is bounded by the batch size, not the file's.
+
+    A replica applies a feed's delta as one such load (:mod:`sltd.feed`): the records of
+    ``withdrawals`` (number, doc_type, country) are withdrawn in the same transaction, and
+    the change is recorded as list version ``as_version`` (the source's number and commit
+    time), whatever it changed; ``strict``: a rejected row refuses the whole load
+    (:class:`sltd.errors.FeedError`), as a replica must not diverge from its source.
     """
     start = time.perf_counter()
     if rejects is not None:
@@ -106,7 +118,8 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
         with store.bulk_session(db.writer, first=first, rows=stream.rows), \
                 store.checker(db.writer) as checker, \
                 db.write(on_rollback=audit.invalidate) as con:
-            staging = store.open_staging(con, now)
+            staging = store.open_staging(
+                con, now, version=as_version.version if as_version is not None else None)
             for batch in stream.batches():
                 checked = store.validate(checker, batch)
                 store.stage(con, staging, checked.valid)
@@ -117,13 +130,22 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
             problems += store.duplicates(con, staging)
             say(LoadProgress("applying", rows_read, stream.rows))
             counts = store.upsert(con, staging)
+            gone = store.withdraw_keys(con, withdrawals, now, staging.version) \
+                if withdrawals is not None and withdrawals.num_rows else None
             problems.sort(key=lambda p: (p.row, p.field))
+            if strict and problems:
+                bad = problems[0]
+                raise FeedError(f"{len(problems)} rows refused; the first: row {bad.row}, "
+                                f"{bad.field}={bad.value!r}: {bad.reason}")
             counts = dataclasses.replace(counts, rows_read=rows_read,
-                                         rejected=len({p.row for p in problems}))
-            changed = counts.inserted + counts.updated
-            version = store.new_version(con, now, "load", officer, changed,
-                                        staging.version) if changed else None
-            audit.write(con, now, "load", actor=officer or None, ncb=ncb,
+                                         rejected=len({p.row for p in problems}),
+                                         withdrawn=gone.num_rows if gone is not None else 0)
+            changed = counts.inserted + counts.updated + counts.withdrawn
+            version = store.new_version(
+                con, as_version.committed_at or now if as_version is not None else now,
+                change, officer, changed, staging.version) \
+                if changed or as_version is not None else None
+            audit.write(con, now, change, actor=officer or None, ncb=ncb,
                         subject=stream.name, result=counts.summary() + (
                             f"; list version {version.version}" if version else ""))
             if rejects is not None:  # inside the transaction: no load without rejects
@@ -135,6 +157,8 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
         say(LoadProgress("indexing", rows_read, stream.rows))
         if keys.built:
             keys.add(version=version)
+            if gone is not None and gone.num_rows:
+                keys.withdraw(gone.column("record_id").to_pylist(), version, gone)
         else:
             keys.snapshot()
     return LoadReport(**dataclasses.asdict(counts), source=stream.name,

@@ -518,14 +518,16 @@ class Staging:
         return f"(record_id - {self.base - 1})" if self.direct else "__row"
 
 
-def open_staging(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> Staging:
+def open_staging(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                 version: int | None = None) -> Staging:
     """Start staging a load in the caller's transaction. Into an empty index rows go
     straight into ``records``; otherwise into a temporary table (DuckDB spills it to disk
-    past its memory limit) for :func:`upsert` to compare with the records."""
+    past its memory limit) for :func:`upsert` to compare with the records. ``version``:
+    the list version the load makes (default: the next one)."""
     empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
     staging = Staging(direct=bool(empty and empty[0]),
                       base=int(get_meta(con, "next_record_id") or 1), now=now,
-                      version=next_version(con))
+                      version=next_version(con) if version is None else version)
     if not staging.direct:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _staged (
             number VARCHAR, doc_type VARCHAR, country VARCHAR, fold VARCHAR,
@@ -587,10 +589,12 @@ class LoadCounts:
     unchanged: int = 0
     rows_read: int = 0
     rejected: int = 0
+    withdrawn: int = 0
 
     def summary(self) -> str:
         return (f"{self.rows_read} rows read, {self.inserted} inserted, {self.updated} "
-                f"updated, {self.unchanged} unchanged, {self.rejected} rejected")
+                f"updated, {self.unchanged} unchanged, {self.rejected} rejected"
+                + (f", {self.withdrawn} withdrawn" if self.withdrawn else ""))
 
 
 def upsert(con: duckdb.DuckDBPyConnection, staging: Staging) -> LoadCounts:
@@ -737,6 +741,32 @@ def withdraw(con: duckdb.DuckDBPyConnection, record_id: int, key: tuple[str, str
                 [to_db(now), reason, version, *params])
     return one(con, f"DELETE FROM records WHERE {where} RETURNING record_id", params) \
         is not None
+
+
+def withdraw_keys(con: duckdb.DuckDBPyConnection, keys: pa.Table, now: dt.datetime,
+                  version: int, reason: str = "withdrawn at the source") -> pa.Table:
+    """Withdraw, set-based, the active records of ``keys`` (number, doc_type, country;
+    absent ones are skipped) by list version ``version``: moved to history as
+    :func:`withdraw` does one. Returns their :data:`KEY_COLUMNS`.
+
+    Runs inside the caller's transaction.
+    """
+    con.register("_withdraw", keys.select(["number", "doc_type", "country"]))
+    try:
+        con.execute("""CREATE OR REPLACE TEMP TABLE _gone AS SELECT r.record_id
+            FROM records r JOIN _withdraw w USING (number, doc_type, country)""")
+    finally:
+        con.unregister("_withdraw")
+    gone = con.sql(f"SELECT {KEY_COLUMNS} FROM records "
+                   "WHERE record_id IN (SELECT record_id FROM _gone)").to_arrow_table()
+    params = {"now": to_db(now), "reason": reason, "version": version}
+    con.execute("""INSERT INTO record_history BY NAME
+        SELECT r.*, 'withdrawn' AS change, $now AS changed_at, $reason AS reason,
+               $version AS ended_in
+        FROM records r WHERE record_id IN (SELECT record_id FROM _gone)""", params)
+    con.execute("DELETE FROM records WHERE record_id IN (SELECT record_id FROM _gone)")
+    con.execute("DROP TABLE _gone")
+    return gone
 
 
 # --- reads --------------------------------------------------------------------------------

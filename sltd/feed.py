@@ -1,0 +1,460 @@
+"""A signed feed of the list (a full snapshot, then deltas) and the replicas that follow
+it: a national copy for border posts that must keep checking when the link is down
+(INTERPOL's MIND), refreshed over the network or from removable media.
+
+``sltd publish DIR --key KEY`` writes, from the index, one *unit* per run into ``DIR``:
+the first a snapshot of the list at the current version, later ones the changes since the
+last unit (records added or updated, records withdrawn). A unit is a directory::
+
+    DIR/feed.json                the feed's id and its units in order (not signed: a
+                                 replica trusts only the manifests)
+    DIR/v0000000057/
+        manifest.json            feed id, kind, version range, commit time of the last
+                                 version, the signing key's id, each file's SHA-256, size
+                                 and rows
+        manifest.sig             Ed25519 signature of manifest.json (64 bytes: any
+                                 changed byte fails, no encoding to normalize)
+        records.parquet          a snapshot: every active record, loader columns
+        upserts.parquet          a delta: the records added or changed in the range
+        withdrawals.parquet      a delta: the keys withdrawn in it (number, doc_type,
+                                 country)
+
+A replica (``sltd replica init PATH --from DIR --trust KEY.pub``, then ``sltd sync``)
+applies units in the order of ``feed.json``, each only after checking its manifest's
+signature against the trusted key, the key id, the feed id, every file's hash and size,
+and that its range starts at the replica's version; it refuses, with a one-line reason,
+a changed byte, another key, another feed, a gap or a reordering, and a feed older than
+itself. A unit is applied in one transaction (:func:`sltd.loader.load`), as the source's
+list version with the source's commit time, so a replica's answers carry the version and
+its age; a kill at any moment leaves the previous version or the new one. A replica's
+list changes only through its feed; its reveals open local cases and queue their alerts
+in its own outbox, delivered when a sink is reachable.
+
+What the signature does not cover: ``feed.json`` may be withheld or truncated by whoever
+carries the feed (a replica then stays at its version, and its answers say how old it
+is); it cannot make a replica apply anything unsigned, older or out of order.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from sltd import open_index, Record
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> key, pub = new_key(d / "feed.key")
+    >>> ix = open_index(":memory:", create=True)
+    >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen")])
+    >>> publish(ix, d / "feed", key).kind
+    'snapshot'
+    >>> replica = init_replica(d / "replica.duckdb", d / "feed", pub)
+    >>> [h.match.value for h in replica.check("X1234567", "P", "FRA")], replica.list_version.version
+    (['exact'], 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+
+from sltd import loader, store
+from sltd.errors import FeedError, IndexStateError
+from sltd.model import ListVersion
+
+if TYPE_CHECKING:
+    from sltd.index import Index
+
+#: The loader's names of the columns a unit's records carry.
+_RECORD_SQL = """SELECT number AS document_number, doc_type AS document_type,
+    country AS issuing_country, status, owner_ncb, place_of_loss, date_of_loss,
+    date_of_issue, date_of_expiry FROM records"""
+_ROWS_PER_BATCH = 1 << 20
+#: Meta keys of a replica.
+REPLICA_FEED, REPLICA_TRUST, REPLICA_SOURCE = "replica_feed_id", "replica_trust", \
+    "replica_source"
+
+
+def _crypto() -> Any:
+    """The Ed25519 primitives (imported when a feed is used, not by every check)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return ed25519, serialization, InvalidSignature
+
+
+def new_key(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Make an Ed25519 key pair for signing a feed: the private key at ``path`` (PEM,
+    mode 0600) and the public key, which replicas trust, at ``path.pub``. Never
+    overwrites a file.
+
+    Raises:
+        FeedError: either file exists.
+    """
+    ed25519, serialization, _ = _crypto()
+    private, public = Path(path), Path(f"{path}.pub")
+    for p in (private, public):
+        if p.exists():
+            raise FeedError(f"{p} exists; a key is never overwritten (choose another path)")
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def _private_key(path: str | os.PathLike[str]) -> Any:
+    ed25519, serialization, _ = _crypto()
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise FeedError(f"cannot read the signing key {path}: {e}") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise FeedError(f"{path} is not an Ed25519 private key (make one with --new-key)")
+    return key
+
+
+def _public_key(pem: bytes, where: str) -> Any:
+    ed25519, serialization, _ = _crypto()
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as e:
+        raise FeedError(f"cannot read the trusted key {where}: {e}") from None
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise FeedError(f"{where} is not an Ed25519 public key")
+    return key
+
+
+def key_id(public_key: Any) -> str:
+    """A public key's id: the first 16 hex digits of the SHA-256 of its raw bytes."""
+    _, serialization, _ = _crypto()
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """What :func:`publish` wrote: the unit (None if the feed was already current), its
+    kind, version range, rows and time."""
+
+    unit: str | None
+    kind: str | None
+    from_version: int
+    to_version: int
+    records: int = 0
+    withdrawals: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _feed_index(directory: Path) -> dict[str, Any] | None:
+    path = directory / "feed.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        units = [(str(u["name"]), int(u["from"]), int(u["to"])) for u in data["units"]]
+        return {"feed_id": str(data["feed_id"]), "units": units}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FeedError(f"{path} is not a feed index ({type(e).__name__}: {e})") from None
+
+
+def _write_index(directory: Path, feed_id: str, units: list[tuple[str, int, int]]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".feed.json.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"feed_id": feed_id, "units": [
+            {"name": n, "from": a, "to": b} for n, a, b in units]}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / "feed.json")
+
+
+def feed_id_of(index: Index) -> str:
+    """The id of the feed an index publishes: made once, kept in its meta table."""
+    con = index._db.cursor()
+    found = store.get_meta(con, "feed_id")
+    if found:
+        return found
+    made = hashlib.sha256(os.urandom(32)).hexdigest()[:24]
+    with index._writable().write() as wcon:
+        store.set_meta(wcon, "feed_id", made)
+    return made
+
+
+def _write_parquet(con: Any, sql: str, params: dict[str, Any], path: Path) -> int:
+    """Stream a query's rows into a Parquet file (memory: one batch); its row count."""
+    reader = con.sql(sql, params=params).to_arrow_reader(_ROWS_PER_BATCH)
+    rows = 0
+    with pq.ParquetWriter(path, reader.schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
+
+
+def publish(index: Index, directory: str | os.PathLike[str], key: str | os.PathLike[str],
+            ) -> Published:
+    """Write the next unit of the index's feed into ``directory``: a snapshot if it has
+    none, else a delta since its last unit (nothing if the list has not changed). The
+    unit is written aside and renamed into place, then ``feed.json`` replaced: a reader
+    sees the unit whole or not at all.
+
+    Raises:
+        FeedError: the directory holds another index's feed, or one ahead of this index;
+            the key cannot be read.
+    """
+    start = time.perf_counter()
+    signer = _private_key(key)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    feed_id = feed_id_of(index)
+    known = _feed_index(directory)
+    if known is not None and known["feed_id"] != feed_id:
+        raise FeedError(f"{directory} holds feed {known['feed_id']}, not this index's "
+                        f"({feed_id}): publish into a directory of its own")
+    units: list[tuple[str, int, int]] = known["units"] if known else []
+    last = units[-1][2] if units else None
+    con = index._db.cursor()
+    con.begin()  # one read snapshot: the version and its rows agree
+    try:
+        current = store.current_version(con)
+        if last is not None and last > current.version:
+            raise FeedError(f"{directory} is at list version {last}, ahead of this index "
+                            f"({current.version})")
+        if last == current.version:
+            return Published(None, None, last, last, seconds=time.perf_counter() - start)
+        name = f"v{current.version:010d}"
+        kind = "snapshot" if last is None else "delta"
+        tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
+        try:
+            files: dict[str, dict[str, Any]] = {}
+            parts: dict[str, tuple[str, dict[str, Any]]]
+            if kind == "snapshot":
+                parts = {"records.parquet": (_RECORD_SQL, {})}
+            else:
+                parts = {
+                    "upserts.parquet": (f"{_RECORD_SQL} WHERE listed_in > $since",
+                                        {"since": last}),
+                    "withdrawals.parquet": ("""SELECT DISTINCT number, doc_type, country
+                        FROM record_history h WHERE change = 'withdrawn'
+                            AND ended_in > $since AND NOT EXISTS (
+                            SELECT 1 FROM records r WHERE r.number = h.number
+                                AND r.doc_type = h.doc_type AND r.country = h.country)""",
+                                            {"since": last})}
+            for file, (sql, params) in parts.items():
+                rows = _write_parquet(con, sql, params, tmp / file)
+                files[file] = {"sha256": _sha256(tmp / file),
+                               "bytes": (tmp / file).stat().st_size, "rows": rows}
+            manifest = {
+                "format": 1, "feed_id": feed_id, "kind": kind,
+                "from_version": last or 0, "to_version": current.version,
+                "committed_at": current.committed_at.isoformat()
+                if current.committed_at else None,
+                "published_at": index.clock.now().isoformat(),
+                "key_id": key_id(signer.public_key()), "files": files}
+            body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+            (tmp / "manifest.json").write_bytes(body)
+            (tmp / "manifest.sig").write_bytes(signer.sign(body))
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, directory / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        con.commit()
+    _write_index(directory, feed_id, [*units, (name, last or 0, current.version)])
+    with index._writable().write(on_rollback=index._s.audit.invalidate) as wcon:
+        index._s.audit.write(wcon, index.clock.now(), "publish", subject=f"{directory}/{name}",
+                             result=f"{kind}, list versions {last or 0} to {current.version}")
+    records = files.get("records.parquet", files.get("upserts.parquet", {})).get("rows", 0)
+    return Published(name, kind, last or 0, current.version, records,
+                     files.get("withdrawals.parquet", {}).get("rows", 0),
+                     time.perf_counter() - start)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def to_version(self) -> ListVersion:
+        at = self.manifest.get("committed_at")
+        return ListVersion(int(self.manifest["to_version"]),
+                           dt.datetime.fromisoformat(at) if at else None)
+
+
+def verify_unit(directory: Path, name: str, trusted: Any, feed_id: str,
+                at_version: int) -> _Unit:
+    """A unit of the feed in ``directory``, checked: its manifest signed by ``trusted``,
+    of feed ``feed_id``, starting at ``at_version``, every file its hash and size.
+
+    Raises:
+        FeedError: with the reason, if any check fails.
+    """
+    _, _, invalid_signature = _crypto()
+    path = directory / name
+    try:
+        body = (path / "manifest.json").read_bytes()
+        signature = (path / "manifest.sig").read_bytes()
+    except OSError as e:
+        raise FeedError(f"manifest unreadable ({type(e).__name__}: {e})", unit=name) from None
+    try:
+        trusted.verify(signature, body)
+    except invalid_signature:
+        claimed = _claimed_key(body)
+        if claimed is not None and claimed != key_id(trusted):
+            raise FeedError(f"signed by another key ({claimed}), not the trusted "
+                            f"{key_id(trusted)}", unit=name) from None
+        raise FeedError("the manifest's signature does not verify: the manifest or its "
+                        "signature was changed", unit=name) from None
+    manifest = json.loads(body)
+    if manifest.get("feed_id") != feed_id:
+        raise FeedError(f"belongs to feed {manifest.get('feed_id')}, not this replica's "
+                        f"({feed_id})", unit=name)
+    start, end = int(manifest["from_version"]), int(manifest["to_version"])
+    if start != at_version:
+        raise FeedError(f"covers versions {start} to {end}, but the replica is at "
+                        f"{at_version}: a unit is missing or out of order", unit=name)
+    for file, want in manifest["files"].items():
+        got = path / file
+        if not got.is_file():
+            raise FeedError(f"{file} is missing", unit=name)
+        if got.stat().st_size != want["bytes"] or _sha256(got) != want["sha256"]:
+            raise FeedError(f"{file} does not match its SHA-256 in the signed manifest "
+                            "(changed or truncated)", unit=name)
+    return _Unit(name, path, manifest)
+
+
+def _claimed_key(body: bytes) -> str | None:
+    try:
+        value = json.loads(body).get("key_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncReport:
+    """What :func:`sync` applied: the units, and the replica's version after."""
+
+    applied: tuple[str, ...]
+    version: ListVersion
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"applied": list(self.applied), "version": self.version.as_dict(),
+                "seconds": self.seconds}
+
+
+def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
+                 trust: str | os.PathLike[str], **open_options: Any) -> Index:
+    """Make a replica at ``path`` (a new index file) of the feed in ``source``, trusting
+    the public key in the file ``trust``, and bring it to the feed's last version. Returns
+    the open replica.
+
+    Raises:
+        FeedError: the feed is refused (the file is then removed: nothing half made).
+        IndexStateError: ``path`` exists.
+    """
+    from sltd.index import open_index
+
+    if Path(path).exists():
+        raise IndexStateError(f"{path} exists; a replica is made in a new file", path=path)
+    pem = Path(trust).read_bytes()
+    _public_key(pem, str(trust))
+    directory = Path(source)
+    known = _feed_index(directory)
+    if known is None:
+        raise FeedError(f"{directory} holds no feed (no feed.json)")
+    index = open_index(path, create=True, **open_options)
+    try:
+        with index._writable().write() as con:
+            store.set_meta(con, REPLICA_FEED, known["feed_id"])
+            store.set_meta(con, REPLICA_TRUST, pem.decode())
+            store.set_meta(con, REPLICA_SOURCE, os.fspath(Path(source).resolve()))
+        index._s.replica_of = known["feed_id"]
+        sync(index)
+    except BaseException:
+        index.close()
+        for p in (Path(path), Path(f"{path}.wal"), Path(f"{path}.keys")):
+            p.unlink(missing_ok=True)
+        raise
+    return index
+
+
+def sync(index: Index, source: str | os.PathLike[str] | None = None) -> SyncReport:
+    """Apply to a replica the units of its feed (in ``source``, default the directory it
+    was made from) that follow its version, in order, each checked first
+    (:func:`verify_unit`) and applied in one transaction. Units it already has are
+    skipped; the first refused one stops the sync (the units before it stay applied).
+
+    Raises:
+        FeedError: a unit refused, or a feed older than the replica (a replay).
+        IndexStateError: the index is not a replica.
+    """
+    start = time.perf_counter()
+    con = index._db.cursor()
+    feed_id = store.get_meta(con, REPLICA_FEED)
+    if not feed_id:
+        raise IndexStateError(f"{index.path} is not a replica (make one with sltd replica "
+                              "init)", path=index.path)
+    trusted = _public_key((store.get_meta(con, REPLICA_TRUST) or "").encode(), "of the replica")
+    directory = Path(source if source is not None else store.get_meta(con, REPLICA_SOURCE)
+                     or ".")
+    known = _feed_index(directory)
+    if known is None:
+        raise FeedError(f"{directory} holds no feed (no feed.json)")
+    if known["feed_id"] != feed_id:
+        raise FeedError(f"{directory} holds feed {known['feed_id']}, not this replica's "
+                        f"({feed_id})")
+    version = store.current_version(con).version
+    newest = known["units"][-1][2] if known["units"] else 0
+    if newest < version:
+        raise FeedError(f"{directory} is at list version {newest}, older than this replica "
+                        f"({version}): an old copy of the feed; nothing applied")
+    applied = []
+    for name, _, end in known["units"]:
+        if end <= version:
+            continue  # applied before
+        unit = verify_unit(directory, name, trusted, feed_id, version)
+        _apply(index, unit)
+        applied.append(name)
+        version = unit.to_version.version
+    return SyncReport(tuple(applied), index.list_version, time.perf_counter() - start)
+
+
+def _apply(index: Index, unit: _Unit) -> None:
+    """Apply a verified unit as one load: its records, its withdrawals, its version."""
+    files = unit.manifest["files"]
+    source = unit.path / ("records.parquet" if "records.parquet" in files
+                          else "upserts.parquet")
+    withdrawals = pq.read_table(unit.path / "withdrawals.parquet") \
+        if "withdrawals.parquet" in files else None
+    loader.load(index._db, index._s.audit, index._s.keys, os.fspath(source),
+                now=index.clock.now(), officer=f"feed {unit.manifest['feed_id']}",
+                ncb=index.home_ncb, withdrawals=withdrawals, as_version=unit.to_version,
+                change="sync", strict=True)

@@ -860,14 +860,22 @@ def watch(ctx: click.Context, sinks: tuple[str, ...], interval: float, timeout: 
               help="TLS private key (PEM).")
 @click.option("--max-body-mb", type=click.IntRange(min=1), default=256, show_default=True,
               help="Largest request body accepted (413 above).")
+@click.option("--feed", "feed_dir", type=click.Path(file_okay=False, exists=True),
+              help="Serve this feed directory (written by sltd publish) at /v1/feed, for "
+              "replicas that sync over the network.")
+@click.option("--sync-every", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              metavar="SECONDS", help="On a replica: how often the service syncs with its "
+              "feed (the URL or directory it was made from; $SLTD_TOKEN for a URL).")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, sinks: tuple[str, ...], interval: float,
-          certfile: str | None, keyfile: str | None, max_body_mb: int) -> None:
+          certfile: str | None, keyfile: str | None, max_body_mb: int,
+          feed_dir: str | None, sync_every: float) -> None:
     """Serve the index over HTTP (JSON; see /docs and /openapi.json) until SIGTERM.
 
     Every call needs an API key (`sltd keys add`). The service owns the index file:
     other sltd commands reach it through it. Alerts are delivered and overdue cases
-    escalated inside the service (--sink)."""
+    escalated inside the service (--sink); a replica's service also syncs with its feed.
+    """
     from sltd.alerts import JsonlSink
     from sltd.service import serve as run
     from sltd.sources import refuse_overwrite
@@ -883,8 +891,13 @@ def serve(ctx: click.Context, host: str, port: int, sinks: tuple[str, ...], inte
     scheme = "https" if certfile else "http"
     click.echo(f"serving {index.path} ({len(index)} records) on {scheme}://{host}:{port} "
                "(docs: /docs); stop with Ctrl-C or SIGTERM", err=True)
+    from pathlib import Path
+
     run(index, host=host, port=port, router=router, alert_interval=interval,
-        certfile=certfile, keyfile=keyfile, max_body=max_body_mb << 20)
+        certfile=certfile, keyfile=keyfile, max_body=max_body_mb << 20,
+        feed=Path(feed_dir) if feed_dir else None,
+        sync_every=sync_every if index.replica_of else None,
+        sync_token=ctx.find_root().obj.get("token", ""))
     click.echo("service stopped", err=True)
 
 
@@ -1039,18 +1052,20 @@ def replica() -> None:
 
 @replica.command("init")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--from", "source", required=True, type=click.Path(file_okay=False),
-              help="The feed directory (as copied from the publisher, by any means).")
+@click.option("--from", "source", required=True, metavar="DIR|URL",
+              help="The feed directory (as copied from the publisher, by any means), or "
+              "the /v1/feed URL of a service that serves it (with $SLTD_TOKEN).")
 @click.option("--trust", required=True, type=click.Path(dir_okay=False, exists=True),
               help="The publisher's public key (the .pub file of sltd publish --new-key).")
 @click.option("--ncb", help="This post's NCB: the searching NCB of its checks and reveals.")
 @json_option
-def replica_init(path: str, source: str, trust: str, ncb: str | None,
+@click.pass_context
+def replica_init(ctx: click.Context, path: str, source: str, trust: str, ncb: str | None,
                  as_json: bool) -> None:
     """Make a replica in the new index file PATH from a feed, and bring it up to date."""
     from sltd import feed
 
-    index = feed.init_replica(path, source, trust)
+    index = feed.init_replica(path, source, trust, token=ctx.find_root().obj.get("token", ""))
     try:
         if ncb:
             index.set_home_ncb(ncb)
@@ -1066,8 +1081,9 @@ def replica_init(path: str, source: str, trust: str, ncb: str | None,
 
 
 @cli.command()
-@click.option("--from", "source", type=click.Path(file_okay=False),
-              help="The feed directory (default: the one the replica was made from).")
+@click.option("--from", "source", metavar="DIR|URL",
+              help="The feed directory or service URL (default: the one the replica was "
+              "made from; $SLTD_TOKEN for a URL).")
 @click.option("--every", type=float, metavar="SECONDS",
               help="Keep syncing, every SECONDS, until Ctrl-C/SIGTERM (a refused unit is "
               "reported and tried again next time).")
@@ -1083,8 +1099,10 @@ def sync(ctx: click.Context, source: str | None, every: float | None, as_json: b
 
     index = _open(ctx)
 
+    token = ctx.find_root().obj.get("token", "")
+
     def once() -> None:
-        report = feed.sync(index, source)
+        report = feed.sync(index, source, token=token)
         if as_json:
             _echo_json(report.as_dict())
         else:

@@ -55,6 +55,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -165,6 +166,66 @@ class Published:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: The files a unit may hold (a replica fetches no other name).
+UNIT_FILES = ("manifest.json", "manifest.sig", "records.parquet", "upserts.parquet",
+              "withdrawals.parquet")
+_UNIT_NAME = re.compile(r"v[0-9]{10}")
+
+
+def is_url(source: str | os.PathLike[str]) -> bool:
+    return str(source).startswith(("http://", "https://"))
+
+
+def _mirror(url: str, token: str, into: Path, at_version: int) -> Path:
+    """Fetch from a service (``sltd serve --feed``) what a sync from ``at_version`` needs:
+    ``feed.json`` and the units after that version, into the directory ``into`` (a cache
+    beside the replica), where they are verified like a copied feed. Only unit names and
+    file names sltd writes are fetched, and no file beyond the size its manifest gives."""
+    import httpx
+
+    into.mkdir(exist_ok=True)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(headers=headers, timeout=60, follow_redirects=False) as http:
+            def get(name: str, limit: int) -> None:
+                with http.stream("GET", f"{base}/{name}") as answer:
+                    if answer.status_code != 200:
+                        raise FeedError(f"{base}/{name}: HTTP {answer.status_code}")
+                    target = into / name
+                    target.parent.mkdir(exist_ok=True)
+                    size = 0
+                    with open(target, "wb") as f:
+                        for chunk in answer.iter_bytes(1 << 20):
+                            size += len(chunk)
+                            if size > limit:
+                                raise FeedError(f"{base}/{name}: larger than {limit:,} "
+                                                "bytes; not fetched")
+                            f.write(chunk)
+
+            get("feed.json", 16 << 20)
+            known = _feed_index(into)
+            assert known is not None
+            for name, _, end in known["units"]:
+                if end <= at_version:
+                    continue
+                if not _UNIT_NAME.fullmatch(name):
+                    raise FeedError(f"feed.json names a unit {name!r}: not a unit name")
+                get(f"{name}/manifest.json", 1 << 20)
+                get(f"{name}/manifest.sig", 1024)
+                try:
+                    files = json.loads((into / name / "manifest.json").read_bytes())["files"]
+                    wanted = {str(f): int(v["bytes"]) for f, v in files.items()}
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # verify_unit refuses it, with the reason
+                for file, size in wanted.items():
+                    if file in UNIT_FILES:
+                        get(f"{name}/{file}", size)
+    except httpx.HTTPError as e:
+        raise FeedError(f"{base}: {type(e).__name__}: {e}") from None
+    return into
 
 
 def _feed_index(directory: Path) -> dict[str, Any] | None:
@@ -371,10 +432,12 @@ class SyncReport:
 
 
 def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
-                 trust: str | os.PathLike[str], **open_options: Any) -> Index:
-    """Make a replica at ``path`` (a new index file) of the feed in ``source``, trusting
-    the public key in the file ``trust``, and bring it to the feed's last version. Returns
-    the open replica.
+                 trust: str | os.PathLike[str], *, token: str = "",
+                 **open_options: Any) -> Index:
+    """Make a replica at ``path`` (a new index file) of the feed in ``source`` (a
+    directory, or the ``/v1/feed`` URL of a service, with an API ``token``), trusting the
+    public key in the file ``trust``, and bring it to the feed's last version. Returns the
+    open replica.
 
     Raises:
         FeedError: the feed is refused (the file is then removed: nothing half made).
@@ -386,7 +449,8 @@ def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
         raise IndexStateError(f"{path} exists; a replica is made in a new file", path=path)
     pem = Path(trust).read_bytes()
     _public_key(pem, str(trust))
-    directory = Path(source)
+    cache = Path(f"{path}.feed")
+    directory = _mirror(str(source), token, cache, 0) if is_url(source) else Path(source)
     known = _feed_index(directory)
     if known is None:
         raise FeedError(f"{directory} holds no feed (no feed.json)")
@@ -395,22 +459,26 @@ def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
         with index._writable().write() as con:
             store.set_meta(con, REPLICA_FEED, known["feed_id"])
             store.set_meta(con, REPLICA_TRUST, pem.decode())
-            store.set_meta(con, REPLICA_SOURCE, os.fspath(Path(source).resolve()))
+            store.set_meta(con, REPLICA_SOURCE, str(source) if is_url(source)
+                           else os.fspath(Path(source).resolve()))
         index._s.replica_of = known["feed_id"]
-        sync(index)
+        sync(index, directory)
     except BaseException:
         index.close()
         for p in (Path(path), Path(f"{path}.wal"), Path(f"{path}.keys")):
             p.unlink(missing_ok=True)
+        shutil.rmtree(cache, ignore_errors=True)
         raise
     return index
 
 
-def sync(index: Index, source: str | os.PathLike[str] | None = None) -> SyncReport:
-    """Apply to a replica the units of its feed (in ``source``, default the directory it
-    was made from) that follow its version, in order, each checked first
-    (:func:`verify_unit`) and applied in one transaction. Units it already has are
-    skipped; the first refused one stops the sync (the units before it stay applied).
+def sync(index: Index, source: str | os.PathLike[str] | None = None, *,
+         token: str = "") -> SyncReport:
+    """Apply to a replica the units of its feed (in ``source``, a directory or a service's
+    ``/v1/feed`` URL with an API ``token``; default: where it was made from) that follow
+    its version, in order, each checked first (:func:`verify_unit`) and applied in one
+    transaction. Units it already has are skipped; the first refused one stops the sync
+    (the units before it stay applied).
 
     Raises:
         FeedError: a unit refused, or a feed older than the replica (a replay).
@@ -423,15 +491,16 @@ def sync(index: Index, source: str | os.PathLike[str] | None = None) -> SyncRepo
         raise IndexStateError(f"{index.path} is not a replica (make one with sltd replica "
                               "init)", path=index.path)
     trusted = _public_key((store.get_meta(con, REPLICA_TRUST) or "").encode(), "of the replica")
-    directory = Path(source if source is not None else store.get_meta(con, REPLICA_SOURCE)
-                     or ".")
+    where = str(source) if source is not None else store.get_meta(con, REPLICA_SOURCE) or "."
+    version = store.current_version(con).version
+    directory = _mirror(where, token, Path(f"{index.path}.feed"), version) \
+        if is_url(where) else Path(where)
     known = _feed_index(directory)
     if known is None:
         raise FeedError(f"{directory} holds no feed (no feed.json)")
     if known["feed_id"] != feed_id:
         raise FeedError(f"{directory} holds feed {known['feed_id']}, not this replica's "
                         f"({feed_id})")
-    version = store.current_version(con).version
     newest = known["units"][-1][2] if known["units"] else 0
     if newest < version:
         raise FeedError(f"{directory} is at list version {newest}, older than this replica "

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -226,8 +227,14 @@ class Service:
 
     def __init__(self, index: Index, *, router: Router | None = None,
                  alert_interval: float = 5.0, max_body: int = MAX_BODY,
-                 max_batch: int = MAX_BATCH):
+                 max_batch: int = MAX_BATCH, feed: Path | None = None,
+                 sync_every: float | None = None, sync_token: str = ""):
         self.index = index
+        #: The feed directory served at /v1/feed (sltd publish writes it), if any.
+        self.feed = feed
+        #: As a replica: seconds between syncs with its feed (None: no sync loop).
+        self.sync_every = sync_every
+        self.sync_token = sync_token
         self.router = router
         self.alert_interval = alert_interval
         self.max_body = max_body
@@ -236,6 +243,7 @@ class Service:
         self.ring = index.live_keys()
         self._stop = threading.Event()
         self._loop: threading.Thread | None = None
+        self._syncing: threading.Thread | None = None
         self._refusals: collections.deque[tuple[Any, ...]] = collections.deque()
         self.started = time.time()
 
@@ -532,18 +540,63 @@ class Service:
             self._refusals.extendleft(reversed(taken))  # kept for the next round
             raise
 
-    # --- the alert loop
+    # --- the feed
+
+    async def feed_file(self, request: Request, key: ApiKey) -> Any:
+        """A file of the feed this service publishes (``--feed``): ``feed.json`` or a
+        unit's file; replicas fetch them (:func:`sltd.feed.sync` with a URL) and check
+        them against the publisher's key, so the files are served as they are."""
+        from starlette.responses import FileResponse
+
+        from sltd.feed import UNIT_FILES
+
+        name = str(request.path_params.get("name", ""))
+        if self.feed is None:
+            raise Problem(404, "no-feed", "no feed", "this service publishes no feed "
+                          "(sltd serve --feed DIR)")
+        unit, _, file = name.partition("/")
+        if not (name == "feed.json" or (re.fullmatch(r"v[0-9]{10}", unit)
+                                         and file in UNIT_FILES)):
+            raise Problem(404, "http-404", "not a feed file", name)
+        path = self.feed / name
+        if not path.is_file():
+            raise Problem(404, "http-404", "no such feed file", name)
+        return FileResponse(path, media_type="application/json" if name.endswith(".json")
+                            else "application/octet-stream")
+
+    # --- the alert loop (and, on a replica, the sync loop)
 
     def start_alerts(self) -> None:
         self._loop = threading.Thread(target=self._alert_rounds, name="sltd-alerts",
                                       daemon=True)
         self._loop.start()
+        if self.sync_every is not None and self.index.replica_of:
+            self._syncing = threading.Thread(target=self._sync_rounds, name="sltd-sync",
+                                             daemon=True)
+            self._syncing.start()
 
     def stop_alerts(self) -> None:
         self._stop.set()
         if self._loop is not None:
             self._loop.join(timeout=30)
+        if self._syncing is not None:
+            self._syncing.join(timeout=60)
         self.write_refusals()
+
+    def _sync_rounds(self) -> None:
+        """A replica's service keeps its list up to its feed; a refused unit is logged
+        and tried again next round, and checks go on from the version it has."""
+        from sltd.feed import sync
+
+        assert self.sync_every is not None
+        while not self._stop.is_set():
+            try:
+                report = sync(self.index, token=self.sync_token)
+                if report.applied:
+                    log.warning("synced %s: %s", ", ".join(report.applied), report.version)
+            except Exception as e:  # noqa: BLE001 - reported; the next round tries again
+                log.warning("sync failed: %s", e)
+            self._stop.wait(self.sync_every)
 
     def _alert_rounds(self) -> None:
         while not self._stop.is_set():
@@ -659,6 +712,11 @@ def openapi(service: Service) -> dict[str, Any]:
                                 "KeyRequest", "admin")},
         "/v1/keys/revoke": {"post": op("Revoke an API key", "RevokeRequest", "admin")},
         "/v1/status": {"get": op("Records, memory, alert backlog, oldest pending case")},
+        "/v1/feed/{name}": {"get": {**op("A file of the signed feed (sltd serve --feed): "
+                                         "feed.json or a unit's file, for replicas"),
+                                    "parameters": [{"name": "name", "in": "path",
+                                                    "required": True,
+                                                    "schema": {"type": "string"}}]}},
         "/metrics": {"get": op("Prometheus metrics")},
         "/health": {"get": {"summary": "Liveness", "responses": {"200": {
             "description": "alive"}}}},
@@ -687,11 +745,14 @@ def _docs_page(doc: dict[str, Any]) -> str:
 
 
 def create_app(index: Index, *, router: Router | None = None, alert_interval: float = 5.0,
-               max_body: int = MAX_BODY, max_batch: int = MAX_BATCH) -> Starlette:
+               max_body: int = MAX_BODY, max_batch: int = MAX_BATCH,
+               feed: Path | None = None, sync_every: float | None = None,
+               sync_token: str = "") -> Starlette:
     """The ASGI application over ``index`` (which it closes, audit flushed, on
-    shutdown)."""
+    shutdown); ``feed``: a feed directory to serve at ``/v1/feed``; ``sync_every``: on a
+    replica, seconds between syncs with its feed."""
     s = Service(index, router=router, alert_interval=alert_interval, max_body=max_body,
-                max_batch=max_batch)
+                max_batch=max_batch, feed=feed, sync_every=sync_every, sync_token=sync_token)
     P = Permission
     routes = [
         Route("/v1/check", s.endpoint("check", P.SEARCH, s.check), methods=["POST"]),
@@ -712,6 +773,8 @@ def create_app(index: Index, *, router: Router | None = None, alert_interval: fl
         Route("/v1/keys/revoke", s.endpoint("revoke_key", P.ADMIN, s.revoke_key),
               methods=["POST"]),
         Route("/v1/status", s.endpoint("status", None, s.status), methods=["GET"]),
+        Route("/v1/feed/{name:path}", s.endpoint("feed", P.SEARCH, s.feed_file),
+              methods=["GET"]),
         Route("/metrics", s.endpoint("metrics", None, s.metrics_text), methods=["GET"]),
     ]
     doc = openapi(s)
@@ -788,12 +851,14 @@ def _leave_note(db: str, url: str) -> Path | None:
 def serve(index: Index, *, host: str = "127.0.0.1", port: int = 8300,
           router: Router | None = None, alert_interval: float = 5.0,
           certfile: str | None = None, keyfile: str | None = None,
-          max_body: int = MAX_BODY) -> None:
+          max_body: int = MAX_BODY, feed: Path | None = None,
+          sync_every: float | None = None, sync_token: str = "") -> None:
     """Run the service until SIGINT/SIGTERM (in-flight requests finish, the audit is
     flushed)."""
     import uvicorn
 
-    app = create_app(index, router=router, alert_interval=alert_interval, max_body=max_body)
+    app = create_app(index, router=router, alert_interval=alert_interval, max_body=max_body,
+                     feed=feed, sync_every=sync_every, sync_token=sync_token)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile,
                             timeout_graceful_shutdown=30, lifespan="on")

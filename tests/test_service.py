@@ -494,3 +494,54 @@ def test_tls_with_certfile_and_keyfile(tmp_path):
     with pytest.raises(httpx.TransportError):  # plain HTTP is not answered
         httpx.get(server.url.replace("https", "http") + "/health", timeout=2)
     assert server.stop() == 0
+
+
+def test_the_feed_is_served_to_replicas_and_a_replica_service_keeps_syncing(tmp_path):
+    """A service serves its feed (--feed) to replicas made from its URL; a replica's own
+    service syncs with its feed in the background; only feed files are served."""
+    from sltd.feed import init_replica, new_key, publish
+
+    source = tmp_path / "source.duckdb"
+    tokens = make_index(source)
+    key, pub = new_key(tmp_path / "feed.key")
+    feed = tmp_path / "feed"
+    with open_index(source) as ix:
+        publish(ix, feed, key)
+        version = ix.list_version.version
+    server = Server(source, "--feed", str(feed))
+    try:
+        url = server.url + "/v1/feed"
+        assert httpx.get(url + "/feed.json").status_code == 401
+        auth = {"Authorization": f"Bearer {tokens['search']}"}
+        for bad in ("../source.duckdb", "v0000000001/../../source.duckdb", "feed.key",
+                    "v0000000001/other.parquet"):
+            assert httpx.get(f"{url}/{bad}", headers=auth).status_code == 404, bad
+        by_url = init_replica(tmp_path / "by-url.duckdb", url, pub, token=tokens["search"])
+        assert by_url.list_version.version == version
+        assert [h.match.value for h in by_url.check("X1234567", "P", "FRA")] == [
+            "exact", "partial"]
+        by_url.close()
+    finally:
+        assert server.stop() == 0
+    replica = init_replica(tmp_path / "post.duckdb", feed, pub)
+    post_token = replica.add_key(ncb="ITA", officer="post", role="search")[1]  # its own keys
+    replica.close()
+    post = Server(tmp_path / "post.duckdb", "--sync-every", "1")
+    try:
+        with open_index(source) as ix:
+            ix.withdraw("X1234567", "P", "FRA", reason="found")
+            publish(ix, feed, key)
+            version = ix.list_version.version
+        auth = {"Authorization": f"Bearer {post_token}"}
+        deadline = time.monotonic() + 30
+        while httpx.get(post.url + "/v1/status", headers=auth).json()[
+                "list_version"]["version"] != version:
+            assert time.monotonic() < deadline, post.log.read_text()
+            time.sleep(0.2)
+        with sltd.Client(post.url, post_token) as client:
+            assert [(h.doc_type, h.country) for h in client.check("X1234567", "P", "FRA",
+                                                                    exact_only=True)] \
+                == [("I", "DEU")]  # the FRA passport was withdrawn at the source
+    finally:
+        assert post.stop() == 0
+    assert "Traceback" not in post.log.read_text()

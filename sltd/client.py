@@ -101,7 +101,8 @@ def _case(d: dict[str, Any]) -> HitCase:
                    d["searching_ncb"], d["officer"], CaseState(d["state"]),
                    dt.datetime.fromisoformat(d["revealed_at"]),
                    dt.datetime.fromisoformat(d["deadline"]), _time(d.get("escalated_at")),
-                   _time(d.get("decided_at")), d.get("decided_by"), d.get("reason"))
+                   _time(d.get("decided_at")), d.get("decided_by"), d.get("reason"),
+                   int(d.get("list_version") or 0))
 
 
 class Client:
@@ -199,7 +200,8 @@ class Client:
                           _date(d.get("date_of_loss")), _date(d.get("date_of_issue")),
                           _date(d.get("date_of_expiry")),
                           dt.datetime.fromisoformat(d["revealed_at"]),
-                          dt.datetime.fromisoformat(d["deadline"]))
+                          dt.datetime.fromisoformat(d["deadline"]),
+                          int(d.get("list_version") or 0))
 
     def confirm(self, case_id: str, *, reason: str | None = None) -> HitCase:
         return _case(self._post("/v1/cases/confirm", {"case_id": case_id, "reason": reason}))

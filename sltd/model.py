@@ -374,6 +374,7 @@ class HitDetails:
         owner: owner NCB code, or ``"GS"`` (General Secretariat) for an organisation's record.
         place_of_loss, date_of_loss, date_of_issue, date_of_expiry: as registered.
         revealed_at, deadline: when the reveal happened and when validation is due (UTC).
+        list_version: the list version in force when the details were read.
     """
 
     case_id: str
@@ -388,6 +389,7 @@ class HitDetails:
     date_of_expiry: dt.date | None
     revealed_at: dt.datetime
     deadline: dt.datetime
+    list_version: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -417,6 +419,9 @@ class HitCase:
     decided_at: dt.datetime | None
     decided_by: str | None
     reason: str | None
+    #: The list version in force when the hit was revealed (0: revealed before sltd kept
+    #: list versions).
+    list_version: int = 0
 
     def time_left(self, now: dt.datetime) -> dt.timedelta:
         return self.deadline - now

@@ -189,7 +189,8 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
     Returns:
         (hits table, report). Columns: ``row`` (1-based position in the manifest), the
         ``keep`` columns, ``record_number, record_type, record_country, hit_id, match,
-        score, explanation``.
+        score, explanation, error, evidence, list_version`` (the version every row was
+        screened against; also in the report).
     """
     start = time.perf_counter()
     mapping = dict(mapping or {})
@@ -465,7 +466,7 @@ def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds
                         ("record_country", pa.string()), ("hit_id", pa.string()),
                         ("match", pa.string()), ("score", pa.float64()),
                         ("explanation", pa.string()), ("error", pa.string()),
-                        ("evidence", pa.string())])
+                        ("evidence", pa.string()), ("list_version", pa.int64())])
     if not parts:
         return schema.empty_table()
     cands = pa.concat_tables(parts, promote_options="permissive")
@@ -483,7 +484,9 @@ def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds
         "hit_id": hit_ids.mint_many(hits["record_id"].to_pylist(), now.timestamp(), ncb),
         "match": hits["match"], "score": hits["score"],
         "explanation": hits["explanation"], "error": hits["error"],
-        "evidence": hits["evidence"]}, schema=schema)
+        "evidence": hits["evidence"],
+        "list_version": pa.repeat(pa.scalar(keys.version.version, pa.int64()),
+                                  len(hits["row"]))}, schema=schema)
 
 
 #: Candidate column of MRZ screening: the MRZ's text, read again for the few near rows.

@@ -61,7 +61,8 @@ from sltd.sources import Problem, SourceTable
 #: 4: each record version keeps the list versions it was in force in: ``listed_in`` (the
 #: version that made it) on records and history, ``ended_in`` (the version that updated or
 #: withdrew it) on history; rows older than list versions get theirs from the times.
-SCHEMA_VERSION = 4
+#: 5: a hit case keeps the list version in force when it was revealed.
+SCHEMA_VERSION = 5
 
 #: Columns of a record, in loader (default source) names.
 MANDATORY = ("document_number", "document_type", "issuing_country", "status")
@@ -109,7 +110,8 @@ CREATE TABLE IF NOT EXISTS hit_cases (
     escalated_at TIMESTAMP,
     decided_at TIMESTAMP,
     decided_by VARCHAR,
-    reason VARCHAR
+    reason VARCHAR,
+    list_version BIGINT
 );
 CREATE TABLE IF NOT EXISTS outbox (
     alert_id VARCHAR PRIMARY KEY,
@@ -654,7 +656,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
     - 1 to 2: every stored ``fold_hash`` is recomputed with today's key hash;
     - 2 to 3: ``audit.prev_hash`` may be NULL (batched entries have no per-entry link);
       the entries already there keep theirs, and verify as they are;
-    - 3 to 4: record versions get their list versions (:func:`_version_spans`).
+    - 3 to 4: record versions get their list versions (:func:`_version_spans`);
+    - 4 to 5: hit cases keep the list version of their reveal (unknown for older ones).
 
     ``con`` must not be inside a transaction.
     """
@@ -721,8 +724,13 @@ def _version_spans(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -
         con.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT")
 
 
+def _case_versions(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -> None:
+    say("letting hit cases keep their list version")
+    con.execute("ALTER TABLE hit_cases ADD COLUMN list_version BIGINT")  # NULL: unknown
+
+
 #: The step from each schema version to the next (the first: from 1 to 2).
-_MIGRATIONS = (_rehash_keys, _batch_the_audit, _version_spans)
+_MIGRATIONS = (_rehash_keys, _batch_the_audit, _version_spans, _case_versions)
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, record_id: int, key: tuple[str, str, str],

@@ -120,7 +120,7 @@ def details(case: HitCase, record: dict[str, Any]) -> HitDetails:
     return HitDetails(case.case_id, record["number"], record["doc_type"], record["country"],
                       Status(record["status"]), case.owner, record["place_of_loss"],
                       record["date_of_loss"], record["date_of_issue"], record["date_of_expiry"],
-                      case.revealed_at, case.deadline)
+                      case.revealed_at, case.deadline, case.list_version)
 
 
 def open_case(con: duckdb.DuckDBPyConnection, *, hit_id: str, record: dict[str, Any],
@@ -138,9 +138,10 @@ def open_case(con: duckdb.DuckDBPyConnection, *, hit_id: str, record: dict[str, 
     owner = owner_of(record)
     deadline = now + window
     con.execute("""INSERT INTO hit_cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending',
-                   NULL, NULL, NULL, NULL)""",
+                   NULL, NULL, NULL, NULL, ?)""",
                 [case_id, hit_id, record["record_id"], record["number"], record["doc_type"],
-                 record["country"], owner, searching_ncb, officer, to_db(now), to_db(deadline)])
+                 record["country"], owner, searching_ncb, officer, to_db(now), to_db(deadline),
+                 store.current_version(con).version])
     case = get_case(con, case_id)
     _queue(con, case, "hit", now, {
         "record": {"number": record["number"], "type": record["doc_type"],
@@ -206,15 +207,16 @@ def _queue(con: duckdb.DuckDBPyConnection, case: HitCase, kind: str, now: dt.dat
 
 
 _CASE_COLUMNS = ("case_id, number, doc_type, country, owner, searching_ncb, officer, state, "
-                 "revealed_at, deadline, escalated_at, decided_at, decided_by, reason")
+                 "revealed_at, deadline, escalated_at, decided_at, decided_by, reason, "
+                 "coalesce(list_version, 0)")
 
 
 def _case(row: tuple[Any, ...]) -> HitCase:
     (case_id, number, doc_type, country, owner, searching, officer, state, revealed,
-     deadline, escalated, decided, decided_by, reason) = row
+     deadline, escalated, decided, decided_by, reason, version) = row
     return HitCase(case_id, number, doc_type, country, owner, searching, officer,
                    CaseState(state), from_db(revealed), from_db(deadline),  # type: ignore[arg-type]
-                   from_db(escalated), from_db(decided), decided_by, reason)
+                   from_db(escalated), from_db(decided), decided_by, reason, int(version))
 
 
 def get_case(con: duckdb.DuckDBPyConnection, case_id: str) -> HitCase:

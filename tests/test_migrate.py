@@ -45,7 +45,7 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
     steps = []
     with open_index(v1_file, progress=steps.append) as ix:
         assert ix.migrated_from == 1
-        assert steps[-1] == "schema version 1 -> 4"
+        assert steps[-1] == "schema version 1 -> 5"
         assert len(ix) == 7
         assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
         assert [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")] == [
@@ -60,7 +60,7 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
         assert ix.verify_audit().ok  # the release's audit chain still verifies
     for table in ("records", "record_history"):
         version, rows = _stored(v1_file, table)
-        assert version == 4
+        assert version == 5
         assert rows
         assert all(h == key_hash(fold) for fold, h in rows)
     with open_index(v1_file) as ix:
@@ -101,10 +101,10 @@ def test_sltd_migrate_says_what_it_did_and_is_idempotent(v1_file):
 
     first = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
     assert first.exit_code == 0, first.output
-    assert "migrated from schema version 1 to 4 (7 records)" in first.stdout
+    assert "migrated from schema version 1 to 5 (7 records)" in first.stdout
     assert "rehashing" in first.stderr
     again = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
-    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 4")) \
+    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 5")) \
         == (0, True)
 
 
@@ -171,6 +171,7 @@ def test_version_three_rows_get_the_list_versions_their_times_say(tmp_path):
     con.execute("ALTER TABLE records DROP COLUMN listed_in")
     for column in ("listed_in", "ended_in"):
         con.execute(f"ALTER TABLE record_history DROP COLUMN {column}")
+    con.execute("ALTER TABLE hit_cases DROP COLUMN list_version")  # added by schema 5
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.close()
     with open_index(path) as ix:

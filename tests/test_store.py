@@ -298,8 +298,14 @@ def test_every_committed_change_makes_the_next_list_version(tmp_path, clock):
         assert pinned.check("Y7654321", exact_only=True) == []
         assert [h.number for h in ix.check("Y7654321", exact_only=True)] == ["Y7654321"]
         assert ix.list_version.version == 3
-        _, report = ix.screen(pa.table({"document_number": ["Y7654321"]}), exact_only=True)
+        found, report = ix.screen(pa.table({"document_number": ["Y7654321"]}),
+                                  exact_only=True)
         assert report.list_version == 3
+        assert found.column("list_version").to_pylist() == [3]  # a column of the result
+        ix.set_home_ncb("DEU")
+        details = ix.reveal(ix.check("Y7654321", exact_only=True)[0].hit_id, officer="A")
+        assert details.list_version == ix.case(details.case_id).list_version == 3
+        assert details.as_dict()["list_version"] == 3
         assert ix.stats()["list_version"]["version"] == 3
         changes = ix._db.cursor().execute(
             "SELECT version, change, records FROM list_versions ORDER BY 1").fetchall()

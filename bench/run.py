@@ -38,6 +38,7 @@ def main() -> None:
             ["threads.py", "--quick"],
             ["migrate.py", "--records", "100000"],
             ["load.py", "--sizes", "100000"],
+            ["feed.py", "--records", "100000"],
         ]
     else:
         runs = [
@@ -48,6 +49,7 @@ def main() -> None:
             ["threads.py"],
             ["migrate.py"],
             ["load.py"],
+            ["feed.py"],
         ]
     print(f"sltd benchmark suite, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
           f"{'world' if args.world else 'quick' if args.quick else 'full'}")

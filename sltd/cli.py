@@ -191,16 +191,21 @@ def cli(ctx: click.Context, db: str | None, wait: float, server: str | None,
 @click.option("--validation-minutes", type=float,
               help="Validation window for new hit cases, as national law sets it "
                    "(default 60).")
+@click.option("--review-years", type=int,
+              help="Years from a record's entry or update to its review date, when it "
+                   "gives none (default 10).")
 @officer_option
 @click.pass_context
 def init(ctx: click.Context, ncb: str | None, validation_minutes: float | None,
-         officer: str) -> None:
+         review_years: int | None, officer: str) -> None:
     """Create an empty index, or change an existing one's settings (records are kept)."""
     index = _open(ctx, create=True)
     if ncb is not None:
         index.set_home_ncb(ncb, officer=officer)
     if validation_minutes is not None:
         index.set_validation_window(validation_minutes, officer=officer)
+    if review_years is not None:
+        index.set_review_years(review_years, officer=officer)
     minutes = index.validation_window.total_seconds() / 60
     home = f"home NCB {index.home_ncb}" if index.home_ncb else \
         "no home NCB: set one with `sltd init --ncb CODE`"
@@ -465,6 +470,22 @@ def _hit_line(h: Hit) -> str:
 
 
 @cli.command()
+@officer_option
+@json_option
+@click.pass_context
+def expire(ctx: click.Context, officer: str, as_json: bool) -> None:
+    """Move the records whose review date has come to history (one list version). They
+    stopped hitting at their review date already; `sltd serve` does this by itself."""
+    index = _open(ctx)
+    n = index.expire(officer=officer)
+    if as_json:
+        _echo_json({"expired": n, "list_version": index.list_version.as_dict()})
+    else:
+        click.echo(f"expired {n} record(s) whose review date has come"
+                   + (f"; {index.list_version}" if n else ""))
+
+
+@cli.command()
 @click.argument("number")
 @click.option("--type", "doc_type", required=True, help="Document type of the record.")
 @click.option("--country", required=True, help="Issuing country of the record.")
@@ -555,6 +576,9 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  {name.replace('_', ' ')}: {items}")
     per = s["key_set_bytes"] / s["records"] if s["records"] else 0
     click.echo(f"  in-memory key sets: {s['key_set_bytes'] / 1e6:.1f} MB ({per:.1f} B/record)")
+    reviews = ", ".join(f"{owner} {r['due']}/{r['within_30_days']}/{r['within_365_days']}"
+                        for owner, r in s.get("reviews", {}).items()) or "none within a year"
+    click.echo(f"  reviews by owner NCB (due / within 30 days / within 365 days): {reviews}")
 
 
 @cli.command()

@@ -16,8 +16,8 @@ last unit (records added or updated, records withdrawn). A unit is a directory::
                                  changed byte fails, no encoding to normalize)
         records.parquet          a snapshot: every active record, loader columns
         upserts.parquet          a delta: the records added or changed in the range
-        withdrawals.parquet      a delta: the keys withdrawn in it (number, doc_type,
-                                 country)
+        withdrawals.parquet      a delta: the keys withdrawn or expired in it (number,
+                                 doc_type, country)
 
 A replica (``sltd replica init PATH --from DIR --trust KEY.pub``, then ``sltd sync``)
 applies units in the order of ``feed.json``, each only after checking its manifest's
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 #: The loader's names of the columns a unit's records carry.
 _RECORD_SQL = """SELECT number AS document_number, doc_type AS document_type,
     country AS issuing_country, status, owner_ncb, place_of_loss, date_of_loss,
-    date_of_issue, date_of_expiry FROM records"""
+    date_of_issue, date_of_expiry, review_date FROM records"""
 _ROWS_PER_BATCH = 1 << 20
 #: Meta keys of a replica.
 REPLICA_FEED, REPLICA_TRUST, REPLICA_SOURCE = "replica_feed_id", "replica_trust", \
@@ -317,7 +317,7 @@ def publish(index: Index, directory: str | os.PathLike[str], key: str | os.PathL
                     "upserts.parquet": (f"{_RECORD_SQL} WHERE listed_in > $since",
                                         {"since": last}),
                     "withdrawals.parquet": ("""SELECT DISTINCT number, doc_type, country
-                        FROM record_history h WHERE change = 'withdrawn'
+                        FROM record_history h WHERE change IN ('withdrawn', 'expired')
                             AND ended_in > $since AND NOT EXISTS (
                             SELECT 1 FROM records r WHERE r.number = h.number
                                 AND r.doc_type = h.doc_type AND r.country = h.country)""",

@@ -142,6 +142,8 @@ class Index:
         self._pin: KeySnapshot | None = None
         #: The list version a replay view (:meth:`replay`) answers as of; None: not one.
         self._replaying: int | None = None
+        #: A replay's records whose review date had come (None: the clock's, live).
+        self._lapsed: Callable[[float], frozenset[int]] | None = None
 
 
     def close(self) -> None:
@@ -246,6 +248,49 @@ class Index:
                            now=self.clock.now(), ncb=self.home_ncb, batch_rows=batch_rows,
                            progress=progress)
 
+    def expire(self, *, officer: str = "") -> int:
+        """Move every record whose review date has come (:attr:`Record.review_date`) to
+        history, as one change of the list (a list version), audited; how many. Such a
+        record stopped hitting at its review date already: this removes it from the
+        list the service, screening and feeds read.
+
+        Example:
+            >>> ix = open_index(":memory:", create=True)
+            >>> _ = ix.upsert([Record("X1234567", "P", "FRA", "stolen",
+            ...                       review_date="2020-01-01")])
+            >>> ix.check("X1234567"), ix.expire(), len(ix)
+            ([], 1, 0)
+        """
+        self._own_list()
+        now, db = self.clock.now(), self._writable()
+        with db.write_lock:
+            with db.write(on_rollback=self._s.audit.invalidate) as con:
+                making = store.next_version(con)
+                gone = store.expire(con, now.astimezone(dt.UTC).date(), now, making)
+                if not gone.num_rows:
+                    return 0
+                version = store.new_version(con, now, "expire", officer, gone.num_rows,
+                                            making)
+                self._s.audit.write(con, now, "expire", actor=officer or None,
+                                    ncb=self.home_ncb, subject=f"{gone.num_rows} records",
+                                    result=f"review date reached; list version "
+                                           f"{version.version}")
+            self._s.keys.reviews_changed()
+            self._s.keys.withdraw(gone.column("record_id").to_pylist(), version, gone)
+        return gone.num_rows
+
+    @property
+    def review_years(self) -> int:
+        """Years from a record's entry or update to its review date, unless it gives one."""
+        return store.review_years(self._db.cursor())
+
+    def set_review_years(self, years: int, *, officer: str = "") -> None:
+        """Set the review period of records added or updated from now on (audited)."""
+        if not 1 <= int(years) <= 100:
+            raise ValidationError("the review period is 1 to 100 years",
+                                  field="review_years", value=years)
+        self._setting("review_years", str(int(years)), officer)
+
     def _own_list(self) -> None:
         if self._s.replica_of:
             raise IndexStateError(
@@ -329,7 +374,8 @@ class Index:
         reading = TYPED if expiry is None else Reading(expiry=_expiry(expiry))
         hits = self._s.search.check(number, doc_type, country, ncb=who, now=at,
                                     exact_only=exact_only, reading=reading, leads=leads,
-                                    expiries=self._expiries, snapshot=self._pin)
+                                    expiries=self._expiries, snapshot=self._pin,
+                                    lapsed=self._lapsed)
         if not self._read_only:
             if self._replaying is None:
                 self._s.audit.record_check(at, officer, who, number, doc_type, country,
@@ -365,7 +411,7 @@ class Index:
         who, at = self._searching(ncb), self._timestamp()
         hits = self._s.search.check_mrz(read, ncb=who, now=at, exact_only=exact_only,
                                         leads=leads, expiries=self._expiries,
-                                        snapshot=self._pin)
+                                        snapshot=self._pin, lapsed=self._lapsed)
         if not self._read_only:
             if self._replaying is None:
                 self._s.audit.record_check(at, officer, who, read.number, read.doc_type,
@@ -443,7 +489,8 @@ class Index:
         found, report = screen(table, keys=self._s.keys.snapshot() if self._pin is None
                                else self._pin, hit_ids=self._s.hit_ids,
                                con=self._db.cursor(), now=dt.datetime.fromtimestamp(at, dt.UTC),
-                               ncb=who, exact_only=exact_only, leads=leads)
+                               ncb=who, exact_only=exact_only, leads=leads,
+                               lapsed=self._s.keys.lapsed(at))
         hits, refused = _batch_answers(found, report.problems)
         if not self._read_only:
             self._s.audit.record_checks(
@@ -475,7 +522,8 @@ class Index:
 
     def replay(self, as_of: int | dt.datetime) -> Replay:
         """A view that answers checks as the list stood at ``as_of``: a list version, or
-        a time (the version in force then). For "was this document listed when the
+        a time (the version in force then, and the review dates as they had come then;
+        for a version: at its commit). For "was this document listed when the
         traveller crossed?": its answers equal those the checks made then got, but carry
         no hit id (a replay never opens a case nor raises an alert), and each is audited
         as a replay. Built from the version spans of the records (10M records: ~12 s
@@ -493,7 +541,7 @@ class Index:
             >>> [(h.match.value, h.hit_id) for h in ix.check("X1234567", "P", "FRA", as_of=1)]
             [('exact', '')]
         """
-        from sltd.keyset import snapshot_at
+        from sltd.keyset import Reviews, day_of, snapshot_at
 
         con = self._db.cursor()
         if isinstance(as_of, dt.datetime):
@@ -511,10 +559,16 @@ class Index:
                     f"no such list version (the last is {self.list_version.version})",
                     field="as_of", value=as_of)
             version = found
+        at = as_of if isinstance(as_of, dt.datetime) else version.committed_at \
+            or self.clock.now()
+        day = day_of(at.timestamp())
+        gone = Reviews.of(store.reviews_until_at(con, dt.date(1970, 1, 1) + dt.timedelta(
+            days=day), version.version), day).lapsed(day)
         view = object.__new__(Index)
         view.__dict__.update(self.__dict__)
         view._pin = snapshot_at(con, version)
         view._replaying = version.version
+        view._lapsed = lambda _: gone  # as review dates stood at the replayed time
         return Replay(view)
 
     @property
@@ -689,9 +743,11 @@ class Index:
         """
         from sltd.screen import screen
 
+        now = self.clock.now()
         return screen(source, keys=self._s.keys.snapshot(), hit_ids=self._s.hit_ids,
-                      con=self._db.cursor(), now=self.clock.now(), ncb=self._searching(ncb),
-                      index_path=self.path, **options)
+                      con=self._db.cursor(), now=now, ncb=self._searching(ncb),
+                      index_path=self.path, lapsed=self._s.keys.lapsed(now.timestamp()),
+                      **options)
 
     def stats(self) -> dict[str, Any]:
         """Counts by status, type and country, history, key-set memory."""
@@ -700,6 +756,9 @@ class Index:
         s["path"] = self.path
         s["home_ncb"] = self.home_ncb
         s["list_version"] = self.list_version.as_dict()
+        s["reviews"] = store.upcoming_reviews(self._db.cursor(),
+                                              self.clock.now().astimezone(dt.UTC).date())
+        s["review_years"] = self.review_years
         return s
 
 

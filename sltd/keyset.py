@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import mmap
@@ -997,6 +998,49 @@ def snapshot_at(con: duckdb.DuckDBPyConnection, version: ListVersion) -> KeySnap
                        version=version)
 
 
+#: How far ahead (days) :class:`Reviews` reads review dates: records reviewed within it
+#: are known in memory, so a record stops hitting the moment its day comes, and the
+#: database is read again only when the window is used up or the records change.
+REVIEW_WINDOW_DAYS = 31
+
+
+class Reviews:
+    """The records reviewed on or before day ``until`` (days since 1970), by day: which
+    of them have lapsed on a given day (from its 00:00 UTC on, a record no longer hits).
+
+    Example:
+        >>> r = Reviews(np.array([7, 9]), np.array([20000, 20002]), until=20030)
+        >>> sorted(r.lapsed(20001)), sorted(r.lapsed(20002))
+        ([7], [7, 9])
+    """
+
+    __slots__ = ("ids", "days", "until", "_day", "_lapsed")
+
+    def __init__(self, ids: np.ndarray, days: np.ndarray, until: int):
+        order = np.argsort(days, kind="stable")
+        self.ids, self.days, self.until = ids[order], days[order], until
+        self._day, self._lapsed = -1, frozenset[int]()
+
+    @classmethod
+    def of(cls, table: pa.Table, until: int) -> Reviews:
+        """From (record_id, review_date) rows."""
+        return cls(table.column("record_id").to_numpy().astype(np.int64),
+                   table.column("review_date").cast(pa.int32()).to_numpy().astype(np.int64),
+                   until)
+
+    def lapsed(self, day: int) -> frozenset[int]:
+        """The ids whose review day is ``day`` or earlier (cached for the day)."""
+        if day != self._day:
+            n = int(np.searchsorted(self.days, day, side="right"))
+            self._lapsed, self._day = frozenset(self.ids[:n].tolist()), day
+        return self._lapsed
+
+
+def day_of(at: float) -> int:
+    """The UTC day (days since 1970) of a time in seconds since the epoch."""
+    return int(at // 86400)
+
+
 class Keys:
     """The published key snapshot of one index: opened from the key file (or built) on
     first use, so a process that only reveals, decides or delivers alerts never pays for
@@ -1026,6 +1070,8 @@ class Keys:
         self.writable = writable and cursor is not None
         self._current: KeySnapshot | None = None
         self._lock = threading.Lock()
+        self._reviews: Reviews | None = None  # read when a check first needs it
+        self._review_generation = 0
 
     @classmethod
     def of(cls, records: pa.Table) -> Keys:
@@ -1137,6 +1183,31 @@ class Keys:
     @property
     def built(self) -> bool:
         return self._current is not None
+
+    def lapsed(self, at: float) -> frozenset[int]:
+        """The ids of the active records whose review date has come at ``at`` (seconds
+        since the epoch): they no longer hit. From memory, refreshed from the database
+        when the window of :data:`REVIEW_WINDOW_DAYS` is used up or records changed."""
+        day = day_of(at)
+        reviews = self._reviews
+        if reviews is None or day > reviews.until:
+            if self._cursor is None:
+                return frozenset()
+            generation = self._review_generation
+            until = day + REVIEW_WINDOW_DAYS
+            reviews = Reviews.of(store.reviews_until(
+                self._cursor(), dt.date(1970, 1, 1) + dt.timedelta(days=until)), until)
+            with self._lock:  # kept unless records changed while it was read
+                if self._review_generation == generation:
+                    self._reviews = reviews
+        return reviews.lapsed(day)
+
+    def reviews_changed(self) -> None:
+        """Records were added or updated: read review dates again when needed (call
+        after the COMMIT, before publishing the keys)."""
+        with self._lock:
+            self._review_generation += 1
+            self._reviews = None
 
 
 def _in_table(table: KeyTable, hashes: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -183,6 +183,9 @@ class Record:
         owner_ncb: country code of the National Central Bureau that registered the record.
         place_of_loss: where the document was lost or stolen.
         date_of_loss, date_of_issue, date_of_expiry: dates (blanks have no issue/expiry).
+        review_date: when the record is reviewed: from that day (00:00 UTC) on it no
+            longer hits, and ``sltd expire`` moves it to history. None: the index's
+            default, the day it is added (or updated) plus its review period (10 years).
     """
 
     number: str
@@ -194,6 +197,7 @@ class Record:
     date_of_loss: dt.date | None = None
     date_of_issue: dt.date | None = None
     date_of_expiry: dt.date | None = None
+    review_date: dt.date | None = None
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -210,7 +214,7 @@ class Record:
         else:
             s(self, "owner_ncb", None)
         s(self, "place_of_loss", _text(self.place_of_loss, "place_of_loss"))
-        for name in ("date_of_loss", "date_of_issue", "date_of_expiry"):
+        for name in ("date_of_loss", "date_of_issue", "date_of_expiry", "review_date"):
             s(self, name, parse_date(getattr(self, name), name))
         if (self.date_of_issue and self.date_of_expiry
                 and self.date_of_expiry < self.date_of_issue):

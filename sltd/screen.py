@@ -154,7 +154,8 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
            exact_only: bool = False, since: dt.datetime | int | None = None,
            batch_rows: int = 1_000_000, mrz_column: str | None = None,
            progress: Callable[[int], None] | None = None,
-           index_path: str | None = None, leads: bool = False
+           index_path: str | None = None, leads: bool = False,
+           lapsed: frozenset[int] = frozenset()
            ) -> tuple[pa.Table, ScreenReport]:
     """Screen every document of a manifest; one result row per first-level hit.
 
@@ -185,6 +186,7 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
             are not verified in bulk).
         progress: called with the number of rows done after each batch.
         index_path: the index file, which ``out`` and ``rejects`` must not be either.
+        lapsed: ids of records whose review date has come: they no longer hit.
 
     Returns:
         (hits table, report). Columns: ``row`` (1-based position in the manifest), the
@@ -249,7 +251,7 @@ def screen(source: Source, *, keys: KeySnapshot, hit_ids: HitIds,
     if progress:
         progress(rows_read)
     hits = _classify(keys, con, hit_ids, now, ncb, cand_parts, keep, since, exact_only,
-                     leads)
+                     leads, lapsed)
     if out is not None:
         _write(hits, out)
     problems.sort(key=lambda p: (p.row, p.field))
@@ -460,7 +462,8 @@ def _edits(block: np.ndarray, n: int) -> Iterator[tuple[np.ndarray, np.ndarray |
 def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds,
               now: dt.datetime, ncb: str,
               parts: list[pa.Table], keep: Sequence[str], since: dt.datetime | int | None,
-              exact_only: bool, leads: bool = False) -> pa.Table:
+              exact_only: bool, leads: bool = False,
+              lapsed: frozenset[int] = frozenset()) -> pa.Table:
     schema = pa.schema([("row", pa.int64()), *((c, pa.string()) for c in keep),
                         ("record_number", pa.string()), ("record_type", pa.string()),
                         ("record_country", pa.string()), ("hit_id", pa.string()),
@@ -475,6 +478,9 @@ def _classify(keys: KeySnapshot, con: duckdb.DuckDBPyConnection, hit_ids: HitIds
     # times (--since) need DuckDB (130M records: a scan of records.fold_hash, ~3 s).
     pairs = keys.pairs(cands, carried) if since is None else \
         candidate_pairs(con, cands, carried, since)
+    if lapsed and pairs.num_rows:  # records whose review date has come do not hit
+        pairs = pairs.filter(pc.invert(pc.is_in(pairs.column("record_id"), value_set=pa.array(
+            sorted(lapsed), pairs.schema.field("record_id").type))))
     hits = _tiers(classify_table(pairs, exact_only=exact_only), leads,
                   lambda ids: expiry_dates(con, ids), keys.carries)
     return pa.table({

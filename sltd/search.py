@@ -479,6 +479,8 @@ MAX_HITS = 20
 
 #: Gives the expiry dates of records by id (those without one are left out or None).
 Expiries = Callable[[Sequence[int]], dict[int, dt.date | None]]
+#: The ids of the records whose review date has come at a time (seconds since 1970).
+Lapsed = Callable[[float], frozenset[int]]
 
 _DOC_TYPES = {t.value: t for t in DocType}  # DocType(code) goes through EnumMeta: ~0.5 µs
 _first = operator.itemgetter(0)
@@ -522,14 +524,17 @@ class Search:
     def check(self, number: str, doc_type: str | None, country: str | None, *,
               ncb: str, now: float, exact_only: bool = False, reading: Reading = TYPED,
               leads: bool = False, expiries: Expiries | None = None,
-              snapshot: KeySnapshot | None = None) -> list[Hit]:
+              snapshot: KeySnapshot | None = None, lapsed: Lapsed | None = None
+              ) -> list[Hit]:
         """Hits for one document: exact, then partial, then near by score, then (with
         ``leads``) leads; at most :data:`MAX_HITS`. ``now`` (seconds since the epoch) is
         the hit ids' issue time; ``reading`` what the channel says of the number
         (:func:`near_tier`); ``expiries`` gives records' expiry dates by id, read only
         when ``reading`` has an expiry date and there are near-miss candidates;
-        ``snapshot`` the list to answer from (default: the one published now). See
-        :meth:`sltd.Index.check`."""
+        ``snapshot`` the list to answer from (default: the one published now);
+        ``lapsed`` the records whose review date has come at a time (default: the
+        published list's, :meth:`sltd.keyset.Keys.lapsed`), read only when the number
+        has candidates. See :meth:`sltd.Index.check`."""
         canonical = canonical_number(number)
         qtype = _doc_type(doc_type) if doc_type is not None else None
         qcountry = _country(country) if country is not None else None
@@ -538,6 +543,8 @@ class Search:
         keys = self.keys.snapshot() if snapshot is None else snapshot
         # most checks end here: not listed, from memory (the probe filter)
         rows = keys.lookup(folded)
+        if rows:  # a record whose review date has come no longer hits
+            rows = self._live(rows, lapsed, now)
         if exact_only:
             return self._hits(keys, canonical, qtype, qcountry, rows, True, ncb, now) \
                 if rows else []
@@ -554,18 +561,25 @@ class Search:
         fold = folded.decode("ascii")
         folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found) if f != fold]
         if folds:
-            rows += keys.rows(folds)
+            rows += self._live(keys.rows(folds), lapsed, now)
         return self._hits(keys, canonical, qtype, qcountry, rows, False, ncb, now, reading,
                           leads, expiries) if rows else []
 
     def check_mrz(self, read: MRZ, *, ncb: str, now: float, exact_only: bool = False,
                   leads: bool = False, expiries: Expiries | None = None,
-                  snapshot: KeySnapshot | None = None) -> list[Hit]:
+                  snapshot: KeySnapshot | None = None, lapsed: Lapsed | None = None
+                  ) -> list[Hit]:
         """Hits for a parsed MRZ: as :meth:`check`, with the evidence the MRZ carries
         (:attr:`sltd.mrz.MRZ.reading`: the number's check digit, the expiry date)."""
         return self.check(read.number, read.doc_type, read.country, ncb=ncb, now=now,
                           exact_only=exact_only, reading=read.reading, leads=leads,
-                          expiries=expiries, snapshot=snapshot)
+                          expiries=expiries, snapshot=snapshot, lapsed=lapsed)
+
+    def _live(self, rows: list[tuple[int, str, str, str]], lapsed: Lapsed | None,
+              now: float) -> list[tuple[int, str, str, str]]:
+        """``rows`` without the records whose review date has come at ``now``."""
+        gone = (self.keys.lapsed if lapsed is None else lapsed)(now)
+        return [r for r in rows if r[0] not in gone] if gone else rows
 
     def _hits(self, keys: KeySnapshot, canonical: str, qtype: str | None,
               qcountry: str | None,

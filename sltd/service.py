@@ -602,6 +602,9 @@ class Service:
         while not self._stop.is_set():
             try:
                 self.write_refusals()
+                if not self.index.replica_of and self.index._s.keys.lapsed(
+                        self.index.clock.now().timestamp()):
+                    self.index.expire(officer="sltd serve")  # review dates that came
                 self.index.escalate_overdue()
                 if self.router is not None:
                     self.index.deliver_alerts(self.router)

@@ -62,11 +62,17 @@ from sltd.sources import Problem, SourceTable
 #: version that made it) on records and history, ``ended_in`` (the version that updated or
 #: withdrew it) on history; rows older than list versions get theirs from the times.
 #: 5: a hit case keeps the list version in force when it was revealed.
-SCHEMA_VERSION = 5
+#: 6: each record has a review date (``review_date``); older ones get their creation day
+#: plus the default review period.
+SCHEMA_VERSION = 6
+#: Years from a record's entry (or update) to its review date, unless the index sets
+#: another period (``sltd init --review-years``) or the record gives its own date.
+REVIEW_YEARS = 10
 
 #: Columns of a record, in loader (default source) names.
 MANDATORY = ("document_number", "document_type", "issuing_country", "status")
-OPTIONAL = ("owner_ncb", "place_of_loss", "date_of_loss", "date_of_issue", "date_of_expiry")
+OPTIONAL = ("owner_ncb", "place_of_loss", "date_of_loss", "date_of_issue", "date_of_expiry",
+            "review_date")
 _DATES = ("date_of_loss", "date_of_issue", "date_of_expiry")
 
 _RECORD_COLUMNS = """
@@ -90,10 +96,11 @@ _VALID_COLS = ("number", "doc_type", "country", "fold", "fold_hash", *_DATA)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS records ({_RECORD_COLUMNS}, listed_in BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS records ({_RECORD_COLUMNS}, listed_in BIGINT NOT NULL,
+    review_date DATE NOT NULL);
 CREATE TABLE IF NOT EXISTS record_history ({_RECORD_COLUMNS},
     change VARCHAR NOT NULL, changed_at TIMESTAMP NOT NULL, reason VARCHAR,
-    listed_in BIGINT NOT NULL, ended_in BIGINT NOT NULL);
+    listed_in BIGINT NOT NULL, ended_in BIGINT NOT NULL, review_date DATE);
 CREATE TABLE IF NOT EXISTS hit_cases (
     case_id VARCHAR PRIMARY KEY,
     hit_id VARCHAR NOT NULL,
@@ -246,7 +253,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "issuing_country": codes.country_code,
     "status": codes.status_code,
     "place_of_loss": functools.partial(_text, field="place_of_loss"),
-    **{d: functools.partial(parse_date, field=d) for d in _DATES},
+    **{d: functools.partial(parse_date, field=d) for d in (*_DATES, "review_date")},
 }
 
 
@@ -291,9 +298,9 @@ _FIELD_SQL = {
         OR coalesce(regexp_matches(v, '{CONTROL_CHARACTERS}'), false) AS bad
         FROM (SELECT i, v, nullif(trim(regexp_replace(v, '[\\s\\p{{Z}}]+', ' ', 'g')), '')
               AS value FROM _distinct) ORDER BY i""",
-    **{d: _date_sql() for d in _DATES},
+    **{d: _date_sql() for d in (*_DATES, "review_date")},
 }
-_TYPES = {"place_of_loss": pa.string(), **{d: pa.date32() for d in _DATES}}
+_TYPES = {"place_of_loss": pa.string(), **{d: pa.date32() for d in (*_DATES, "review_date")}}
 
 
 def _check_distinct(con: duckdb.DuckDBPyConnection, field: str,
@@ -348,7 +355,8 @@ def checker(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnectio
 
 @dataclasses.dataclass(frozen=True)
 class Validated:
-    """Valid rows (in store column order, then ``__row``) and the problems of the others."""
+    """Valid rows (in store column order, then ``review_date`` if given and ``__row``) and
+    the problems of the others."""
 
     valid: pa.Table
     problems: list[Problem]
@@ -393,7 +401,8 @@ def validate(con: duckdb.DuckDBPyConnection, source: SourceTable) -> Validated:
         "number": number, "doc_type": values["document_type"].filter(ok),
         "country": values["issuing_country"].filter(ok), "fold": fold,
         "fold_hash": pa.array(key_hashes(fold)),
-        **{c: values[c].filter(ok) for c in _DATA}, "__row": rows.filter(ok)})
+        **{c: values[c].filter(ok) for c in _DATA},
+        "review_date": values["review_date"].filter(ok), "__row": rows.filter(ok)})
     return Validated(valid, problems)
 
 
@@ -503,12 +512,14 @@ class Staging:
         now: when the load happens (``created_at``, ``updated_at``).
         version: the list version the load makes if it changes the list (``listed_in``
             of the records it writes; :func:`new_version` records it).
+        review: the review date of the records it adds or changes without one.
     """
 
     direct: bool
     base: int
     now: dt.datetime
     version: int
+    review: dt.date
 
     @property
     def table(self) -> str:
@@ -529,12 +540,13 @@ def open_staging(con: duckdb.DuckDBPyConnection, now: dt.datetime,
     empty = one(con, "SELECT NOT EXISTS (SELECT 1 FROM records)")
     staging = Staging(direct=bool(empty and empty[0]),
                       base=int(get_meta(con, "next_record_id") or 1), now=now,
-                      version=next_version(con) if version is None else version)
+                      version=next_version(con) if version is None else version,
+                      review=review_default(con, now))
     if not staging.direct:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _staged (
             number VARCHAR, doc_type VARCHAR, country VARCHAR, fold VARCHAR,
             fold_hash BIGINT, status VARCHAR, owner_ncb VARCHAR, place_of_loss VARCHAR,
-            {', '.join(f'{d} DATE' for d in _DATES)}, __row BIGINT)""")
+            {', '.join(f'{d} DATE' for d in _DATES)}, review_date DATE, __row BIGINT)""")
     return staging
 
 
@@ -552,7 +564,10 @@ def stage(con: duckdb.DuckDBPyConnection, staging: Staging, valid: pa.Table) -> 
         valid = pa.table({"record_id": pc.add(rows, staging.base - 1),
                           **{c: valid.column(c) for c in _VALID_COLS},
                           "created_at": now, "updated_at": now,
-                          "listed_in": pa.repeat(staging.version, valid.num_rows)})
+                          "listed_in": pa.repeat(staging.version, valid.num_rows),
+                          "review_date": pc.fill_null(
+                              valid.column("review_date").cast(pa.date32()),
+                              pa.scalar(staging.review, pa.date32()))})
     con.from_arrow(valid).insert_into(staging.table)
 
 
@@ -612,10 +627,12 @@ def upsert(con: duckdb.DuckDBPyConnection, staging: Staging) -> LoadCounts:
     set_meta(con, "next_record_id", str(staging.base + int(last[0] or 0)))
     if staging.direct:  # already in: every staged row is a new record
         return LoadCounts(inserted=int(last[1]))
-    now = {"now": to_db(staging.now), "version": staging.version}
+    now = {"now": to_db(staging.now), "version": staging.version, "review": staging.review}
     # The one join with the records. On fold_hash too: DuckDB pushes a filter of the
-    # staged hashes into the scan of records, so a small delta reads little of them.
-    changed_if = " OR ".join(f"s.{c} IS DISTINCT FROM r.{c}" for c in _DATA)
+    # staged hashes into the scan of records, so a small delta reads little of them. A
+    # review date given that differs is a change; none given keeps the record's.
+    changed_if = " OR ".join([*(f"s.{c} IS DISTINCT FROM r.{c}" for c in _DATA),
+                              "(s.review_date IS NOT NULL AND s.review_date <> r.review_date)"])
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _present AS
         SELECT s.__row, r.record_id, r.created_at, {changed_if} AS changed
@@ -624,19 +641,20 @@ def upsert(con: duckdb.DuckDBPyConnection, staging: Staging) -> LoadCounts:
     n_present, n_changed = one(con, "SELECT count(*), count(*) FILTER (changed) "
                                     "FROM _present")
     insert = f"""INSERT INTO records SELECT $base + __row, {', '.join(_VALID_COLS)}, $now, $now,
-        $version FROM _staged ANTI JOIN _present USING (__row)"""
+        $version, coalesce(review_date, $review) FROM _staged ANTI JOIN _present USING (__row)"""
     params = {**now, "base": staging.base - 1}
     n_new = int(one(con, insert, params)[0])
     if n_changed:
         con.execute("""INSERT INTO record_history BY NAME
             SELECT r.*, 'updated' AS change, $now AS changed_at, NULL AS reason,
                    $version AS ended_in FROM records r
-            WHERE r.record_id IN (SELECT record_id FROM _present WHERE changed)""", now)
+            WHERE r.record_id IN (SELECT record_id FROM _present WHERE changed)""",
+                    {"now": now["now"], "version": now["version"]})
         con.execute("""DELETE FROM records
             WHERE record_id IN (SELECT record_id FROM _present WHERE changed)""")
         con.execute(f"""INSERT INTO records
             SELECT p.record_id, {', '.join('s.' + c for c in _VALID_COLS)}, p.created_at, $now,
-                   $version
+                   $version, coalesce(s.review_date, $review)  -- an update renews it
             FROM _present p JOIN _staged s USING (__row) WHERE p.changed""", now)
     con.execute("DROP TABLE _present")
     con.execute("DROP TABLE _staged")
@@ -657,7 +675,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str,
     - 2 to 3: ``audit.prev_hash`` may be NULL (batched entries have no per-entry link);
       the entries already there keep theirs, and verify as they are;
     - 3 to 4: record versions get their list versions (:func:`_version_spans`);
-    - 4 to 5: hit cases keep the list version of their reveal (unknown for older ones).
+    - 4 to 5: hit cases keep the list version of their reveal (unknown for older ones);
+    - 5 to 6: records get a review date (their entry plus :data:`REVIEW_YEARS`).
 
     ``con`` must not be inside a transaction.
     """
@@ -729,8 +748,17 @@ def _case_versions(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -
     con.execute("ALTER TABLE hit_cases ADD COLUMN list_version BIGINT")  # NULL: unknown
 
 
+def _review_dates(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -> None:
+    say("giving each record a review date (its entry plus the review period)")
+    for table in ("records", "record_history"):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN review_date DATE")
+        con.execute(f"UPDATE {table} SET review_date = "
+                    f"CAST(created_at + INTERVAL {REVIEW_YEARS} YEAR AS DATE)")
+
+
 #: The step from each schema version to the next (the first: from 1 to 2).
-_MIGRATIONS = (_rehash_keys, _batch_the_audit, _version_spans, _case_versions)
+_MIGRATIONS = (_rehash_keys, _batch_the_audit, _version_spans, _case_versions,
+               _review_dates)
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, record_id: int, key: tuple[str, str, str],
@@ -751,6 +779,52 @@ def withdraw(con: duckdb.DuckDBPyConnection, record_id: int, key: tuple[str, str
         is not None
 
 
+def add_years(day: dt.date, years: int) -> dt.date:
+    """``day`` plus ``years`` (29 February becomes 28 February in a common year)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def review_years(con: duckdb.DuckDBPyConnection) -> int:
+    """The index's review period in years (:data:`REVIEW_YEARS` unless set)."""
+    return int(get_meta(con, "review_years") or REVIEW_YEARS)
+
+
+def review_default(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> dt.date:
+    """The review date of a record added or updated at ``now`` without one."""
+    return add_years(now.astimezone(dt.UTC).date(), review_years(con))
+
+
+def reviews_until(con: duckdb.DuckDBPyConnection, day: dt.date) -> pa.Table:
+    """(record_id, review_date) of the active records reviewed on or before ``day``."""
+    return con.sql("SELECT record_id, review_date FROM records WHERE review_date <= $day",
+                   params={"day": day}).to_arrow_table()
+
+
+def reviews_until_at(con: duckdb.DuckDBPyConnection, day: dt.date, version: int) -> pa.Table:
+    """:func:`reviews_until` among the record versions in force at list version
+    ``version``."""
+    return con.sql("""SELECT record_id, review_date FROM records
+        WHERE listed_in <= $v AND review_date <= $day
+        UNION ALL SELECT record_id, review_date FROM record_history
+        WHERE listed_in <= $v AND ended_in > $v AND review_date <= $day""",
+                   params={"day": day, "v": version}).to_arrow_table()
+
+
+def expire(con: duckdb.DuckDBPyConnection, day: dt.date, now: dt.datetime,
+           version: int) -> pa.Table:
+    """Move every active record whose review date is on or before ``day`` to history
+    (change ``expired``) as list version ``version``; their :data:`KEY_COLUMNS`.
+
+    Runs inside the caller's transaction.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _gone AS SELECT record_id FROM records "
+                "WHERE review_date <= $day", {"day": day})
+    return _move_gone(con, now, "review date reached", version, "expired")
+
+
 def withdraw_keys(con: duckdb.DuckDBPyConnection, keys: pa.Table, now: dt.datetime,
                   version: int, reason: str = "withdrawn at the source") -> pa.Table:
     """Withdraw, set-based, the active records of ``keys`` (number, doc_type, country;
@@ -765,11 +839,17 @@ def withdraw_keys(con: duckdb.DuckDBPyConnection, keys: pa.Table, now: dt.dateti
             FROM records r JOIN _withdraw w USING (number, doc_type, country)""")
     finally:
         con.unregister("_withdraw")
+    return _move_gone(con, now, reason, version, "withdrawn")
+
+
+def _move_gone(con: duckdb.DuckDBPyConnection, now: dt.datetime, reason: str, version: int,
+               change: str) -> pa.Table:
+    """Move the records of the temp table ``_gone`` to history; their key columns."""
     gone = con.sql(f"SELECT {KEY_COLUMNS} FROM records "
                    "WHERE record_id IN (SELECT record_id FROM _gone)").to_arrow_table()
-    params = {"now": to_db(now), "reason": reason, "version": version}
+    params = {"now": to_db(now), "reason": reason, "version": version, "change": change}
     con.execute("""INSERT INTO record_history BY NAME
-        SELECT r.*, 'withdrawn' AS change, $now AS changed_at, $reason AS reason,
+        SELECT r.*, $change AS change, $now AS changed_at, $reason AS reason,
                $version AS ended_in
         FROM records r WHERE record_id IN (SELECT record_id FROM _gone)""", params)
     con.execute("DELETE FROM records WHERE record_id IN (SELECT record_id FROM _gone)")
@@ -1009,6 +1089,21 @@ def record_by_id(con: duckdb.DuckDBPyConnection, record_id: int) -> dict[str, An
     for k in ("created_at", "updated_at"):
         rec[k] = from_db(rec[k])
     return rec
+
+
+def upcoming_reviews(con: duckdb.DuckDBPyConnection, today: dt.date
+                     ) -> dict[str, dict[str, int]]:
+    """Per owner NCB (``-``: none), the active records whose review date has come
+    (``due``: not hitting, waiting for ``sltd expire``) and those reviewed within 30 and
+    365 days."""
+    rows = con.execute("""SELECT coalesce(owner_ncb, '-'),
+            count(*) FILTER (review_date <= $d),
+            count(*) FILTER (review_date > $d AND review_date <= $d + 30),
+            count(*) FILTER (review_date > $d AND review_date <= $d + 365)
+        FROM records WHERE review_date <= $d + 365 GROUP BY ALL ORDER BY 1""",
+                       {"d": today}).fetchall()
+    return {owner: {"due": int(a), "within_30_days": int(b), "within_365_days": int(c)}
+            for owner, a, b, c in rows}
 
 
 def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from sltd.model import CONTROL_CHARACTERS
 HEADER = "document_number,document_type,issuing_country,status,place_of_loss\n"
 LISTED = "X1234567,P,FRA,stolen,Paris CDG\n"
 CLEAN = HEADER + LISTED + "Y7654321,I,DEU,lost,\n"
-FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+# a time to come that is still within the records' review period (10 years from their load)
+FUTURE = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
 TEN_MB = 10_000_000
 
 

@@ -307,3 +307,24 @@ def test_a_changed_snapshot_is_refused_and_no_replica_is_left(source, tmp_path, 
     with pytest.raises(FeedError, match="v0000000001"):
         init_replica(tmp_path / "post.duckdb", feed, pub)
     assert not (tmp_path / "post.duckdb").exists()
+
+
+def test_review_dates_travel_with_the_feed_and_expiries_reach_the_replica(tmp_path):
+    clock = ManualClock(T0)
+    src = open_index(str(tmp_path / "source.duckdb"), create=True, clock=clock)
+    src.upsert([Record("X1234567", "P", "FRA", "stolen", review_date="2026-12-02"),
+                Record("Y7654321", "P", "FRA", "lost")])
+    key, pub = new_key(tmp_path / "feed.key")
+    publish(src, tmp_path / "feed", key)
+    replica = init_replica(tmp_path / "post.duckdb", tmp_path / "feed", pub, clock=clock)
+    assert replica.check("X1234567", "P", "FRA") != []
+    clock.advance(days=1)  # 2026-12-02 08:00: its review date has come, on the replica too
+    assert replica.check("X1234567", "P", "FRA") == []
+    assert src.expire() == 1
+    publish(src, tmp_path / "feed", key)
+    sync(replica)
+    assert (len(replica), replica.list_version) == (1, src.list_version)
+    with pytest.raises(IndexStateError, match="replica"):
+        replica.expire()
+    replica.close()
+    src.close()

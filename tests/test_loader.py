@@ -159,7 +159,7 @@ def test_a_first_load_publishes_its_keys_to_sets_already_built(tmp_path):
 # --- the bulk path validates as a single Record does -----------------------------------
 
 FIELDS = ("document_number", "document_type", "issuing_country", "status", "owner_ncb",
-          "place_of_loss", "date_of_loss", "date_of_issue", "date_of_expiry")
+          "place_of_loss", "date_of_loss", "date_of_issue", "date_of_expiry", "review_date")
 messy = {
     "document_number": st.sampled_from(["X1234567", " x12-345 67 ", "AB1", "X#1234567",
                                         "Ｘ１２３４５６７", "ß1234567", "", None, "9" * 30]),
@@ -173,6 +173,7 @@ messy = {
                                      "", None]),
     "date_of_issue": st.sampled_from(["2015-06-01", "2031-01-01", "", None]),
     "date_of_expiry": st.sampled_from(["2030-06-01", "2016-01-01", "2025-1-1", None]),
+    "review_date": st.sampled_from(["2036-01-31", "2036-02-30", "", None]),
 }
 
 
@@ -202,7 +203,7 @@ def test_bulk_validation_accepts_and_stores_what_a_record_does(rows):
         if isinstance(rec, Record):
             assert valid[i] == (rec.number, rec.doc_type.value, rec.country, rec.status.value,
                                 rec.owner_ncb, rec.place_of_loss, rec.date_of_loss,
-                                rec.date_of_issue, rec.date_of_expiry)
+                                rec.date_of_issue, rec.date_of_expiry, rec.review_date)
             assert not [p for p in checked.problems if p.row == i]
         else:
             assert i not in valid

@@ -11,6 +11,7 @@ import pytest
 
 from sltd import IndexStateError, open_index
 from sltd.keyhash import key_hash
+from sltd.store import SCHEMA_VERSION
 
 V1 = Path(__file__).parent.parent / "fixtures" / "v1" / "index.duckdb.gz"
 
@@ -45,7 +46,7 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
     steps = []
     with open_index(v1_file, progress=steps.append) as ix:
         assert ix.migrated_from == 1
-        assert steps[-1] == "schema version 1 -> 5"
+        assert steps[-1] == f"schema version 1 -> {SCHEMA_VERSION}"
         assert len(ix) == 7
         assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
         assert [(h.match.value, h.number) for h in ix.check("X1Z34567", "P", "FRA")] == [
@@ -58,9 +59,13 @@ def test_a_writable_open_migrates_it_and_every_answer_holds(v1_file):
         assert hits.column("record_number").to_pylist() == ["L898902C3", "123456789"]
         assert [c.number for c in ix.cases()] == ["X1234567"]  # the release's case is kept
         assert ix.verify_audit().ok  # the release's audit chain still verifies
+        # review dates: entry plus the default period, so nothing stops hitting at once
+        assert ix._db.cursor().execute(
+            "SELECT count(*) FROM records WHERE review_date IS NULL OR "
+            "review_date <> CAST(created_at + INTERVAL 10 YEAR AS DATE)").fetchall() == [(0,)]
     for table in ("records", "record_history"):
         version, rows = _stored(v1_file, table)
-        assert version == 5
+        assert version == SCHEMA_VERSION
         assert rows
         assert all(h == key_hash(fold) for fold, h in rows)
     with open_index(v1_file) as ix:
@@ -101,11 +106,11 @@ def test_sltd_migrate_says_what_it_did_and_is_idempotent(v1_file):
 
     first = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
     assert first.exit_code == 0, first.output
-    assert "migrated from schema version 1 to 5 (7 records)" in first.stdout
+    assert f"migrated from schema version 1 to {SCHEMA_VERSION} (7 records)" in first.stdout
     assert "rehashing" in first.stderr
     again = CliRunner().invoke(cli, ["--db", v1_file, "migrate"])
-    assert (again.exit_code, again.stdout.strip().endswith("already at schema version 5")) \
-        == (0, True)
+    assert again.exit_code == 0
+    assert again.stdout.strip().endswith(f"already at schema version {SCHEMA_VERSION}")
 
 
 def _trail_after_migration(v1_file):
@@ -172,6 +177,8 @@ def test_version_three_rows_get_the_list_versions_their_times_say(tmp_path):
     for column in ("listed_in", "ended_in"):
         con.execute(f"ALTER TABLE record_history DROP COLUMN {column}")
     con.execute("ALTER TABLE hit_cases DROP COLUMN list_version")  # added by schema 5
+    for table in ("records", "record_history"):  # added by schema 6
+        con.execute(f"ALTER TABLE {table} DROP COLUMN review_date")
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.close()
     with open_index(path) as ix:

@@ -419,3 +419,77 @@ def test_a_withdrawal_leaves_the_near_miss_policy_as_a_list_without_the_record_w
     with open_index(db) as again:  # the key file's base, less what was withdrawn since
         assert kinds(again.check("X12345G7", "P", "FRA", leads=True)) == [
             ("X1234567", "near")]
+
+
+# --- review dates ---------------------------------------------------------------------
+
+def _kinds(hits):
+    return sorted((h.number, h.country, h.match.value) for h in hits)
+
+
+def test_a_record_stops_hitting_exactly_at_its_review_date_and_expire_moves_it(tmp_path):
+    from sltd import ManualClock
+
+    clock = ManualClock(dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC))
+    ix = open_index(str(tmp_path / "r.duckdb"), create=True, clock=clock)
+    ix.upsert([Record("X1234567", "P", "FRA", "stolen", review_date="2026-11-25"),
+               Record("X1234567", "I", "DEU", "lost")])
+    manifest = pa.table({"document_number": ["X1234567", "XI234567"],
+                         "document_type": ["P", "P"], "issuing_country": ["FRA", "FRA"]})
+
+    def everything():
+        screened, _ = ix.screen(manifest)
+        return (_kinds(ix.check("X1234567", "P", "FRA")),
+                _kinds(ix.check("XI234567", "P", "FRA")),  # a near miss of it
+                sorted(zip(screened.column("row").to_pylist(),
+                           screened.column("record_country").to_pylist(), strict=True)),
+                [_kinds(h) for h in ix.check_many([("X1234567", "P", "FRA")])])
+
+    before = everything()
+    assert before[0] == [("X1234567", "DEU", "partial"), ("X1234567", "FRA", "exact")]
+    assert ("X1234567", "FRA", "near") in before[1]
+    clock.advance(hours=11, minutes=59, seconds=59, microseconds=999_999)  # 23:59:59.999999
+    assert everything() == before
+    clock.advance(microseconds=1)  # 2026-11-25 00:00 UTC: the review date has come
+    after = everything()
+    assert after[0] == [("X1234567", "DEU", "partial")]
+    assert ("X1234567", "FRA", "near") not in after[1]
+    assert after[2] == [(1, "DEU")]
+    assert after[3] == [[("X1234567", "DEU", "partial")]]
+    assert ix.stats()["reviews"]["-"]["due"] == 1
+    version = ix.list_version.version
+    assert ix.expire(officer="night shift") == 1
+    assert ix.expire() == 0
+    assert ix.list_version.version == version + 1
+    assert len(ix) == 1
+    assert [(v.ended_by, v.reason) for v in ix.history("X1234567", "P", "FRA")] == [
+        ("expired", "review date reached")]
+    assert everything() == after
+    # replayed as it stood: a second before its review date it hit
+    assert _kinds(ix.check("X1234567", "P", "FRA", as_of=clock.now() - dt.timedelta(
+        seconds=1))) == before[0]
+    assert _kinds(ix.check("X1234567", "P", "FRA", as_of=clock.now())) == after[0]
+    ix.close()
+
+
+def test_an_update_renews_the_review_date_and_a_given_one_is_kept(tmp_path):
+    from sltd import ManualClock
+
+    clock = ManualClock(dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC))
+    ix = open_index(str(tmp_path / "r.duckdb"), create=True, clock=clock)
+    ix.set_review_years(5)
+    ix.upsert([Record("X1234567", "P", "FRA", "stolen", review_date="2026-11-25"),
+               Record("Y7654321", "P", "FRA", "lost")])
+    assert ix.check("X1234567", "P", "FRA") != []  # the lapsing dates are now in memory
+    ix.upsert([Record("X1234567", "P", "FRA", "revoked")])  # updated: renewed
+    ix.upsert([Record("Y7654321", "P", "FRA", "lost")])  # unchanged: kept
+    clock.advance(days=2)
+    assert [h.match.value for h in ix.check("X1234567", "P", "FRA")] == ["exact"]
+    dates = dict(ix._db.cursor().execute(
+        "SELECT number, review_date FROM records").fetchall())
+    assert dates == {"X1234567": dt.date(2031, 11, 24), "Y7654321": dt.date(2031, 11, 24)}
+    ix.upsert([Record("Y7654321", "P", "FRA", "lost", review_date="2026-11-26")])
+    assert ix.check("Y7654321", "P", "FRA") == []  # given, and already come
+    with pytest.raises(ValidationError, match="review_years"):
+        ix.set_review_years(0)
+    ix.close()

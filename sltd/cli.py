@@ -433,6 +433,9 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
             click.echo("no hit: not listed")
         for h in hits + lead_hits:
             click.echo(_hit_line(h))
+        if client is None and index.replica_of and as_of is None:  # an offline copy: how old
+            version = pinned.list_version
+            click.echo(f"replica: {version}, {_age(index, version)}")
     ctx.exit(EXIT_HIT if hits else 0)
 
 

@@ -289,6 +289,7 @@ def test_cli_publish_replica_init_and_sync(tmp_path):
     hit = run("--db", tmp_path / "post.duckdb", "check", "X1234567", "--type", "P",
               "--country", "FRA")
     assert hit.exit_code == 1
+    assert "replica: list version 1, " in hit.stdout  # and how old the list is
     again = run("--db", tmp_path / "post.duckdb", "sync", "--json")
     assert json.loads(again.stdout)["applied"] == []
     refused = run("--db", tmp_path / "post.duckdb", "load", csv)

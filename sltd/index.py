@@ -275,7 +275,7 @@ class Index:
                                     ncb=self.home_ncb, subject=f"{gone.num_rows} records",
                                     result=f"review date reached; list version "
                                            f"{version.version}")
-            self._s.keys.reviews_changed()
+            self._s.keys.reviews_changed(now.timestamp())
             self._s.keys.withdraw(gone.column("record_id").to_pylist(), version, gone)
         return gone.num_rows
 

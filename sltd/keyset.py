@@ -1186,28 +1186,56 @@ class Keys:
 
     def lapsed(self, at: float) -> frozenset[int]:
         """The ids of the active records whose review date has come at ``at`` (seconds
-        since the epoch): they no longer hit. From memory, refreshed from the database
-        when the window of :data:`REVIEW_WINDOW_DAYS` is used up or records changed."""
+        since the epoch): they no longer hit. From memory: read from the database on
+        first use, by the writer after each change (:meth:`reviews_changed`), and when
+        the window of :data:`REVIEW_WINDOW_DAYS` is used up (the service's alert loop
+        reads it a day ahead), never while a check waits on a running load."""
         day = day_of(at)
         reviews = self._reviews
         if reviews is None or day > reviews.until:
-            if self._cursor is None:
-                return frozenset()
-            generation = self._review_generation
-            until = day + REVIEW_WINDOW_DAYS
-            reviews = Reviews.of(store.reviews_until(
-                self._cursor(), dt.date(1970, 1, 1) + dt.timedelta(days=until)), until)
-            with self._lock:  # kept unless records changed while it was read
-                if self._review_generation == generation:
-                    self._reviews = reviews
+            reviews = self._read_reviews(day)
         return reviews.lapsed(day)
 
-    def reviews_changed(self) -> None:
-        """Records were added or updated: read review dates again when needed (call
-        after the COMMIT, before publishing the keys)."""
+    def _read_reviews(self, day: int) -> Reviews:
+        if self._cursor is None:
+            return Reviews(np.zeros(0, np.int64), np.zeros(0, np.int64), 1 << 40)
+        generation = self._review_generation
+        until = day + REVIEW_WINDOW_DAYS
+        reviews = Reviews.of(store.reviews_until(
+            self._cursor(), dt.date(1970, 1, 1) + dt.timedelta(days=until)), until)
+        with self._lock:  # kept unless records changed while it was read
+            if self._review_generation == generation:
+                self._reviews = reviews
+        return reviews
+
+    def refresh_reviews(self, at: float) -> None:
+        """Read the review window again if it ends within a day of ``at`` (the service's
+        alert loop calls this, so checks do not)."""
+        reviews = self._reviews
+        if reviews is None or day_of(at) + 1 >= reviews.until:
+            self._read_reviews(day_of(at))
+
+    def reviews_changed(self, at: float) -> None:
+        """Records were added, updated or removed: read their review dates again now (in
+        the writer, after the COMMIT and before publishing the keys), so that no check
+        reads the database for them (right after a large commit, that read could wait
+        seconds behind DuckDB's checkpoint)."""
         with self._lock:
             self._review_generation += 1
-            self._reviews = None
+            generation, had = self._review_generation, self._reviews is not None
+        if not had:
+            return  # read on first use
+        # checks keep the window they have (the keys they see are not published yet)
+        # until the new one replaces it
+        until = day_of(at) + REVIEW_WINDOW_DAYS
+        assert self._cursor is not None
+        fresh = Reviews.of(store.reviews_until(
+            self._cursor(), dt.date(1970, 1, 1) + dt.timedelta(days=until)), until)
+        with self._lock:
+            if self._review_generation == generation:
+                self._reviews = fresh
+            else:
+                self._reviews = None  # another change meanwhile: read on next use
 
 
 def _in_table(table: KeyTable, hashes: np.ndarray, ids: np.ndarray) -> np.ndarray:

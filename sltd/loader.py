@@ -155,7 +155,7 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
         # used the keys opens the key file (or builds it, for a first load) now, so the
         # next check, here or in another process, does not pay for it.
         say(LoadProgress("indexing", rows_read, stream.rows))
-        keys.reviews_changed()  # before the new keys are published
+        keys.reviews_changed(now.timestamp())  # before the new keys are published
         if keys.built:
             keys.add(version=version)
             if gone is not None and gone.num_rows:

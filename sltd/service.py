@@ -602,8 +602,9 @@ class Service:
         while not self._stop.is_set():
             try:
                 self.write_refusals()
-                if not self.index.replica_of and self.index._s.keys.lapsed(
-                        self.index.clock.now().timestamp()):
+                at = self.index.clock.now().timestamp()
+                self.index._s.keys.refresh_reviews(at)  # here, not in a check
+                if not self.index.replica_of and self.index._s.keys.lapsed(at):
                     self.index.expire(officer="sltd serve")  # review dates that came
                 self.index.escalate_overdue()
                 if self.router is not None:
@@ -802,6 +803,8 @@ def create_app(index: Index, *, router: Router | None = None, alert_interval: fl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         await asyncio.get_running_loop().run_in_executor(None, index._s.keys.snapshot)
+        await asyncio.get_running_loop().run_in_executor(  # review dates, before checks
+            None, index._s.keys.refresh_reviews, index.clock.now().timestamp())
         s.start_alerts()
         try:
             yield

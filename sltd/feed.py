@@ -369,15 +369,29 @@ class _Unit:
 
 
 def verify_unit(directory: Path, name: str, trusted: Any, feed_id: str,
-                at_version: int) -> _Unit:
+                at_version: int, *, into: Path | None = None) -> _Unit:
     """A unit of the feed in ``directory``, checked: its manifest signed by ``trusted``,
-    of feed ``feed_id``, starting at ``at_version``, every file its hash and size.
+    of feed ``feed_id``, starting at ``at_version``, every file its hash and size. With
+    ``into`` (a private directory), the unit is first copied there and the copy is
+    checked and returned, so that nobody who can write the feed's directory can change a
+    file between its check and its use.
 
     Raises:
         FeedError: with the reason, if any check fails.
     """
     _, _, invalid_signature = _crypto()
+    if not _UNIT_NAME.fullmatch(name):
+        raise FeedError("feed.json names this unit, but it is not a unit name", unit=name)
     path = directory / name
+    if into is not None:
+        try:
+            for file in UNIT_FILES:
+                if (path / file).is_file() and not (path / file).is_symlink():
+                    shutil.copyfile(path / file, into / file)
+        except OSError as e:
+            raise FeedError(f"cannot copy the unit ({type(e).__name__}: {e})",
+                            unit=name) from None
+        path = into
     try:
         body = (path / "manifest.json").read_bytes()
         signature = (path / "manifest.sig").read_bytes()
@@ -401,6 +415,9 @@ def verify_unit(directory: Path, name: str, trusted: Any, feed_id: str,
         raise FeedError(f"covers versions {start} to {end}, but the replica is at "
                         f"{at_version}: a unit is missing or out of order", unit=name)
     for file, want in manifest["files"].items():
+        if file not in UNIT_FILES:
+            raise FeedError(f"the manifest names a file {file!r} sltd never writes",
+                            unit=name)
         got = path / file
         if not got.is_file():
             raise FeedError(f"{file} is missing", unit=name)
@@ -506,11 +523,22 @@ def sync(index: Index, source: str | os.PathLike[str] | None = None, *,
         raise FeedError(f"{directory} is at list version {newest}, older than this replica "
                         f"({version}): an old copy of the feed; nothing applied")
     applied = []
+    # units are checked and applied from a private copy beside the replica; a killed sync
+    # leaves its copy, removed here (this process owns the replica file, so no other
+    # sync of it is running)
+    here = Path(os.path.abspath(index.path)).parent
+    staging = f".{Path(index.path).name}.unit."
+    for left in here.glob(f"{staging}*"):
+        shutil.rmtree(left, ignore_errors=True)
     for name, _, end in known["units"]:
         if end <= version:
             continue  # applied before
-        unit = verify_unit(directory, name, trusted, feed_id, version)
-        _apply(index, unit)
+        private = Path(tempfile.mkdtemp(prefix=staging, dir=here))
+        try:
+            unit = verify_unit(directory, name, trusted, feed_id, version, into=private)
+            _apply(index, unit)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
         applied.append(name)
         version = unit.to_version.version
     return SyncReport(tuple(applied), index.list_version, time.perf_counter() - start)

@@ -329,3 +329,15 @@ def test_review_dates_travel_with_the_feed_and_expiries_reach_the_replica(tmp_pa
         replica.expire()
     replica.close()
     src.close()
+
+
+def test_a_unit_name_outside_the_feed_is_refused(prepared, tmp_path):
+    post, feed = _copies(prepared, tmp_path, "names")
+    data = _units(feed)
+    data["units"][1]["name"] = "../feed/v0000000004"
+    _write_units(feed, data)
+    before = _state(post)
+    with open_index(str(post)) as replica, pytest.raises(FeedError, match="not a unit name"):
+        sync(replica, feed)
+    assert _state(post) == before
+    assert not list(post.parent.glob(".post.duckdb.unit.*"))  # no private copy left

@@ -32,7 +32,10 @@ in its own outbox, delivered when a sink is reachable.
 
 What the signature does not cover: ``feed.json`` may be withheld or truncated by whoever
 carries the feed (a replica then stays at its version, and its answers say how old it
-is); it cannot make a replica apply anything unsigned, older or out of order.
+is); it cannot make a replica apply anything unsigned, older or out of order. Whoever
+carries the feed may also put anything in it: a replica reads only regular files (no
+links, FIFOs or devices), ``feed.json`` and a manifest within fixed sizes, and no data
+file before the manifest's signature verifies, then at most its signed size.
 
 Example:
     >>> import tempfile, pathlib
@@ -52,13 +55,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,19 +179,70 @@ class Published:
 UNIT_FILES = ("manifest.json", "manifest.sig", "records.parquet", "upserts.parquet",
               "withdrawals.parquet")
 _UNIT_NAME = re.compile(r"v[0-9]{10}")
+#: The most a feed's unsigned or not yet verified files may hold: ``feed.json``, a
+#: manifest, its signature (an Ed25519 signature is exactly this long).
+INDEX_LIMIT, MANIFEST_LIMIT, SIGNATURE_BYTES = 16 << 20, 1 << 20, 64
+_CHUNK = 1 << 20
+
+
+def _open_file(path: Path, what: str, *, unit: str | None = None) -> int:
+    """A descriptor of the regular file at ``path``, never through a symbolic link and
+    never blocking on a FIFO or a device (a feed may come from anyone's media)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise FeedError(f"{what} unreadable ({type(e).__name__}: {e.strerror})",
+                        unit=unit) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FeedError(f"{what} is not a regular file", unit=unit)
+    return fd
+
+
+def _read_small(path: Path, limit: int, what: str, *, unit: str | None = None) -> bytes:
+    """The bytes of a small file of the feed, refused past ``limit`` bytes."""
+    fd = _open_file(path, what, unit=unit)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FeedError(f"{what} is larger than {limit:,} bytes", unit=unit)
+    return data
+
+
+def _count(value: Any, what: str, *, unit: str | None = None) -> int:
+    """A whole number of the feed's JSON (not a bool, a float or a string)."""
+    if type(value) is not int or value < 0:
+        raise FeedError(f"{what} is {str(value)[:40]!r}, not a whole number", unit=unit)
+    return value
+
+
+def _json(data: bytes, what: str, *, unit: str | None = None) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise FeedError(f"{what} is not JSON ({type(e).__name__})", unit=unit) from None
 
 
 def is_url(source: str | os.PathLike[str]) -> bool:
     return str(source).startswith(("http://", "https://"))
 
 
-def _mirror(url: str, token: str, into: Path, at_version: int) -> Path:
+def _mirror(url: str, token: str, into: Path, at_version: int, trusted: Any) -> Path:
     """Fetch from a service (``sltd serve --feed``) what a sync from ``at_version`` needs:
     ``feed.json`` and the units after that version, into the directory ``into`` (a cache
     beside the replica), where they are verified like a copied feed. Only unit names and
-    file names sltd writes are fetched, and no file beyond the size its manifest gives."""
+    file names sltd writes are fetched; of a unit, its manifest and signature first (each
+    at most its fixed size), then, once the signature verifies against ``trusted``, the
+    files it names, each at most its signed size. A unit refused here stops the fetching
+    (the sync applies the units before it and then refuses it, with the reason). The API
+    token goes only over HTTPS, or to this machine."""
     import httpx
 
+    parts = urllib.parse.urlsplit(url)
+    if token and parts.scheme != "https" and parts.hostname not in (
+            "localhost", "127.0.0.1", "::1"):
+        raise FeedError(f"{url}: the API token is sent only over https:// (or to this "
+                        "machine); use an https URL")
     into.mkdir(exist_ok=True)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     base = url.rstrip("/")
@@ -196,48 +254,57 @@ def _mirror(url: str, token: str, into: Path, at_version: int) -> Path:
                         raise FeedError(f"{base}/{name}: HTTP {answer.status_code}")
                     target = into / name
                     target.parent.mkdir(exist_ok=True)
+                    target.unlink(missing_ok=True)  # a file of an earlier fetch
                     size = 0
-                    with open(target, "wb") as f:
-                        for chunk in answer.iter_bytes(1 << 20):
+                    with open(target, "xb") as f:
+                        for chunk in answer.iter_bytes(_CHUNK):
                             size += len(chunk)
                             if size > limit:
                                 raise FeedError(f"{base}/{name}: larger than {limit:,} "
                                                 "bytes; not fetched")
                             f.write(chunk)
 
-            get("feed.json", 16 << 20)
+            get("feed.json", INDEX_LIMIT)
             known = _feed_index(into)
             assert known is not None
             for name, _, end in known["units"]:
                 if end <= at_version:
                     continue
                 if not _UNIT_NAME.fullmatch(name):
-                    raise FeedError(f"feed.json names a unit {name!r}: not a unit name")
-                get(f"{name}/manifest.json", 1 << 20)
-                get(f"{name}/manifest.sig", 1024)
+                    break  # refused by the sync, with the reason
+                get(f"{name}/manifest.json", MANIFEST_LIMIT)
+                get(f"{name}/manifest.sig", SIGNATURE_BYTES)
                 try:
-                    files = json.loads((into / name / "manifest.json").read_bytes())["files"]
-                    wanted = {str(f): int(v["bytes"]) for f, v in files.items()}
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    continue  # verify_unit refuses it, with the reason
-                for file, size in wanted.items():
-                    if file in UNIT_FILES:
-                        get(f"{name}/{file}", size)
+                    manifest = _signed_manifest(
+                        (into / name / "manifest.json").read_bytes(),
+                        (into / name / "manifest.sig").read_bytes(), trusted, name)
+                except FeedError:
+                    break
+                for file, want in manifest["files"].items():
+                    get(f"{name}/{file}", want["bytes"])
     except httpx.HTTPError as e:
         raise FeedError(f"{base}: {type(e).__name__}: {e}") from None
     return into
 
 
 def _feed_index(directory: Path) -> dict[str, Any] | None:
+    """The feed's ``feed.json`` (None if there is none): its id and its units in order,
+    each (name, from version, to version); anything else is refused with the reason."""
     path = directory / "feed.json"
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
+    data = _json(_read_small(path, INDEX_LIMIT, str(path)), str(path))
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        units = [(str(u["name"]), int(u["from"]), int(u["to"])) for u in data["units"]]
-        return {"feed_id": str(data["feed_id"]), "units": units}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        feed_id = data["feed_id"]
+        units = [(u["name"], _count(u["from"], "a unit's first version"),
+                  _count(u["to"], "a unit's last version")) for u in data["units"]]
+        if not isinstance(feed_id, str) or not all(isinstance(u[0], str) for u in units):
+            raise TypeError("the feed id and unit names are strings")
+    except FeedError as e:
+        raise FeedError(f"{path} is not a feed index ({e})") from None
+    except (KeyError, TypeError, AttributeError) as e:
         raise FeedError(f"{path} is not a feed index ({type(e).__name__}: {e})") from None
+    return {"feed_id": feed_id, "units": units}
 
 
 def _write_index(directory: Path, feed_id: str, units: list[tuple[str, int, int]]) -> None:
@@ -282,12 +349,24 @@ def publish(index: Index, directory: str | os.PathLike[str], key: str | os.PathL
 
     Raises:
         FeedError: the directory holds another index's feed, or one ahead of this index;
-            the key cannot be read.
+            the key cannot be read; another publish into it is running.
     """
     start = time.perf_counter()
     signer = _private_key(key)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    # one publish into a directory at a time (threads or processes): each reads the last
+    # unit and writes the next
+    with open(directory / ".publish.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FeedError(f"another publish into {directory} is running; try again when "
+                            "it has finished") from None
+        return _publish(index, directory, signer, start)
+
+
+def _publish(index: Index, directory: Path, signer: Any, start: float) -> Published:
     feed_id = feed_id_of(index)
     known = _feed_index(directory)
     if known is not None and known["feed_id"] != feed_id:
@@ -304,6 +383,10 @@ def publish(index: Index, directory: str | os.PathLike[str], key: str | os.PathL
                             f"({current.version})")
         if last == current.version:
             return Published(None, None, last, last, seconds=time.perf_counter() - start)
+        if current.version == 0 and not store.no_records(con):
+            raise FeedError("the list has records but no list version (a file migrated "
+                            "before versions were given on migration); load or withdraw "
+                            "once, then publish")
         name = f"v{current.version:010d}"
         kind = "snapshot" if last is None else "delta"
         tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
@@ -368,71 +451,108 @@ class _Unit:
                            dt.datetime.fromisoformat(at) if at else None)
 
 
+def _signed_manifest(body: bytes, signature: bytes, trusted: Any, unit: str
+                     ) -> dict[str, Any]:
+    """A unit's manifest, once its signature verifies against ``trusted`` and its
+    fields are what :func:`publish` writes; nothing of it is read before that but, for
+    the reason of a refusal, the key id it claims."""
+    _, _, invalid_signature = _crypto()
+    try:
+        trusted.verify(signature, body)
+    except invalid_signature:
+        claimed = re.search(rb'"key_id": *"([0-9a-f]{16})"', body)
+        if claimed is not None and claimed[1].decode() != key_id(trusted):
+            raise FeedError(f"signed by another key ({claimed[1].decode()}), not the "
+                            f"trusted {key_id(trusted)}", unit=unit) from None
+        raise FeedError("the manifest's signature does not verify: the manifest or its "
+                        "signature was changed", unit=unit) from None
+    manifest = _json(body, "the signed manifest", unit=unit)
+    try:
+        files = manifest["files"]
+        start = _count(manifest["from_version"], "from_version", unit=unit)
+        end = _count(manifest["to_version"], "to_version", unit=unit)
+        for file, want in files.items():
+            if file not in UNIT_FILES[2:]:
+                raise FeedError(f"the manifest names a file {file!r} sltd never writes",
+                                unit=unit)
+            if not re.fullmatch(r"[0-9a-f]{64}", want["sha256"]):
+                raise TypeError(f"{file}: sha256 is not a SHA-256")
+            _count(want["bytes"], f"{file}: bytes", unit=unit)
+            _count(want["rows"], f"{file}: rows", unit=unit)
+        if ("records.parquet" in files) == ("upserts.parquet" in files):
+            raise TypeError("a unit has either records.parquet or upserts.parquet")
+        if end < start or (end == start and any(f["rows"] for f in files.values())):
+            raise TypeError(f"changes from list version {start} to {end}")
+        if manifest["committed_at"] is not None:
+            dt.datetime.fromisoformat(manifest["committed_at"])
+    except FeedError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise FeedError(f"the signed manifest is not one sltd writes ({type(e).__name__}: "
+                        f"{e})", unit=unit) from None
+    return dict(manifest)
+
+
+def _check_file(path: Path, want: dict[str, Any], unit: str, copy: Path | None) -> None:
+    """Check a unit's file against its signed size and SHA-256, reading it once and, with
+    ``copy``, writing what was read there: the copy holds exactly the bytes checked, and
+    never more than the signed size."""
+    fd = _open_file(path, path.name, unit=unit)
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(f.fileno()).st_size != want["bytes"]:
+            raise FeedError(f"{path.name} does not match its size in the signed manifest "
+                            "(changed or truncated)", unit=unit)
+        h, left = hashlib.sha256(), want["bytes"] + 1
+        out = open(copy, "xb") if copy is not None else None  # noqa: SIM115 - closed below
+        try:
+            while left and (chunk := f.read(min(_CHUNK, left))):
+                left -= len(chunk)
+                h.update(chunk)
+                if out is not None:
+                    out.write(chunk)
+        finally:
+            if out is not None:
+                out.close()
+    if left != 1 or h.hexdigest() != want["sha256"]:
+        raise FeedError(f"{path.name} does not match its SHA-256 in the signed manifest "
+                        "(changed or truncated)", unit=unit)
+
+
 def verify_unit(directory: Path, name: str, trusted: Any, feed_id: str,
                 at_version: int, *, into: Path | None = None) -> _Unit:
     """A unit of the feed in ``directory``, checked: its manifest signed by ``trusted``,
-    of feed ``feed_id``, starting at ``at_version``, every file its hash and size. With
-    ``into`` (a private directory), the unit is first copied there and the copy is
-    checked and returned, so that nobody who can write the feed's directory can change a
-    file between its check and its use.
+    of feed ``feed_id``, starting at ``at_version``, every file its hash and size. The
+    signature is checked first, and only the files it names, each at most its signed
+    size, are read. With ``into`` (a private directory), each file is copied there as it
+    is hashed and the copy is returned, so that nobody who can write the feed's directory
+    can change a file between its check and its use.
 
     Raises:
         FeedError: with the reason, if any check fails.
     """
-    _, _, invalid_signature = _crypto()
     if not _UNIT_NAME.fullmatch(name):
         raise FeedError("feed.json names this unit, but it is not a unit name", unit=name)
     path = directory / name
-    if into is not None:
-        try:
-            for file in UNIT_FILES:
-                if (path / file).is_file() and not (path / file).is_symlink():
-                    shutil.copyfile(path / file, into / file)
-        except OSError as e:
-            raise FeedError(f"cannot copy the unit ({type(e).__name__}: {e})",
-                            unit=name) from None
-        path = into
-    try:
-        body = (path / "manifest.json").read_bytes()
-        signature = (path / "manifest.sig").read_bytes()
-    except OSError as e:
-        raise FeedError(f"manifest unreadable ({type(e).__name__}: {e})", unit=name) from None
-    try:
-        trusted.verify(signature, body)
-    except invalid_signature:
-        claimed = _claimed_key(body)
-        if claimed is not None and claimed != key_id(trusted):
-            raise FeedError(f"signed by another key ({claimed}), not the trusted "
-                            f"{key_id(trusted)}", unit=name) from None
-        raise FeedError("the manifest's signature does not verify: the manifest or its "
-                        "signature was changed", unit=name) from None
-    manifest = json.loads(body)
+    body = _read_small(path / "manifest.json", MANIFEST_LIMIT, "manifest.json", unit=name)
+    signature = _read_small(path / "manifest.sig", SIGNATURE_BYTES, "manifest.sig",
+                            unit=name)
+    manifest = _signed_manifest(body, signature, trusted, name)
     if manifest.get("feed_id") != feed_id:
-        raise FeedError(f"belongs to feed {manifest.get('feed_id')}, not this replica's "
-                        f"({feed_id})", unit=name)
-    start, end = int(manifest["from_version"]), int(manifest["to_version"])
+        raise FeedError(f"belongs to feed {str(manifest.get('feed_id'))[:40]}, not this "
+                        f"replica's ({feed_id})", unit=name)
+    start, end = manifest["from_version"], manifest["to_version"]
     if start != at_version:
         raise FeedError(f"covers versions {start} to {end}, but the replica is at "
                         f"{at_version}: a unit is missing or out of order", unit=name)
     for file, want in manifest["files"].items():
-        if file not in UNIT_FILES:
-            raise FeedError(f"the manifest names a file {file!r} sltd never writes",
-                            unit=name)
-        got = path / file
-        if not got.is_file():
+        if not os.path.lexists(path / file):
             raise FeedError(f"{file} is missing", unit=name)
-        if got.stat().st_size != want["bytes"] or _sha256(got) != want["sha256"]:
-            raise FeedError(f"{file} does not match its SHA-256 in the signed manifest "
-                            "(changed or truncated)", unit=name)
-    return _Unit(name, path, manifest)
-
-
-def _claimed_key(body: bytes) -> str | None:
-    try:
-        value = json.loads(body).get("key_id")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
+        try:
+            _check_file(path / file, want, name, into / file if into is not None else None)
+        except OSError as e:
+            raise FeedError(f"cannot copy {file} ({type(e).__name__}: {e.strerror})",
+                            unit=name) from None
+    return _Unit(name, into if into is not None else path, manifest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,10 +584,14 @@ def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
 
     if Path(path).exists():
         raise IndexStateError(f"{path} exists; a replica is made in a new file", path=path)
-    pem = Path(trust).read_bytes()
-    _public_key(pem, str(trust))
+    try:
+        pem = Path(trust).read_bytes()
+    except OSError as e:
+        raise FeedError(f"cannot read the trusted key {trust}: {e.strerror}") from None
+    trusted = _public_key(pem, str(trust))
     cache = Path(f"{path}.feed")
-    directory = _mirror(str(source), token, cache, 0) if is_url(source) else Path(source)
+    directory = _mirror(str(source), token, cache, 0, trusted) if is_url(source) \
+        else Path(source)
     known = _feed_index(directory)
     if known is None:
         raise FeedError(f"{directory} holds no feed (no feed.json)")
@@ -501,6 +625,22 @@ def sync(index: Index, source: str | os.PathLike[str] | None = None, *,
         FeedError: a unit refused, or a feed older than the replica (a replay).
         IndexStateError: the index is not a replica.
     """
+    with _sync_lock(index):
+        return _sync(index, source, token)
+
+
+_SYNC_LOCKS: dict[str, threading.Lock] = {}
+_SYNC_LOCKS_GUARD = threading.Lock()
+
+
+def _sync_lock(index: Index) -> threading.Lock:
+    """One sync of a replica at a time in this process (the replica's file admits no
+    other process): two would clean each other's private copies."""
+    with _SYNC_LOCKS_GUARD:
+        return _SYNC_LOCKS.setdefault(os.path.abspath(index.path), threading.Lock())
+
+
+def _sync(index: Index, source: str | os.PathLike[str] | None, token: str) -> SyncReport:
     start = time.perf_counter()
     con = index._db.cursor()
     feed_id = store.get_meta(con, REPLICA_FEED)
@@ -510,7 +650,7 @@ def sync(index: Index, source: str | os.PathLike[str] | None = None, *,
     trusted = _public_key((store.get_meta(con, REPLICA_TRUST) or "").encode(), "of the replica")
     where = str(source) if source is not None else store.get_meta(con, REPLICA_SOURCE) or "."
     version = store.current_version(con).version
-    directory = _mirror(where, token, Path(f"{index.path}.feed"), version) \
+    directory = _mirror(where, token, Path(f"{index.path}.feed"), version, trusted) \
         if is_url(where) else Path(where)
     known = _feed_index(directory)
     if known is None:
@@ -524,19 +664,21 @@ def sync(index: Index, source: str | os.PathLike[str] | None = None, *,
                         f"({version}): an old copy of the feed; nothing applied")
     applied = []
     # units are checked and applied from a private copy beside the replica; a killed sync
-    # leaves its copy, removed here (this process owns the replica file, so no other
-    # sync of it is running)
+    # leaves its copy, removed here (this process owns the replica file, and holds its
+    # sync lock, so no other sync of it is running)
     here = Path(os.path.abspath(index.path)).parent
     staging = f".{Path(index.path).name}.unit."
     for left in here.glob(f"{staging}*"):
         shutil.rmtree(left, ignore_errors=True)
-    for name, _, end in known["units"]:
-        if end <= version:
+    for name, first, end in known["units"]:
+        if end < version or (end == version and first < end):
             continue  # applied before
         private = Path(tempfile.mkdtemp(prefix=staging, dir=here))
         try:
             unit = verify_unit(directory, name, trusted, feed_id, version, into=private)
-            _apply(index, unit)
+            if unit.manifest["to_version"] == version:
+                continue  # the snapshot of an empty list (verified: it holds no rows)
+            _apply(index, unit, version)
         finally:
             shutil.rmtree(private, ignore_errors=True)
         applied.append(name)
@@ -544,8 +686,10 @@ def sync(index: Index, source: str | os.PathLike[str] | None = None, *,
     return SyncReport(tuple(applied), index.list_version, time.perf_counter() - start)
 
 
-def _apply(index: Index, unit: _Unit) -> None:
-    """Apply a verified unit as one load: its records, its withdrawals, its version."""
+def _apply(index: Index, unit: _Unit, at_version: int) -> None:
+    """Apply a verified unit as one load: its records, its withdrawals, its version; only
+    onto ``at_version``, the version it starts from (checked inside the load's
+    transaction)."""
     files = unit.manifest["files"]
     source = unit.path / ("records.parquet" if "records.parquet" in files
                           else "upserts.parquet")
@@ -554,4 +698,4 @@ def _apply(index: Index, unit: _Unit) -> None:
     loader.load(index._db, index._s.audit, index._s.keys, os.fspath(source),
                 now=index.clock.now(), officer=f"feed {unit.manifest['feed_id']}",
                 ncb=index.home_ncb, withdrawals=withdrawals, as_version=unit.to_version,
-                change="sync", strict=True)
+                change="sync", strict=True, onto=at_version)

@@ -88,7 +88,8 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
          ncb: str | None = None, batch_rows: int = BATCH_ROWS,
          progress: Callable[[LoadProgress], None] | None = None,
          withdrawals: pa.Table | None = None, as_version: ListVersion | None = None,
-         change: str = "load", strict: bool = False) -> LoadReport:
+         change: str = "load", strict: bool = False, onto: int | None = None
+         ) -> LoadReport:
     """Load ``source`` into ``db`` (see :meth:`sltd.Index.load`); ``ncb`` and ``officer``
     go into the audit entry.
 
@@ -99,7 +100,9 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
     ``withdrawals`` (number, doc_type, country) are withdrawn in the same transaction, and
     the change is recorded as list version ``as_version`` (the source's number and commit
     time), whatever it changed; ``strict``: a rejected row refuses the whole load
-    (:class:`sltd.errors.FeedError`), as a replica must not diverge from its source.
+    (:class:`sltd.errors.FeedError`), as a replica must not diverge from its source;
+    ``onto``: the list version the load must start from (checked in its transaction: a
+    delta applies only onto the version it follows).
     """
     start = time.perf_counter()
     if rejects is not None:
@@ -118,6 +121,9 @@ def load(db: Database, audit: AuditLog, keys: Keys, source: Source, *, now: dt.d
         with store.bulk_session(db.writer, first=first, rows=stream.rows), \
                 store.checker(db.writer) as checker, \
                 db.write(on_rollback=audit.invalidate) as con:
+            if onto is not None and (now_at := store.current_version(con).version) != onto:
+                raise FeedError(f"the list is at version {now_at}, not {onto} as the "
+                                "change expects (changed meanwhile); nothing applied")
             staging = store.open_staging(
                 con, now, version=as_version.version if as_version is not None else None)
             for batch in stream.batches():

@@ -723,19 +723,30 @@ def _batch_the_audit(con: duckdb.DuckDBPyConnection, say: Callable[[str], None])
 def _version_spans(con: duckdb.DuckDBPyConnection, say: Callable[[str], None]) -> None:
     """Give each record version the list versions it was in force in. A change's rows
     carry its time, and so does its list version (both were taken at the same moment), so
-    a row's version is the last one committed at or before its time; rows older than
-    list versions get 0 (before the first)."""
+    a row's version is the one committed at its time, else the last one before; rows
+    older than list versions get 0 (before the first). A file with records and no list
+    versions gets version 1: its list as it stands."""
     say("giving each record version its list versions")
     con.execute("ALTER TABLE records ADD COLUMN listed_in BIGINT DEFAULT 0")
     con.execute("ALTER TABLE record_history ADD COLUMN listed_in BIGINT DEFAULT 0")
     con.execute("ALTER TABLE record_history ADD COLUMN ended_in BIGINT DEFAULT 0")
     if one(con, "SELECT count(*) FROM list_versions")[0]:
+        # a change committed at the row's time is its own (the first of equal times:
+        # clocks can repeat a reading), else the last one before it
         for table, column, at in (("records", "listed_in", "updated_at"),
                                   ("record_history", "listed_in", "updated_at"),
                                   ("record_history", "ended_in", "changed_at")):
-            con.execute(f"""UPDATE {table} SET {column} = (
-                SELECT coalesce(max(version), 0) FROM list_versions v
-                WHERE v.committed_at <= {table}.{at})""")
+            con.execute(f"""UPDATE {table} SET {column} = coalesce(
+                (SELECT min(version) FROM list_versions v
+                 WHERE v.committed_at = {table}.{at}),
+                (SELECT max(version) FROM list_versions v
+                 WHERE v.committed_at <= {table}.{at}), 0)""")
+    elif not no_records(con):
+        # a file from before list versions: its list as it stands is version 1 (a list
+        # must have a version to be published, replayed or followed)
+        con.execute("""INSERT INTO list_versions SELECT 1, max(updated_at), 'migrate',
+            NULL, count(*) FROM records""")
+        con.execute("UPDATE records SET listed_in = 1")
     # (NOT NULL cannot be added in the transaction that filled them: every writer gives
     # them a value.)
     for table, column in (("records", "listed_in"), ("record_history", "listed_in"),

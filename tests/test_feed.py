@@ -341,3 +341,127 @@ def test_a_unit_name_outside_the_feed_is_refused(prepared, tmp_path):
         sync(replica, feed)
     assert _state(post) == before
     assert not list(post.parent.glob(".post.duckdb.unit.*"))  # no private copy left
+
+
+def test_a_list_migrated_from_before_list_versions_reaches_its_replicas(tmp_path):
+    """A file of the first release has records and no list version: the migration makes
+    its list version 1, so its snapshot carries them (not a "0 to 0" unit a replica
+    would skip) and the next delta follows."""
+    import gzip
+
+    path = tmp_path / "v1.duckdb"
+    with gzip.open(Path(__file__).parent.parent / "fixtures" / "v1" / "index.duckdb.gz") \
+            as src, open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    key, pub = new_key(tmp_path / "feed.key")
+    with open_index(str(path)) as ix:
+        assert (ix.migrated_from, ix.list_version.version) == (1, 1)
+        assert len(ix) > 0
+        assert publish(ix, tmp_path / "feed", key).records == len(ix)
+        replica = init_replica(tmp_path / "post.duckdb", tmp_path / "feed", pub)
+        assert (len(replica), answers(replica)) == (len(ix), answers(ix))
+        ix.upsert([Record("Z1111111", "P", "FRA", "stolen")])
+        publish(ix, tmp_path / "feed", key)
+        assert sync(replica).applied == ("v0000000002",)
+        assert (len(replica), answers(replica)) == (len(ix), answers(ix))
+        replica.close()
+
+
+def test_hostile_files_are_refused_before_anything_is_read_past_the_signature(
+        prepared, tmp_path, monkeypatch):
+    """What a carrier of the feed can put in it: a FIFO (a sync must not hang), symbolic
+    links, oversized or deeply nested JSON, a number JSON cannot hold, a huge sparse data
+    file under an unsigned manifest. Each is refused with its reason, the replica is
+    unchanged, and no data file is read before the manifest's signature verifies."""
+    import sltd.feed
+
+    checked = []
+    real_check = sltd.feed._check_file
+    monkeypatch.setattr(sltd.feed, "_check_file",
+                        lambda path, *a: (checked.append(path.name), real_check(path, *a)))
+    post, _ = prepared[:2]
+    before = _state(post)
+
+    def refused(tag, spoil, match):
+        copy, feed = _copies(prepared, tmp_path, tag)
+        spoil(feed, feed / "v0000000004")
+        checked.clear()
+        with open_index(str(copy)) as replica, pytest.raises(FeedError, match=match):
+            sync(replica, feed)
+        assert _state(copy) == before
+        return checked
+
+    def fifo(feed, unit):
+        (feed / "feed.json").unlink()
+        os.mkfifo(feed / "feed.json")
+
+    refused("fifo", fifo, "not a regular file")
+
+    def linked(feed, unit):
+        (unit / "manifest.json").rename(unit / "real.json")
+        (unit / "manifest.json").symlink_to(unit / "real.json")
+
+    refused("link", linked, "manifest.json unreadable")
+
+    def huge_number(feed, unit):
+        data = _units(feed)
+        data["units"][-1]["to"] = 1e400
+        _write_units(feed, data)
+
+    refused("overflow", huge_number, "not a whole number")
+
+    def nested(feed, unit):
+        (unit / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+
+    assert refused("nested", nested, "signature does not verify") == []
+    refused("big-index", lambda feed, unit: (feed / "feed.json").write_bytes(
+        b" " * (17 << 20)), "larger than")
+    refused("long-sig", lambda feed, unit: (unit / "manifest.sig").write_bytes(b"s" * 65),
+            "larger than 64 bytes")
+
+    def unsigned_sparse(feed, unit):
+        (unit / "manifest.sig").write_bytes(b"x" * 64)
+        with open(unit / "records.parquet", "wb") as f:
+            f.truncate(256 << 20)
+
+    assert refused("sparse", unsigned_sparse, "signature does not verify") == []
+    assert not list(tmp_path.glob("*/.post.duckdb.unit.*"))  # no private copy left
+
+
+def test_a_unit_applies_only_onto_the_version_it_follows(prepared, tmp_path):
+    """A unit verified at version 1 but applied after another sync took the replica on
+    (two syncs in one process) is refused inside the load's transaction."""
+    import tempfile
+
+    from sltd.feed import REPLICA_FEED, REPLICA_TRUST, _apply, _public_key, verify_unit
+    from sltd.store import get_meta
+
+    post, feed = _copies(prepared, tmp_path, "stale")
+    with open_index(str(post)) as replica:
+        con = replica._db.cursor()
+        trusted = _public_key(get_meta(con, REPLICA_TRUST).encode(), "test")
+        unit = verify_unit(feed, "v0000000004", trusted, get_meta(con, REPLICA_FEED), 1,
+                           into=Path(tempfile.mkdtemp(dir=tmp_path)))
+        assert sync(replica, feed).applied == ("v0000000004",)
+        after = answers(replica)
+        with pytest.raises(FeedError, match="at version 4, not 1"):
+            _apply(replica, unit, 1)
+        assert (replica.list_version.version, answers(replica)) == (4, after)
+
+
+def test_one_publish_into_a_directory_at_a_time(source):
+    import fcntl
+
+    ix, feed, key, _, clock = source
+    _change(ix, clock)
+    with open(feed / ".publish.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(FeedError, match="another publish"):
+            publish(ix, feed, key)
+    assert publish(ix, feed, key).to_version == 4
+
+
+def test_an_api_token_goes_only_over_https_or_to_this_machine(prepared, tmp_path):
+    post, _ = _copies(prepared, tmp_path, "token")
+    with open_index(str(post)) as replica, pytest.raises(FeedError, match="only over https"):
+        sync(replica, "http://feed.example.org/v1/feed", token="secret")

@@ -188,3 +188,30 @@ def test_version_three_rows_get_the_list_versions_their_times_say(tmp_path):
             con.execute("SELECT number, change, listed_in, ended_in FROM record_history "
                         "ORDER BY ended_in").fetchall()) == want
     con.close()
+
+
+def test_a_change_committed_at_the_same_instant_as_the_one_before_keeps_its_rows(tmp_path):
+    """Two changes at one clock reading share a commit time: the rows of the first stay
+    with the first (a row's version is the one committed at its time, the first of
+    equal times), so a replay of version 1 finds them."""
+    from sltd import Record
+    from sltd.clock import ManualClock
+
+    path = str(tmp_path / "v3.duckdb")
+    clock = ManualClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    with open_index(path, create=True, clock=clock) as ix:
+        ix.upsert([Record("X1234567", "P", "FRA", "stolen")])  # version 1
+        ix.upsert([Record("Y1234567", "P", "FRA", "lost")])  # version 2, same instant
+    con = duckdb.connect(path)
+    con.execute("ALTER TABLE records DROP COLUMN listed_in")
+    for column in ("listed_in", "ended_in"):
+        con.execute(f"ALTER TABLE record_history DROP COLUMN {column}")
+    con.execute("ALTER TABLE hit_cases DROP COLUMN list_version")
+    for table in ("records", "record_history"):
+        con.execute(f"ALTER TABLE {table} DROP COLUMN review_date")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    with open_index(path, clock=clock) as ix:
+        assert ix.migrated_from == 3
+        assert [h.number for h in ix.check("X1234567", "P", "FRA", as_of=1)] == ["X1234567"]
+        assert [h.number for h in ix.check("Y1234567", "P", "FRA", as_of=2)] == ["Y1234567"]

@@ -234,7 +234,21 @@ def _insert_values(n: int) -> str:
 
 
 #: The fields of a buffered check, in the order :meth:`AuditLog.record_check` keeps them.
-_CHECK = ("logged_at", "officer", "ncb", "number", "doc_type", "country", "result")
+_CHECK = ("logged_at", "officer", "ncb", "number", "doc_type", "country", "result",
+          "list_version")
+
+
+def with_version(result: str, version: int | None) -> str:
+    """A check's audited result with the list version that answered it (its entry's
+    ``result``: "miss; list version 17")."""
+    return result if version is None else f"{result}; list version {version}"
+
+
+def _with_versions(results: _Column, versions: _Column | pa.Scalar) -> _Column:
+    """:func:`with_version` column-wise (a None version adds nothing)."""
+    suffix = pc.binary_join_element_wise("list version", pc.cast(versions, pa.string()),
+                                         " ")
+    return pc.binary_join_element_wise(results, suffix, "; ", null_handling="skip")
 _EPOCH_UTC = _EPOCH.replace(tzinfo=dt.UTC)
 _NO_TEXT = pa.scalar(None, pa.string())
 
@@ -272,8 +286,8 @@ def _check_rows(flat: list[Any], first: int) -> list[Row]:
     (few of them: :func:`_checks_table` for many)."""
     width = len(_CHECK)
     return [(seq, _from_seconds(at), officer or None, ncb or None, "check",
-             f"{number} {doc_type} {country}", result)
-            for seq, (at, officer, ncb, number, doc_type, country, result)
+             f"{number} {doc_type} {country}", with_version(result, version))
+            for seq, (at, officer, ncb, number, doc_type, country, result, version)
             in enumerate(zip(*(flat[i::width] for i in range(width)), strict=True), first)]
 
 
@@ -282,7 +296,8 @@ def _checks_table(flat: list[Any], first: int) -> pa.Table:
     column-wise: a column is a slice of the list, formatted by Arrow kernels."""
     n = len(flat) // len(_CHECK)
     officer, ncb, number, doc_type, country, result = (
-        pa.array(flat[i::len(_CHECK)], pa.string()) for i in range(1, len(_CHECK)))
+        pa.array(flat[i::len(_CHECK)], pa.string()) for i in range(1, len(_CHECK) - 1))
+    versions = pa.array(flat[len(_CHECK) - 1::len(_CHECK)], pa.int64())
     return pa.Table.from_arrays([
         pa.array(np.arange(first, first + n, dtype=np.int64)),
         _seconds(flat[0::len(_CHECK)]),
@@ -291,12 +306,12 @@ def _checks_table(flat: list[Any], first: int) -> pa.Table:
         pa.repeat("check", n),
         pc.binary_join_element_wise(number, pc.fill_null(doc_type, "None"),
                                     pc.fill_null(country, "None"), " "),
-        result,
+        _with_versions(result, versions),
     ], names=list(_COLUMNS))
 
 
 def _batch_table(at: float, officer: str, ncb: str, numbers: _Column, doc_types: _Column,
-                 countries: _Column, results: _Column) -> pa.Table:
+                 countries: _Column, results: _Column, version: int | None) -> pa.Table:
     """Checks of one batch made at ``at`` (Arrow columns, one row a document) as ``audit``
     columns but ``seq``: the rows :func:`_checks_table` gives for the same checks, built
     by Arrow kernels from the columns, with no Python code per check."""
@@ -308,7 +323,7 @@ def _batch_table(at: float, officer: str, ncb: str, numbers: _Column, doc_types:
         repeat(officer), repeat(ncb), pa.repeat("check", n),
         pc.binary_join_element_wise(numbers, pc.fill_null(doc_types, "None"),
                                     pc.fill_null(countries, "None"), " "),
-        results,
+        _with_versions(results, pa.scalar(version, pa.int64())),
     ], names=list(_COLUMNS[1:]))
 
 
@@ -407,18 +422,21 @@ class AuditLog:
         return self._wake_at // len(_CHECK)
 
     def record_check(self, at: float, officer: str, ncb: str, number: str,
-                     doc_type: str | None, country: str | None, result: str) -> None:
+                     doc_type: str | None, country: str | None, result: str,
+                     version: int | None = None) -> None:
         """Buffer a check made at ``at`` (seconds since the epoch: reading a clock as a
-        float is 6x cheaper than as a datetime). The hot path: one append; formatted and
-        hashed when written."""
+        float is 6x cheaper than as a datetime), answered from list version ``version``.
+        The hot path: one append; formatted (:func:`with_version`) and hashed when
+        written."""
         if self.enabled:
             checks = self._checks
-            checks += (at, officer, ncb, number, doc_type, country, result)
+            checks += (at, officer, ncb, number, doc_type, country, result, version)
             if len(checks) >= self._wake_at and not self._full.is_set():
                 self._wake_writer()
 
     def record_checks(self, at: float, officer: str, ncb: str, numbers: _Column,
-                      doc_types: _Column, countries: _Column, results: _Column) -> None:
+                      doc_types: _Column, countries: _Column, results: _Column,
+                      version: int | None = None) -> None:
         """Buffer the checks of a batch made at ``at``, given column-wise (a document's
         number, type, country and result a row), as :meth:`record_check` would one by one
         and in their order. The batch takes one place in the buffer, as a table of its
@@ -426,9 +444,10 @@ class AuditLog:
         ~1 ms here, ~8 ms as tuples), and it is written in its place among single checks.
         """
         if self.enabled and len(numbers):
-            table = _batch_table(at, officer, ncb, numbers, doc_types, countries, results)
+            table = _batch_table(at, officer, ncb, numbers, doc_types, countries, results,
+                                 version)
             checks = self._checks
-            checks += (_BATCH, table, None, None, None, None, None)
+            checks += (_BATCH, table, None, None, None, None, None, None)
             self._batched += table.num_rows - 1
             if len(checks) // len(_CHECK) + self._batched >= self.buffer_size \
                     and not self._full.is_set():

@@ -372,14 +372,15 @@ class Index:
                                             leads=leads)
         who, at = self._searching(ncb), self._timestamp()
         reading = TYPED if expiry is None else Reading(expiry=_expiry(expiry))
+        snap = self._s.keys.snapshot() if self._pin is None else self._pin
         hits = self._s.search.check(number, doc_type, country, ncb=who, now=at,
                                     exact_only=exact_only, reading=reading, leads=leads,
-                                    expiries=self._expiries, snapshot=self._pin,
+                                    expiries=self._expiries, snapshot=snap,
                                     lapsed=self._lapsed)
         if not self._read_only:
             if self._replaying is None:
                 self._s.audit.record_check(at, officer, who, number, doc_type, country,
-                                           _summary(hits))
+                                           _summary(hits), snap.version.version)
             else:
                 self._audit_replay(at, officer, who, number, doc_type, country, hits)
         return hits
@@ -409,13 +410,14 @@ class Index:
                                                 officer=officer, leads=leads)
         read = parse_mrz(mrz)
         who, at = self._searching(ncb), self._timestamp()
+        snap = self._s.keys.snapshot() if self._pin is None else self._pin
         hits = self._s.search.check_mrz(read, ncb=who, now=at, exact_only=exact_only,
                                         leads=leads, expiries=self._expiries,
-                                        snapshot=self._pin, lapsed=self._lapsed)
+                                        snapshot=snap, lapsed=self._lapsed)
         if not self._read_only:
             if self._replaying is None:
                 self._s.audit.record_check(at, officer, who, read.number, read.doc_type,
-                                           read.country, _summary(hits))
+                                           read.country, _summary(hits), snap.version.version)
             else:
                 self._audit_replay(at, officer, who, read.number, read.doc_type,
                                    read.country, hits)
@@ -486,8 +488,8 @@ class Index:
                           "document_type": pa.array([d[1] for d in documents], pa.string()),
                           "issuing_country": pa.array([d[2] for d in documents],
                                                       pa.string())})
-        found, report = screen(table, keys=self._s.keys.snapshot() if self._pin is None
-                               else self._pin, hit_ids=self._s.hit_ids,
+        snap = self._s.keys.snapshot() if self._pin is None else self._pin
+        found, report = screen(table, keys=snap, hit_ids=self._s.hit_ids,
                                con=self._db.cursor(), now=dt.datetime.fromtimestamp(at, dt.UTC),
                                ncb=who, exact_only=exact_only, leads=leads,
                                lapsed=self._s.keys.lapsed(at))
@@ -495,7 +497,7 @@ class Index:
         if not self._read_only:
             self._s.audit.record_checks(
                 at, officer, who, table.column(0), table.column(1), table.column(2),
-                _batch_results(len(documents), hits, refused))
+                _batch_results(len(documents), hits, refused), snap.version.version)
         return hits, refused
 
     def _searching(self, ncb: str | None) -> str:

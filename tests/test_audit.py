@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sltd import Record, ValidationError, audit, open_index, store
 from sltd.alerts import MemorySink, Router
 from sltd.audit import (
+    _CHECK,
     GENESIS,
     AuditLog,
     AuditReport,
@@ -48,8 +49,9 @@ def test_every_change_check_reveal_decision_and_delivery_is_recorded(tmp_path):
                        "confirm", "setting", "setting", "withdraw"]
     assert rows[0][4] == ("1 rows read, 1 inserted, 0 updated, 0 unchanged, 0 rejected; "
                           "list version 1")
-    assert rows[1][1:] == ("A", "DEU", "Q0000001 P FRA", "miss")
-    assert rows[2][4] == "exact 1"
+    # a check's result says the list version that answered it
+    assert rows[1][1:] == ("A", "DEU", "Q0000001 P FRA", "miss; list version 1")
+    assert rows[2][4] == "exact 1; list version 1"
     assert rows[8][1:] == ("C", None, "validation_window_minutes", "(unset) -> 30")
     assert rows[9][3:] == ("home_ncb", "(unset) -> DEU")
     assert rows[10][1:] == ("D", "DEU", "X1234567 P FRA", "recovered; list version 2")
@@ -138,7 +140,7 @@ def test_a_rolled_back_transaction_that_flushed_twice_gives_back_every_check(tmp
 
     with pytest.raises(RuntimeError):
         failing_write()
-    assert log._checks[3::7] == ["Q0000001", "Q0000002"]  # the numbers, in order
+    assert log._checks[3::len(_CHECK)] == ["Q0000001", "Q0000002"]  # the numbers, in order
     ix.close()
 
 
@@ -165,9 +167,11 @@ def test_a_batch_check_is_audited_as_its_documents_checked_one_by_one(tmp_path, 
     batch, single = rows[1:n + 1], rows[n + 1:]
     assert [r[3] for r in batch] == [f"{a} {b} {c}" for a, b, c in documents]
     assert {r[:3] for r in batch} == {("K. Weber", "DEU", "check")}
-    assert [r[4] for r in batch][:4] == ["miss", "partial 2", "refused", "near 1"]
+    v = f"; list version {ix.list_version.version}"
+    assert [r[4] for r in batch][:4] == [f"miss{v}", f"partial 2{v}", f"refused{v}",
+                                         f"near 1{v}"]
     # the single checks audit the same subjects and results (a refused one is not a check)
-    assert [r for r in batch if r[4] != "refused"] == single
+    assert [r for r in batch if not r[4].startswith("refused")] == single
     assert ix.verify_audit().ok
     ix.close()
 
@@ -467,7 +471,8 @@ check_text = st.one_of(st.sampled_from(["", "K. Weber", "é", "a\x1fb"]), st.tex
 
 @given(st.lists(st.tuples(check_text, check_text, st.text(min_size=1, max_size=24),
                           st.sampled_from([None, "P", "I"]), st.sampled_from([None, "FRA"]),
-                          check_text), min_size=1, max_size=40))
+                          check_text, st.one_of(st.none(), st.integers(0, 2**62))),
+                min_size=1, max_size=40))
 def test_checks_are_formatted_alike_in_arrow_and_in_python(checks):
     flat = [v for i, c in enumerate(checks)
             for v in ((T0 + dt.timedelta(microseconds=i)).timestamp(), *c)]
@@ -478,7 +483,8 @@ def test_checks_are_formatted_alike_in_arrow_and_in_python(checks):
 
 @given(st.lists(st.tuples(check_text, check_text, st.text(min_size=1, max_size=24),
                           st.sampled_from([None, "P"]), st.sampled_from([None, "FRA"]),
-                          check_text), min_size=audit._SMALL + 1, max_size=60),
+                          check_text, st.one_of(st.none(), st.integers(0, 2**62))),
+                min_size=audit._SMALL + 1, max_size=60),
        st.lists(st.tuples(text, text, st.text(min_size=1, max_size=8), text, text),
                 max_size=3))
 def test_a_large_batch_stores_the_digests_and_hash_the_references_give(checks, entries):

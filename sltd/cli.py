@@ -108,6 +108,21 @@ def _open(ctx: click.Context, *, create: bool = False) -> Index:
     return index
 
 
+def _open_replica(ctx: click.Context) -> Any:
+    """The index file for a command a sealed replica also serves (check, sync): an
+    :class:`Index`, or a :class:`sltd.sealed.SealedReplica`."""
+    from sltd.errors import SealedReplicaError
+
+    try:
+        return _open(ctx)
+    except SealedReplicaError:
+        from sltd.sealed import open_sealed
+
+        replica = open_sealed(ctx.find_root().obj["db"])
+        ctx.call_on_close(replica.close)
+        return replica
+
+
 def _served_by(db: str, pid: int | None) -> str | None:
     """The URL of the service holding ``db``, from the note it leaves beside the file."""
     from sltd.service import served_url
@@ -394,10 +409,16 @@ def check(ctx: click.Context, number: str | None, doc_type: str | None, country:
         read = parse_mrz(mrz) if mrz is not None else None  # as the service parsed it
         version = answer["list_version"]
     else:
-        index = _open(ctx)
-        # the answer and the version it came from
-        pinned: Pinned | Replay = index.pin() if as_of is None \
-            else index.replay(_as_of(as_of))
+        from sltd.sealed import SealedReplica
+
+        index = _open_replica(ctx)
+        if isinstance(index, SealedReplica) and as_of is not None:
+            raise click.UsageError("a sealed replica keeps no history: --as-of replays on "
+                                   "a plain index")
+        # the answer and the version it came from (a sealed replica's: the version it
+        # holds, changed only by a sync, which this process does not run)
+        pinned: Pinned | Replay | SealedReplica = index if isinstance(index, SealedReplica) \
+            else index.pin() if as_of is None else index.replay(_as_of(as_of))
         if mrz is not None:
             result = pinned.check_mrz(mrz, exact_only=exact_only, ncb=ncb, officer=officer,
                                       leads=leads)
@@ -1047,19 +1068,33 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
               help="The Ed25519 private key (PEM) that signs the feed.")
 @click.option("--new-key", is_flag=True, help="First make the key pair: --key and "
               "--key.pub (which replicas trust); never overwrites a file.")
+@click.option("--sealed", "seal_key", type=click.Path(dir_okay=False), metavar="SEAL_KEY",
+              help="Write a sealed feed: no document number in plaintext, for sealed "
+              "replicas holding the same seal key (a feed directory is sealed or not "
+              "from its first unit).")
+@click.option("--new-seal-key", is_flag=True, help="First make the seal key --sealed "
+              "names (32 random bytes; give it to the sealed replicas by hand, never with "
+              "the feed); never overwrites a file.")
 @json_option
 @click.pass_context
 def publish(ctx: click.Context, directory: str, key_path: str, new_key: bool,
-            as_json: bool) -> None:
+            seal_key: str | None, new_seal_key: bool, as_json: bool) -> None:
     """Write the next signed unit of the list's feed into DIRECTORY: a snapshot the first
     time, then the changes since the last unit (for replicas: sltd replica init, sync)."""
-    from sltd import feed
+    from sltd import feed, sealed
 
+    if new_seal_key and seal_key is None:
+        raise click.UsageError("--new-seal-key makes the file --sealed names: give it")
     if new_key:
         private, public = feed.new_key(key_path)
         click.echo(f"made {private} (keep it secret) and {public} (give it to replicas)",
                    err=True)
-    done = feed.publish(_open(ctx), directory, key_path)
+    if new_seal_key:
+        assert seal_key is not None
+        made = sealed.new_seal_key(seal_key)
+        click.echo(f"made {made} (keep it secret; give it to sealed replicas by hand)",
+                   err=True)
+    done = feed.publish(_open(ctx), directory, key_path, sealed=seal_key)
     if as_json:
         _echo_json(done.as_dict())
     elif done.unit is None:
@@ -1085,24 +1120,28 @@ def replica() -> None:
 @click.option("--trust", required=True, type=click.Path(dir_okay=False, exists=True),
               help="The publisher's public key (the .pub file of sltd publish --new-key).")
 @click.option("--ncb", help="This post's NCB: the searching NCB of its checks and reveals.")
+@click.option("--seal-key", type=click.Path(dir_okay=False, exists=True),
+              help="For a sealed feed (sltd publish --sealed): its seal key, this device's "
+              "key; the replica reads it from this path when it opens.")
 @json_option
 @click.pass_context
 def replica_init(ctx: click.Context, path: str, source: str, trust: str, ncb: str | None,
-                 as_json: bool) -> None:
+                 seal_key: str | None, as_json: bool) -> None:
     """Make a replica in the new index file PATH from a feed, and bring it up to date."""
     from sltd import feed
 
-    index = feed.init_replica(path, source, trust, token=ctx.find_root().obj.get("token", ""))
+    index = feed.init_replica(path, source, trust, token=ctx.find_root().obj.get("token", ""),
+                              seal_key=seal_key)
     try:
         if ncb:
             index.set_home_ncb(ncb)
         version = index.list_version
         if as_json:
             _echo_json({"path": path, "feed_id": index.replica_of, "records": len(index),
-                        "list_version": version.as_dict()})
+                        "sealed": seal_key is not None, "list_version": version.as_dict()})
         else:
-            click.echo(f"{path}: replica of feed {index.replica_of}, {len(index):,} "
-                       f"records, {version}")
+            click.echo(f"{path}: {'sealed ' if seal_key else ''}replica of feed "
+                       f"{index.replica_of}, {len(index):,} records, {version}")
     finally:
         index.close()
 
@@ -1124,7 +1163,7 @@ def sync(ctx: click.Context, source: str | None, every: float | None, as_json: b
 
     from sltd import SltdError, feed
 
-    index = _open(ctx)
+    index = _open_replica(ctx)
 
     token = ctx.find_root().obj.get("token", "")
 
@@ -1153,7 +1192,7 @@ def sync(ctx: click.Context, source: str | None, every: float | None, as_json: b
         pass
 
 
-def _age(index: Index, version: Any) -> str:
+def _age(index: Any, version: Any) -> str:
     """How old a list version is, for people: "6 h old"."""
     if version.committed_at is None:
         return "no list yet"

@@ -130,6 +130,12 @@ class IndexStateError(SltdError):
         super().__init__(message)
 
 
+class SealedReplicaError(IndexStateError):
+    """The file is a sealed replica (:mod:`sltd.sealed`), opened as a plain index: it
+    answers checks, the details of its hits and its feed's sync, through
+    :func:`sltd.sealed.open_sealed`."""
+
+
 class IndexBusy(IndexStateError):
     """Another process holds the index file (DuckDB lets one process open it for writing),
     and kept it for longer than the caller agreed to wait.

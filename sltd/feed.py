@@ -56,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -66,9 +67,11 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sltd import loader, store
@@ -77,11 +80,17 @@ from sltd.model import ListVersion
 
 if TYPE_CHECKING:
     from sltd.index import Index
+    from sltd.sealed import SealedReplica, SealKey
 
 #: The loader's names of the columns a unit's records carry.
 _RECORD_SQL = """SELECT number AS document_number, doc_type AS document_type,
     country AS issuing_country, status, owner_ncb, place_of_loss, date_of_loss,
     date_of_issue, date_of_expiry, review_date FROM records"""
+#: The keys withdrawn or expired since a version and not listed again.
+_WITHDRAWN_SQL = """SELECT DISTINCT number, doc_type, country FROM record_history h
+    WHERE change IN ('withdrawn', 'expired') AND ended_in > $since AND NOT EXISTS (
+        SELECT 1 FROM records r WHERE r.number = h.number AND r.doc_type = h.doc_type
+            AND r.country = h.country)"""
 _ROWS_PER_BATCH = 1 << 20
 #: Meta keys of a replica.
 REPLICA_FEED, REPLICA_TRUST, REPLICA_SOURCE = "replica_feed_id", "replica_trust", \
@@ -177,7 +186,15 @@ class Published:
 
 #: The files a unit may hold (a replica fetches no other name).
 UNIT_FILES = ("manifest.json", "manifest.sig", "records.parquet", "upserts.parquet",
-              "withdrawals.parquet")
+              "withdrawals.parquet", "sealed.parquet", "sealed-upserts.parquet",
+              "sealed-withdrawals.parquet", "alphabets.parquet")
+#: The names of a sealed unit's files (:mod:`sltd.sealed`), by those of a plain one.
+_SEALED_NAMES = {"records.parquet": "sealed.parquet",
+                 "upserts.parquet": "sealed-upserts.parquet",
+                 "withdrawals.parquet": "sealed-withdrawals.parquet"}
+#: The file of a unit's records, and whether it is sealed: one of them in each unit.
+_RECORD_FILES = {"records.parquet": False, "upserts.parquet": False,
+                 "sealed.parquet": True, "sealed-upserts.parquet": True}
 _UNIT_NAME = re.compile(r"v[0-9]{10}")
 #: The most a feed's unsigned or not yet verified files may hold: ``feed.json``, a
 #: manifest, its signature (an Ed25519 signature is exactly this long).
@@ -298,20 +315,24 @@ def _feed_index(directory: Path) -> dict[str, Any] | None:
         feed_id = data["feed_id"]
         units = [(u["name"], _count(u["from"], "a unit's first version"),
                   _count(u["to"], "a unit's last version")) for u in data["units"]]
-        if not isinstance(feed_id, str) or not all(isinstance(u[0], str) for u in units):
-            raise TypeError("the feed id and unit names are strings")
+        sealed = data.get("sealed")
+        if not isinstance(feed_id, str) or not all(isinstance(u[0], str) for u in units) \
+                or not isinstance(sealed, str | None):
+            raise TypeError("the feed id, unit names and seal key id are strings")
     except FeedError as e:
         raise FeedError(f"{path} is not a feed index ({e})") from None
     except (KeyError, TypeError, AttributeError) as e:
         raise FeedError(f"{path} is not a feed index ({type(e).__name__}: {e})") from None
-    return {"feed_id": feed_id, "units": units}
+    return {"feed_id": feed_id, "units": units, "sealed": sealed}
 
 
-def _write_index(directory: Path, feed_id: str, units: list[tuple[str, int, int]]) -> None:
+def _write_index(directory: Path, feed_id: str, units: list[tuple[str, int, int]],
+                 sealed: str | None) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".feed.json.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"feed_id": feed_id, "units": [
-            {"name": n, "from": a, "to": b} for n, a, b in units]}, f, indent=1)
+            {"name": n, "from": a, "to": b} for n, a, b in units],
+            **({"sealed": sealed} if sealed else {})}, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, directory / "feed.json")
@@ -329,30 +350,40 @@ def feed_id_of(index: Index) -> str:
     return made
 
 
-def _write_parquet(con: Any, sql: str, params: dict[str, Any], path: Path) -> int:
-    """Stream a query's rows into a Parquet file (memory: one batch); its row count."""
+def _write_parquet(con: Any, sql: str, params: dict[str, Any], path: Path,
+                   transform: Callable[[pa.Table], pa.Table] | None = None,
+                   schema: pa.Schema | None = None) -> int:
+    """Stream a query's rows into a Parquet file (memory: one batch), each batch through
+    ``transform`` (of ``schema``) if given; its row count."""
     reader = con.sql(sql, params=params).to_arrow_reader(_ROWS_PER_BATCH)
     rows = 0
-    with pq.ParquetWriter(path, reader.schema, compression="zstd") as writer:
+    with pq.ParquetWriter(path, schema or reader.schema, compression="zstd") as writer:
         for batch in reader:
-            writer.write_batch(batch)
+            table = pa.Table.from_batches([batch])
+            writer.write_table(transform(table) if transform is not None else table)
             rows += batch.num_rows
     return rows
 
 
 def publish(index: Index, directory: str | os.PathLike[str], key: str | os.PathLike[str],
-            ) -> Published:
+            *, sealed: str | os.PathLike[str] | None = None) -> Published:
     """Write the next unit of the index's feed into ``directory``: a snapshot if it has
     none, else a delta since its last unit (nothing if the list has not changed). The
     unit is written aside and renamed into place, then ``feed.json`` replaced: a reader
-    sees the unit whole or not at all.
+    sees the unit whole or not at all. With ``sealed`` (a seal key file,
+    :func:`sltd.sealed.new_seal_key`), a sealed feed (:mod:`sltd.sealed`): no number in
+    plaintext, for sealed replicas that hold the same key.
 
     Raises:
-        FeedError: the directory holds another index's feed, or one ahead of this index;
-            the key cannot be read; another publish into it is running.
+        FeedError: the directory holds another index's feed, or one ahead of this index,
+            or a feed sealed otherwise (or under another seal key); a key cannot be read;
+            another publish into it is running.
     """
+    from sltd.sealed import read_seal_key
+
     start = time.perf_counter()
     signer = _private_key(key)
+    seal = read_seal_key(sealed) if sealed is not None else None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # one publish into a directory at a time (threads or processes): each reads the last
@@ -363,15 +394,25 @@ def publish(index: Index, directory: str | os.PathLike[str], key: str | os.PathL
         except BlockingIOError:
             raise FeedError(f"another publish into {directory} is running; try again when "
                             "it has finished") from None
-        return _publish(index, directory, signer, start)
+        return _publish(index, directory, signer, start, seal)
 
 
-def _publish(index: Index, directory: Path, signer: Any, start: float) -> Published:
+def _publish(index: Index, directory: Path, signer: Any, start: float, seal: SealKey | None
+             ) -> Published:
+    from sltd import sealed
+
     feed_id = feed_id_of(index)
     known = _feed_index(directory)
     if known is not None and known["feed_id"] != feed_id:
         raise FeedError(f"{directory} holds feed {known['feed_id']}, not this index's "
                         f"({feed_id}): publish into a directory of its own")
+    seal_id = seal.id if seal is not None else None
+    if known is not None and known["sealed"] != seal_id:
+        held = f"a feed sealed under seal key {known['sealed']}" if known["sealed"] \
+            else "a plain feed"
+        wanted = f"one sealed under {seal_id}" if seal_id else "a plain one"
+        raise FeedError(f"{directory} holds {held}, not {wanted}: publish into a directory "
+                        "of its own")
     units: list[tuple[str, int, int]] = known["units"] if known else []
     last = units[-1][2] if units else None
     con = index._db.cursor()
@@ -392,30 +433,39 @@ def _publish(index: Index, directory: Path, signer: Any, start: float) -> Publis
         tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
         try:
             files: dict[str, dict[str, Any]] = {}
-            parts: dict[str, tuple[str, dict[str, Any]]]
-            if kind == "snapshot":
-                parts = {"records.parquet": (_RECORD_SQL, {})}
-            else:
-                parts = {
-                    "upserts.parquet": (f"{_RECORD_SQL} WHERE listed_in > $since",
-                                        {"since": last}),
-                    "withdrawals.parquet": ("""SELECT DISTINCT number, doc_type, country
-                        FROM record_history h WHERE change IN ('withdrawn', 'expired')
-                            AND ended_in > $since AND NOT EXISTS (
-                            SELECT 1 FROM records r WHERE r.number = h.number
-                                AND r.doc_type = h.doc_type AND r.country = h.country)""",
-                                            {"since": last})}
+            since = {"since": last}
+            parts: dict[str, tuple[str, dict[str, Any]]] = {
+                "records.parquet": (_RECORD_SQL, {})} if kind == "snapshot" else {
+                "upserts.parquet": (f"{_RECORD_SQL} WHERE listed_in > $since", since),
+                "withdrawals.parquet": (_WITHDRAWN_SQL, since)}
             for file, (sql, params) in parts.items():
-                rows = _write_parquet(con, sql, params, tmp / file)
-                files[file] = {"sha256": _sha256(tmp / file),
-                               "bytes": (tmp / file).stat().st_size, "rows": rows}
+                if seal is None:
+                    rows = _write_parquet(con, sql, params, tmp / file)
+                elif file == "withdrawals.parquet":
+                    file = _SEALED_NAMES[file]
+                    rows = _write_parquet(con, sql, params, tmp / file,
+                                          functools.partial(sealed.sealed_rids, key=seal),
+                                          sealed.RIDS_SCHEMA)
+                else:
+                    file = _SEALED_NAMES[file]
+                    rows = _write_parquet(con, sql.replace(" FROM records", ", fold FROM "
+                                                           "records"), params, tmp / file,
+                                          functools.partial(sealed.seal_records, key=seal),
+                                          sealed.SEALED_SCHEMA)
+                files[file] = {"rows": rows}
+            if seal is not None:
+                files["alphabets.parquet"] = {"rows": _write_parquet(
+                    con, sealed.ALPHABETS_SQL, {}, tmp / "alphabets.parquet")}
+            for file, about in files.items():
+                about.update(sha256=_sha256(tmp / file), bytes=(tmp / file).stat().st_size)
             manifest = {
                 "format": 1, "feed_id": feed_id, "kind": kind,
                 "from_version": last or 0, "to_version": current.version,
                 "committed_at": current.committed_at.isoformat()
                 if current.committed_at else None,
                 "published_at": index.clock.now().isoformat(),
-                "key_id": key_id(signer.public_key()), "files": files}
+                "key_id": key_id(signer.public_key()), "files": files,
+                **({"sealed": {"seal_key_id": seal.id}} if seal is not None else {})}
             body = json.dumps(manifest, indent=1, sort_keys=True).encode()
             (tmp / "manifest.json").write_bytes(body)
             (tmp / "manifest.sig").write_bytes(signer.sign(body))
@@ -428,13 +478,14 @@ def _publish(index: Index, directory: Path, signer: Any, start: float) -> Publis
             raise
     finally:
         con.commit()
-    _write_index(directory, feed_id, [*units, (name, last or 0, current.version)])
+    _write_index(directory, feed_id, [*units, (name, last or 0, current.version)], seal_id)
     with index._writable().write(on_rollback=index._s.audit.invalidate) as wcon:
         index._s.audit.write(wcon, index.clock.now(), "publish", subject=f"{directory}/{name}",
                              result=f"{kind}, list versions {last or 0} to {current.version}")
-    records = files.get("records.parquet", files.get("upserts.parquet", {})).get("rows", 0)
-    return Published(name, kind, last or 0, current.version, records,
-                     files.get("withdrawals.parquet", {}).get("rows", 0),
+    records = next(about["rows"] for file, about in files.items() if file in _RECORD_FILES)
+    withdrawn = sum(about["rows"] for file, about in files.items()
+                    if file.endswith("withdrawals.parquet"))
+    return Published(name, kind, last or 0, current.version, records, withdrawn,
                      time.perf_counter() - start)
 
 
@@ -479,8 +530,16 @@ def _signed_manifest(body: bytes, signature: bytes, trusted: Any, unit: str
                 raise TypeError(f"{file}: sha256 is not a SHA-256")
             _count(want["bytes"], f"{file}: bytes", unit=unit)
             _count(want["rows"], f"{file}: rows", unit=unit)
-        if ("records.parquet" in files) == ("upserts.parquet" in files):
-            raise TypeError("a unit has either records.parquet or upserts.parquet")
+        kinds = [_RECORD_FILES[f] for f in files if f in _RECORD_FILES]
+        if len(kinds) != 1:
+            raise TypeError(f"a unit has one of {', '.join(_RECORD_FILES)}")
+        sealed = manifest.get("sealed")
+        if kinds[0] != (sealed is not None) or any(
+                f.startswith(("sealed", "alphabets")) != kinds[0] for f in files) or (
+                sealed is not None and not isinstance(sealed.get("seal_key_id"), str)) or (
+                kinds[0] and "alphabets.parquet" not in files):
+            raise TypeError("its files are not those of a " + (
+                "sealed" if sealed is not None else "plain") + " unit")
         if end < start or (end == start and any(f["rows"] for f in files.values())):
             raise TypeError(f"changes from list version {start} to {end}")
         if manifest["committed_at"] is not None:
@@ -570,17 +629,21 @@ class SyncReport:
 
 def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
                  trust: str | os.PathLike[str], *, token: str = "",
-                 **open_options: Any) -> Index:
+                 seal_key: str | os.PathLike[str] | None = None,
+                 **open_options: Any) -> Any:
     """Make a replica at ``path`` (a new index file) of the feed in ``source`` (a
     directory, or the ``/v1/feed`` URL of a service, with an API ``token``), trusting the
     public key in the file ``trust``, and bring it to the feed's last version. Returns the
-    open replica.
+    open replica: an :class:`sltd.Index`, or for a sealed feed (with its ``seal_key``
+    file) a :class:`sltd.sealed.SealedReplica`.
 
     Raises:
-        FeedError: the feed is refused (the file is then removed: nothing half made).
+        FeedError: the feed is refused (the file is then removed: nothing half made); a
+            sealed feed without its seal key.
         IndexStateError: ``path`` exists.
     """
     from sltd.index import open_index
+    from sltd.sealed import SEAL_KEY_PATH, SEALED_FEED, SealedReplica, read_seal_key
 
     if Path(path).exists():
         raise IndexStateError(f"{path} exists; a replica is made in a new file", path=path)
@@ -595,14 +658,26 @@ def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
     known = _feed_index(directory)
     if known is None:
         raise FeedError(f"{directory} holds no feed (no feed.json)")
-    index = open_index(path, create=True, **open_options)
+    if known["sealed"] and seal_key is None:
+        raise FeedError(f"{directory} holds a sealed feed: a replica of it needs its seal "
+                        "key (--seal-key)")
+    if seal_key is not None and known["sealed"] != read_seal_key(seal_key).id:
+        raise FeedError(f"{directory} holds a feed " + (
+            f"sealed under another seal key ({known['sealed']})" if known["sealed"]
+            else "that is not sealed") + f", not one sealed under {seal_key}")
+    index: Any = SealedReplica(path, seal_key=seal_key, create=True, **open_options) \
+        if seal_key is not None else open_index(path, create=True, **open_options)
     try:
-        with index._writable().write() as con:
+        with index._db.write() as con:
             store.set_meta(con, REPLICA_FEED, known["feed_id"])
             store.set_meta(con, REPLICA_TRUST, pem.decode())
             store.set_meta(con, REPLICA_SOURCE, str(source) if is_url(source)
                            else os.fspath(Path(source).resolve()))
-        index._s.replica_of = known["feed_id"]
+            if seal_key is not None:
+                store.set_meta(con, SEALED_FEED, known["feed_id"])
+                store.set_meta(con, SEAL_KEY_PATH, index.seal_key_path)
+        if seal_key is None:
+            index._s.replica_of = known["feed_id"]
         sync(index, directory)
     except BaseException:
         index.close()
@@ -613,7 +688,7 @@ def init_replica(path: str | os.PathLike[str], source: str | os.PathLike[str],
     return index
 
 
-def sync(index: Index, source: str | os.PathLike[str] | None = None, *,
+def sync(index: Index | SealedReplica, source: str | os.PathLike[str] | None = None, *,
          token: str = "") -> SyncReport:
     """Apply to a replica the units of its feed (in ``source``, a directory or a service's
     ``/v1/feed`` URL with an API ``token``; default: where it was made from) that follow
@@ -633,14 +708,17 @@ _SYNC_LOCKS: dict[str, threading.Lock] = {}
 _SYNC_LOCKS_GUARD = threading.Lock()
 
 
-def _sync_lock(index: Index) -> threading.Lock:
+def _sync_lock(index: Index | SealedReplica) -> threading.Lock:
     """One sync of a replica at a time in this process (the replica's file admits no
     other process): two would clean each other's private copies."""
     with _SYNC_LOCKS_GUARD:
         return _SYNC_LOCKS.setdefault(os.path.abspath(index.path), threading.Lock())
 
 
-def _sync(index: Index, source: str | os.PathLike[str] | None, token: str) -> SyncReport:
+def _sync(index: Index | SealedReplica, source: str | os.PathLike[str] | None, token: str
+          ) -> SyncReport:
+    from sltd.sealed import SealedReplica
+
     start = time.perf_counter()
     con = index._db.cursor()
     feed_id = store.get_meta(con, REPLICA_FEED)
@@ -676,9 +754,20 @@ def _sync(index: Index, source: str | os.PathLike[str] | None, token: str) -> Sy
         private = Path(tempfile.mkdtemp(prefix=staging, dir=here))
         try:
             unit = verify_unit(directory, name, trusted, feed_id, version, into=private)
+            seal = unit.manifest.get("sealed")
+            if isinstance(index, SealedReplica):
+                if seal is None or seal["seal_key_id"] != index.key.id:
+                    raise FeedError("not sealed under this replica's seal key "
+                                    f"({index.key.id})", unit=name)
+            elif seal is not None:
+                raise FeedError("a sealed unit: only a sealed replica (replica init "
+                                "--seal-key) applies it", unit=name)
             if unit.manifest["to_version"] == version:
                 continue  # the snapshot of an empty list (verified: it holds no rows)
-            _apply(index, unit, version)
+            if isinstance(index, SealedReplica):
+                index.apply(unit, version)
+            else:
+                _apply(index, unit, version)
         finally:
             shutil.rmtree(private, ignore_errors=True)
         applied.append(name)

@@ -40,6 +40,7 @@ from sltd.errors import (
     IndexStateError,
     InvalidDate,
     RecordNotFound,
+    SealedReplicaError,
     SourceError,
     ValidationError,
 )
@@ -133,6 +134,11 @@ class Index:
                     if create and store.is_empty(self._db.writer):
                         store.create_schema(self._db.writer, self.clock.now())
                     self.migrated_from = store.migrate(self._db.writer, self.path, progress)
+            if store.get_meta(self._db.cursor(), "sealed_feed_id"):
+                raise SealedReplicaError(
+                    f"{self.path} is a sealed replica: it answers checks (sltd check) and "
+                    "syncs (sltd sync), from numbers it does not hold in plaintext; open "
+                    "it with sltd.sealed.open_sealed", path=self.path)
             self._s = self._db.shared("index", lambda: _Shared(self._db))
         except BaseException:
             self._db.release()

@@ -517,9 +517,13 @@ class Search:
         []
     """
 
-    def __init__(self, keys: Keys, hit_ids: HitIds):
+    def __init__(self, keys: Keys, hit_ids: HitIds,
+                 hashes: Callable[[np.ndarray], np.ndarray] = matrix_hashes):
         self.keys = keys
         self.hit_ids = hit_ids
+        #: The hash of folded keys (a uint8 matrix, one a row) that the keys are found
+        #: by: the key hash, or a sealed replica's keyed tags (:mod:`sltd.sealed`).
+        self.hashes = hashes
 
     def check(self, number: str, doc_type: str | None, country: str | None, *,
               ncb: str, now: float, exact_only: bool = False, reading: Reading = TYPED,
@@ -556,7 +560,7 @@ class Search:
         found: set[bytes] = set()
         for start in range(0, len(variants), _PROBE_CHUNK):
             chunk = variants[start:start + _PROBE_CHUNK]
-            present = keys.present(matrix_hashes(chunk), qcountry)
+            present = keys.present(self.hashes(chunk), qcountry)
             found.update(bytes(r) for r in chunk[np.flatnonzero(present)])
         fold = folded.decode("ascii")
         folds = [f for f in (v.rstrip(b"\0").decode("ascii") for v in found) if f != fold]

@@ -1,0 +1,640 @@
+"""Sealed replicas: a national copy of the list in which no document number is stored in
+plaintext, for posts whose devices may be lost or stolen.
+
+``sltd publish DIR --sealed SEAL_KEY`` writes a feed (:mod:`sltd.feed`, same signing,
+units, versions and checks) whose records are sealed under a 32-byte *seal key* that the
+publisher shares with its sealed replicas (the device key; never in the feed):
+
+- ``tag``: a keyed 64-bit pseudo-random function of the record's folded number
+  (:meth:`SealKey.tags`: AES-256 as a fixed-length CBC-MAC over the fold zero-padded to
+  32 bytes, truncated). First-level lookups work on tags: a check tags the folded query
+  and each of its edit-1 variants the same way (one vectorized AES call for ~500 of
+  them), so exact hits, look-alike near hits and one-edit near misses are found as on a
+  plain replica.
+- ``number``: the record's number, AES-GCM encrypted under a key derived from its fold
+  (HMAC-SHA256 of the fold under a sub-key): opened only for a record whose fold the
+  query, or one of its variants, has.
+- ``details``: the second-level fields (status, owner NCB, place and dates), AES-GCM
+  encrypted under a key derived from the record's number, type and country: opened only
+  for a hit, by the officer who has it.
+- ``doc_type``, ``country`` and ``review_date`` in plaintext (a first-level answer
+  carries the first two; a record past its review date must stop hitting without
+  being opened), and a ``rid`` (a keyed hash of number, type and country) by which a
+  delta replaces or withdraws a record.
+
+Each unit also carries the issuers' alphabets (which characters their listed numbers
+carry at each position, :mod:`sltd.alphabets`), as sets of characters and not counts:
+the near-miss policy needs them, and they are what the sealed list tells of its numbers'
+formats.
+
+Threat model (README, "Sealed replicas"): a copy of the sealed feed or replica *without
+the seal key* shows record counts per country and type, review dates and the
+alphabets, and nothing of any number. A thief *with the seal key* (the replica's device
+and its key file) can test a candidate number at the cost of one AES tag (~0.1 µs a
+candidate in bulk), so enumerating a country's number format is a brute force over its
+space: 10^9 for nine digits, 26 x 10^7 for a letter and seven digits; the README gives
+the times measured here. Sealing protects against casual reading of a lost device, and
+makes listed numbers cost a search over their format, not a read.
+
+Example:
+    >>> key = SealKey(bytes(32))
+    >>> key.tag(b"X1234567") == int(key.tags(np.frombuffer(b"X1234567", np.uint8)
+    ...                                      .reshape(1, 8))[0])
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hmac
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sltd import store
+from sltd.alphabets import MIN_COUNT, MIN_SHARE
+from sltd.audit import AuditLog
+from sltd.clock import Clock, SystemClock, timestamp_of
+from sltd.database import Database
+from sltd.errors import FeedError, IndexStateError
+from sltd.keyhash import key_matrix
+from sltd.keyset import KeySet, Reviews, day_of
+from sltd.model import Hit, ListVersion
+from sltd.normalize import fold_number
+
+if TYPE_CHECKING:
+    from sltd.feed import _Unit
+    from sltd.mrz import MRZCheck
+
+#: Meta keys of a sealed replica.
+SEALED_FEED, SEAL_KEY_PATH = "sealed_feed_id", "seal_key_path"
+_NONCE = 12
+_DETAILS = ("status", "owner_ncb", "place_of_loss", "date_of_loss", "date_of_issue",
+            "date_of_expiry")
+#: The columns of a sealed records file.
+SEALED_SCHEMA = pa.schema([("rid", pa.binary(16)), ("tag", pa.int64()),
+                           ("doc_type", pa.string()), ("country", pa.string()),
+                           ("review_date", pa.date32()), ("number", pa.binary()),
+                           ("details", pa.binary())])
+#: The columns of a sealed delta's withdrawals.
+RIDS_SCHEMA = pa.schema([("rid", pa.binary(16))])
+_SEALED_TABLES = """
+CREATE TABLE IF NOT EXISTS sealed_records (
+    record_id BIGINT PRIMARY KEY, rid BLOB NOT NULL, tag BIGINT NOT NULL,
+    doc_type VARCHAR NOT NULL, country VARCHAR NOT NULL, review_date DATE,
+    number BLOB NOT NULL, details BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sealed_alphabets (
+    country VARCHAR, doc_type VARCHAR, position INTEGER, chars VARCHAR);
+"""
+
+
+def _aead() -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM
+
+
+def new_seal_key(path: str | os.PathLike[str]) -> Path:
+    """Make a seal key (32 random bytes, hex) at ``path``, mode 0600; never overwrites.
+
+    Raises:
+        FeedError: the file exists.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise FeedError(f"{path} exists; a key is never overwritten (choose another "
+                        "path)") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    return Path(path)
+
+
+def read_seal_key(path: str | os.PathLike[str]) -> SealKey:
+    """The seal key in the file ``path`` (made by :func:`new_seal_key`).
+
+    Raises:
+        FeedError: the file cannot be read or holds no seal key.
+    """
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+        master = bytes.fromhex(text)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise FeedError(f"cannot read the seal key {path}: {e}") from None
+    if len(master) != 32:
+        raise FeedError(f"{path} is not a seal key (32 bytes, hex; make one with "
+                        "sltd publish --new-seal-key)")
+    return SealKey(master)
+
+
+class SealKey:
+    """The sub-keys of a seal key (HKDF-SHA256, one per use) and what is computed with
+    them: tags, record ids, and the keys of a record's number and details."""
+
+    def __init__(self, master: bytes):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        def derive(use: bytes) -> bytes:
+            return HKDF(hashes.SHA256(), 32, salt=None, info=b"sltd seal " + use) \
+                .derive(master)
+
+        #: The key's id (in each sealed manifest: a replica refuses another key's feed).
+        self.id = derive(b"id")[:8].hex()
+        self._tag, self._number = derive(b"tag"), derive(b"number")
+        self._details, self._rid = derive(b"details"), derive(b"rid")
+        self._local = threading.local()
+
+    def _ecb(self) -> Any:
+        """This thread's AES-256-ECB context of the tag key (a context is not shared
+        between threads; ECB keeps no state between calls, so one serves every call)."""
+        enc = getattr(self._local, "ecb", None)
+        if enc is None:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+            enc = self._local.ecb = Cipher(algorithms.AES(self._tag), modes.ECB()).encryptor()
+        return enc
+
+    def tags(self, matrix: np.ndarray) -> np.ndarray:
+        """The tags (int64) of folded keys given as a zero-padded uint8 matrix, one key a
+        row, at most 32 bytes wide: each row is padded to 32 bytes (a fold has no NUL, so
+        the padding is unambiguous) and enciphered as a two-block CBC-MAC,
+        E(E(b0) xor b1), of which the first 8 bytes are the tag."""
+        n = len(matrix)
+        if not n:
+            return np.zeros(0, np.int64)
+        padded = np.zeros((n, 32), np.uint8)
+        padded[:, :matrix.shape[1]] = matrix
+        enc = self._ecb()
+        first = np.frombuffer(enc.update(padded[:, :16].tobytes()), np.uint8).reshape(n, 16)
+        second = enc.update((first ^ padded[:, 16:]).tobytes())
+        return np.frombuffer(second, np.int64).reshape(n, 2)[:, 0].copy()
+
+    def tag(self, folded: bytes) -> int:
+        """:meth:`tags` of one folded key (ASCII bytes): the path of every check."""
+        padded = folded.ljust(32, b"\0")
+        enc = self._ecb()
+        first = int.from_bytes(enc.update(padded[:16]), "little") ^ int.from_bytes(
+            padded[16:], "little")
+        return int.from_bytes(enc.update(first.to_bytes(16, "little"))[:8], "little",
+                              signed=True)
+
+    def number_key(self, fold: bytes) -> bytes:
+        return hmac.digest(self._number, fold, "sha256")
+
+    def details_key(self, number: str, doc_type: str, country: str) -> bytes:
+        return hmac.digest(self._details, f"{number}\x1f{doc_type}\x1f{country}".encode(),
+                           "sha256")
+
+    def rid(self, number: str, doc_type: str, country: str) -> bytes:
+        return hmac.digest(self._rid, f"{number}\x1f{doc_type}\x1f{country}".encode(),
+                           "sha256")[:16]
+
+
+def _seal(aead: Any, key: bytes, plain: bytes) -> bytes:
+    nonce = os.urandom(_NONCE)
+    return nonce + aead(key).encrypt(nonce, plain, None)
+
+
+def _open_sealed(aead: Any, key: bytes, sealed: bytes) -> bytes | None:
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        return bytes(aead(key).decrypt(sealed[:_NONCE], sealed[_NONCE:], None))
+    except InvalidTag:
+        return None
+
+
+def seal_records(records: pa.Table, key: SealKey) -> pa.Table:
+    """Records (loader columns, as a feed unit holds them, plus ``fold``) as sealed rows
+    (:data:`SEALED_SCHEMA`)."""
+    aead = _aead()
+    n = records.num_rows
+    folds = records.column("fold")
+    tags = key.tags(key_matrix(folds)) if n else np.zeros(0, np.int64)
+    numbers = records.column("document_number").to_pylist()
+    types = records.column("document_type").to_pylist()
+    countries = records.column("issuing_country").to_pylist()
+    details = [records.column(c).cast(pa.string()).to_pylist() for c in _DETAILS]
+    rids, sealed_numbers, sealed_details = [], [], []
+    for i, (number, doc_type, country, fold) in enumerate(zip(
+            numbers, types, countries, folds.to_pylist(), strict=True)):
+        rids.append(key.rid(number, doc_type, country))
+        sealed_numbers.append(_seal(aead, key.number_key(fold.encode()), number.encode()))
+        sealed_details.append(_seal(aead, key.details_key(number, doc_type, country),
+                                    json.dumps([d[i] for d in details]).encode()))
+    return pa.table({"rid": pa.array(rids, pa.binary(16)), "tag": pa.array(tags),
+                     "doc_type": records.column("document_type"),
+                     "country": records.column("issuing_country"),
+                     "review_date": records.column("review_date").cast(pa.date32()),
+                     "number": pa.array(sealed_numbers, pa.binary()),
+                     "details": pa.array(sealed_details, pa.binary())},
+                    schema=SEALED_SCHEMA)
+
+
+def sealed_rids(keys: pa.Table, key: SealKey) -> pa.Table:
+    """The ``rid`` of each (number, doc_type, country) of ``keys`` (a delta's
+    withdrawals)."""
+    return pa.table({"rid": pa.array([key.rid(*k) for k in zip(
+        *(keys.column(c).to_pylist() for c in ("number", "doc_type", "country")),
+        strict=True)], pa.binary(16))}, schema=RIDS_SCHEMA)
+
+
+#: The alphabets of a list, as sets of characters (what :func:`sltd.alphabets.carries`
+#: says of each issuer and position), computed by DuckDB over the active records.
+ALPHABETS_SQL = f"""
+WITH chars AS (
+    SELECT country, doc_type, p AS position, substr(number, p + 1, 1) AS ch
+    FROM records, unnest(range(length(number))) AS t(p)),
+counts AS (
+    SELECT country, doc_type, position, ch, count(*) AS n
+    FROM chars GROUP BY country, doc_type, position, ch),
+totals AS (
+    SELECT *, sum(n) OVER (PARTITION BY country, doc_type, position) AS total
+    FROM counts)
+SELECT country, doc_type, position::INTEGER AS position,
+       string_agg(ch, '' ORDER BY ch) AS chars
+FROM totals WHERE n >= {MIN_COUNT} AND n >= total * {MIN_SHARE}
+GROUP BY country, doc_type, position ORDER BY country, doc_type, position"""
+
+
+def is_sealed_replica(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the index file of ``con`` is a sealed replica."""
+    try:
+        return bool(store.get_meta(con, SEALED_FEED))
+    except duckdb.Error:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class _SealedList:
+    """One version of a sealed replica's list, in memory: rows sorted by tag."""
+
+    version: ListVersion
+    keys: KeySet
+    ids: np.ndarray
+    doc_types: np.ndarray
+    countries: np.ndarray
+    offsets: np.ndarray
+    data: np.ndarray
+    reviews: Reviews
+    alphabets: dict[tuple[str, str, int], str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _binary_buffers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    arr = column.combine_chunks().cast(pa.large_binary()) if column.num_chunks else \
+        pa.array([], pa.large_binary())
+    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None \
+        else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def _read_list(con: duckdb.DuckDBPyConnection) -> _SealedList:
+    table = con.sql("SELECT record_id, tag, doc_type, country, review_date, number "
+                    "FROM sealed_records ORDER BY tag").to_arrow_table()
+    tags = table.column("tag").to_numpy().astype(np.int64)
+    keys = KeySet(tags)
+    keys.prepare()
+    ids = table.column("record_id").to_numpy().astype(np.int64)
+    offsets, data = _binary_buffers(table.column("number"))
+    dated = pc.is_valid(table.column("review_date"))
+    reviews = Reviews(ids[dated.to_numpy(zero_copy_only=False)],
+                      table.column("review_date").filter(dated).cast(pa.int32())
+                      .to_numpy().astype(np.int64), until=2**40)
+    alphabets = {(c, t, p): s for c, t, p, s in con.execute(
+        "SELECT country, doc_type, position, chars FROM sealed_alphabets").fetchall()}
+    return _SealedList(store.current_version(con), keys, ids,
+                       np.array(table.column("doc_type").to_pylist(), object),
+                       np.array(table.column("country").to_pylist(), object),
+                       offsets, data, reviews, alphabets)
+
+
+class _Check:
+    """The key-snapshot face of a sealed list for one check (what
+    :class:`sltd.search.Search` reads): rows are opened only for folds the check asks
+    about, and remembered for the check's expiry dates."""
+
+    def __init__(self, lst: _SealedList, key: SealKey,
+                 sealed_details: Callable[[Sequence[int]], dict[int, bytes]]):
+        self._list, self._key, self._sealed_details = lst, key, sealed_details
+        self.version = lst.version
+        #: The rows this check opened: record id -> (number, doc_type, country).
+        self.opened: dict[int, tuple[str, str, str]] = {}
+
+    def _rows_of(self, tag: int, folded: bytes, country: str | None = None
+                 ) -> list[tuple[int, str, str, str]]:
+        lst = self._list
+        out: list[tuple[int, str, str, str]] = []
+        i = lst.keys.locate(tag)
+        if i < 0:
+            return out
+        aead, key = _aead(), self._key.number_key(folded)
+        fold = folded.decode("ascii")
+        tags = lst.keys._array
+        while i < len(tags) and tags[i] == tag:
+            if country is None or lst.countries[i] == country:
+                sealed = lst.data[lst.offsets[i]:lst.offsets[i + 1]].tobytes()
+                plain = _open_sealed(aead, key, sealed)
+                if plain is not None and fold_number(number := plain.decode()) == fold:
+                    row = (int(lst.ids[i]), number, str(lst.doc_types[i]),
+                           str(lst.countries[i]))
+                    self.opened[row[0]] = row[1:]
+                    out.append(row)
+            i += 1
+        return out
+
+    def lookup(self, folded: bytes) -> list[tuple[int, str, str, str]]:
+        return self._rows_of(self._key.tag(folded), folded)
+
+    def present(self, tags: np.ndarray, country: str | None = None) -> np.ndarray:
+        found = self._list.keys.contains_any(tags)
+        if country is not None and found.any():
+            lst = self._list
+            for j in np.flatnonzero(found).tolist():
+                i = lst.keys.locate(int(tags[j]))
+                ok = False
+                while i < len(lst.ids) and lst.keys._array[i] == tags[j]:
+                    ok = ok or lst.countries[i] == country
+                    i += 1
+                found[j] = ok
+        return found
+
+    def rows(self, folds: Sequence[str], hashes: Sequence[int] | None = None
+             ) -> list[tuple[int, str, str, str]]:
+        out = []
+        for fold in folds:
+            folded = fold.encode("ascii")
+            out += self._rows_of(self._key.tag(folded), folded)
+        return out
+
+    def carries(self, country: str, doc_type: str, position: int, ch: str) -> bool:
+        return ch in self._list.alphabets.get((country, doc_type, position), "")
+
+    def expiries(self, record_ids: Sequence[int]) -> dict[int, dt.date | None]:
+        """The expiry dates of records this check opened (their details opened with
+        the key of their number, type and country)."""
+        out: dict[int, dt.date | None] = {}
+        for record_id, details in _details(self._key, self._sealed_details(record_ids),
+                                           self.opened).items():
+            out[record_id] = dt.date.fromisoformat(details["date_of_expiry"]) \
+                if details.get("date_of_expiry") else None
+        return out
+
+
+def _details(key: SealKey, sealed: dict[int, bytes],
+             opened: dict[int, tuple[str, str, str]]) -> dict[int, dict[str, Any]]:
+    aead, out = _aead(), {}
+    for record_id, blob in sealed.items():
+        if record_id not in opened:
+            continue
+        plain = _open_sealed(aead, key.details_key(*opened[record_id]), blob)
+        if plain is not None:
+            out[record_id] = dict(zip(_DETAILS, json.loads(plain), strict=True))
+    return out
+
+
+class _Holder:
+    """What :class:`sltd.search.Search` asks of its keys: the snapshot and the lapsed."""
+
+    def __init__(self, replica: SealedReplica):
+        self._replica = replica
+
+    def snapshot(self) -> Any:
+        return self._replica._check_view()
+
+    def lapsed(self, at: float) -> frozenset[int]:
+        return self._replica._list.reviews.lapsed(day_of(at))
+
+
+class SealedReplica:
+    """A sealed replica (:mod:`sltd.sealed`): checks (exact, partial, near misses, with
+    the plain replica's answers), the details of a hit, its feed's sync. Made by
+    :func:`sltd.feed.init_replica` with a seal key; opened by :func:`open_sealed`.
+
+    Thread-safe for checks; one sync at a time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, seal_key: str | os.PathLike[str]
+                 | None = None, clock: Clock | None = None, create: bool = False):
+        from sltd.search import HitIds, Search
+
+        self.path = os.fspath(path)
+        self.clock = clock or SystemClock()
+        self._timestamp = timestamp_of(self.clock)
+        self._db = Database.open(self.path, create=create)
+        try:
+            con = self._db.cursor()
+            if create:
+                with self._db.write() as wcon:
+                    store.create_schema(wcon, self.clock.now())
+                    wcon.execute(_SEALED_TABLES)
+            elif not is_sealed_replica(con):
+                raise IndexStateError(f"{self.path} is not a sealed replica", path=self.path)
+            where = seal_key or store.get_meta(con, SEAL_KEY_PATH)
+            if not where:
+                raise FeedError("a sealed replica needs its seal key (--seal-key)")
+            self.key = read_seal_key(where)
+            self.seal_key_path = os.fspath(Path(where).resolve())
+            self._audit = AuditLog(self._db)
+            self.hit_ids = HitIds(bytes.fromhex(store.get_meta(con, "hit_secret") or ""))
+            self.home_ncb = store.get_meta(con, "home_ncb") or ""
+            self._list = _read_list(con)
+            self._search = Search(_Holder(self), self.hit_ids, hashes=self.key.tags)  # type: ignore[arg-type]
+        except BaseException:
+            self._db.release()
+            raise
+        self._closed = False
+
+    # --- what feed.sync reads of a replica
+
+    @property
+    def replica_of(self) -> str | None:
+        return store.get_meta(self._db.cursor(), SEALED_FEED)
+
+    @property
+    def list_version(self) -> ListVersion:
+        return self._list.version
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+    def set_home_ncb(self, ncb: str, *, officer: str = "") -> None:
+        """Record the NCB this replica belongs to: the searching NCB of its checks
+        (audited)."""
+        from sltd.workflow import ncb_code
+
+        code = ncb_code(ncb, "ncb")
+        now = self.clock.now()
+        with self._db.write(on_rollback=self._audit.invalidate) as con:
+            old = store.get_meta(con, "home_ncb")
+            store.set_meta(con, "home_ncb", code)
+            self._audit.write(con, now, "setting", actor=officer or None,
+                              subject="home_ncb", result=f"{old or '(unset)'} -> {code}")
+        self.home_ncb = code
+
+    def _searching(self, ncb: str | None) -> str:
+        from sltd.index import _ncb
+
+        return _ncb(ncb, "ncb") if ncb else self.home_ncb
+
+    def _check_view(self) -> _Check:
+        return _Check(self._list, self.key, self._sealed_details)
+
+    def _sealed_details(self, record_ids: Sequence[int]) -> dict[int, bytes]:
+        if not record_ids:
+            return {}
+        return dict(self._db.cursor().execute(
+            "SELECT record_id, details FROM sealed_records WHERE record_id = ANY(?)",
+            [list(record_ids)]).fetchall())
+
+    # --- checks
+
+    def check(self, number: str, doc_type: str | None = None, country: str | None = None,
+              *, exact_only: bool = False, ncb: str | None = None, officer: str = "",
+              expiry: dt.date | str | None = None, leads: bool = False) -> list[Hit]:
+        """As :meth:`sltd.Index.check`, from the sealed list."""
+        from sltd.index import _expiry, _summary
+        from sltd.model import TYPED, Reading
+
+        who = self._searching(ncb)
+        at = self._timestamp()
+        view = self._check_view()
+        reading = TYPED if expiry is None else Reading(expiry=_expiry(expiry))
+        hits = self._search.check(number, doc_type, country, ncb=who, now=at,
+                                  exact_only=exact_only, reading=reading, leads=leads,
+                                  expiries=view.expiries, snapshot=view)  # type: ignore[arg-type]
+        self._audit.record_check(at, officer, who, number, doc_type, country,
+                                 _summary(hits), view.version.version)
+        return hits
+
+    def check_mrz(self, mrz: str | Sequence[str], *, exact_only: bool = False,
+                  ncb: str | None = None, officer: str = "", leads: bool = False
+                  ) -> MRZCheck:
+        """As :meth:`sltd.Index.check_mrz`, from the sealed list."""
+        from sltd.index import _summary
+        from sltd.mrz import MRZCheck, parse_mrz
+
+        read = parse_mrz(mrz)
+        who = self._searching(ncb)
+        at = self._timestamp()
+        view = self._check_view()
+        hits = self._search.check_mrz(read, ncb=who, now=at, exact_only=exact_only,
+                                      leads=leads, expiries=view.expiries,
+                                      snapshot=view)  # type: ignore[arg-type]
+        self._audit.record_check(at, officer, who, read.number, read.doc_type,
+                                 read.country, _summary(hits), view.version.version)
+        return MRZCheck(read, hits)
+
+    def details(self, hit: Hit, *, ncb: str | None = None, officer: str = ""
+                ) -> dict[str, Any]:
+        """The second-level details of a hit this replica gave (its hit id, bound to the
+        searching NCB), opened with the key of the hit's number, type and country:
+        ``number, type, country`` and :data:`_DETAILS`. Audited as a reveal.
+
+        Raises:
+            HitIdError: the hit id is not one of this replica's, or has expired.
+            RecordNotFound: the record left the list since.
+        """
+        from sltd.errors import RecordNotFound
+
+        who = self._searching(ncb)
+        record_id = self.hit_ids.verify(hit.hit_id, who, now=self.clock.now()).record_id
+        opened = {record_id: (hit.number, str(hit.doc_type), hit.country)}
+        found = _details(self.key, self._sealed_details([record_id]), opened)
+        if record_id not in found:
+            raise RecordNotFound(number=hit.number, doc_type=str(hit.doc_type),
+                                 country=hit.country)
+        with self._db.write(on_rollback=self._audit.invalidate) as con:
+            self._audit.write(con, self.clock.now(), "reveal", actor=officer or None,
+                              ncb=who, subject=f"{hit.number} {hit.doc_type} {hit.country}",
+                              result=f"sealed details; list version "
+                                     f"{self._list.version.version}")
+        return {"number": hit.number, "type": str(hit.doc_type), "country": hit.country,
+                **found[record_id]}
+
+    # --- the feed
+
+    def apply(self, unit: _Unit, at_version: int) -> None:
+        """Apply a verified sealed unit in one transaction, onto ``at_version``: its
+        withdrawals and its records (replacing those with the same rid), its alphabets,
+        its list version; then the in-memory list is read again."""
+        files = unit.manifest["files"]
+        name = "sealed.parquet" if "sealed.parquet" in files else "sealed-upserts.parquet"
+        records = pq.read_table(unit.path / name)
+        gone = pq.read_table(unit.path / "sealed-withdrawals.parquet") \
+            if "sealed-withdrawals.parquet" in files else None
+        alphabets = pq.read_table(unit.path / "alphabets.parquet")
+        now = self.clock.now()
+        with self._db.write(on_rollback=self._audit.invalidate) as con:
+            current = store.current_version(con).version
+            if current != at_version:
+                raise FeedError(f"the list is at version {current}, not {at_version} as "
+                                "the change expects (changed meanwhile); nothing applied")
+            con.register("_sealed_in", records)
+            try:
+                if gone is not None and gone.num_rows:
+                    con.register("_sealed_gone", gone)
+                    con.execute("DELETE FROM sealed_records WHERE rid IN "
+                                "(SELECT rid FROM _sealed_gone)")
+                    con.unregister("_sealed_gone")
+                con.execute("DELETE FROM sealed_records WHERE rid IN "
+                            "(SELECT rid FROM _sealed_in)")
+                base = int(store.get_meta(con, "next_record_id") or 1)
+                con.execute("""INSERT INTO sealed_records SELECT
+                    $base + row_number() OVER () - 1, rid, tag, doc_type, country,
+                    review_date, number, details FROM _sealed_in""", {"base": base})
+                store.set_meta(con, "next_record_id", str(base + records.num_rows))
+            finally:
+                con.unregister("_sealed_in")
+            con.execute("DELETE FROM sealed_alphabets")
+            con.register("_alphabets_in", alphabets)
+            con.execute("INSERT INTO sealed_alphabets SELECT * FROM _alphabets_in")
+            con.unregister("_alphabets_in")
+            version = unit.to_version
+            store.new_version(con, version.committed_at or now, "sync",
+                              f"feed {unit.manifest['feed_id']}", records.num_rows,
+                              version.version)
+            self._audit.write(con, now, "sync", actor=f"feed {unit.manifest['feed_id']}",
+                              subject=unit.name,
+                              result=f"{records.num_rows} sealed records, "
+                                     f"{gone.num_rows if gone is not None else 0} "
+                                     f"withdrawn; list version {version.version}")
+        self._list = _read_list(self._db.cursor())
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._audit.close()
+            self._db.release()
+
+    def __enter__(self) -> SealedReplica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_sealed(path: str | os.PathLike[str], *, seal_key: str | os.PathLike[str] | None
+                = None, clock: Clock | None = None) -> SealedReplica:
+    """Open a sealed replica (its seal key: ``seal_key``, else the file it was made
+    with).
+
+    Raises:
+        IndexStateError: the file is not a sealed replica.
+        FeedError: the seal key cannot be read.
+    """
+    return SealedReplica(path, seal_key=seal_key, clock=clock)

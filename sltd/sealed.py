@@ -12,8 +12,8 @@ publisher shares with its sealed replicas (the device key; never in the feed):
   them), so exact hits, look-alike near hits and one-edit near misses are found as on a
   plain replica.
 - ``number``: the record's number, AES-GCM encrypted under a key derived from its fold
-  (HMAC-SHA256 of the fold under a sub-key): opened only for a record whose fold the
-  query, or one of its variants, has.
+  (the same construction under another sub-key): opened only for a record whose fold
+  the query, or one of its variants, has.
 - ``details``: the second-level fields (status, owner NCB, place and dates), AES-GCM
   encrypted under a key derived from the record's number, type and country: opened only
   for a hit, by the officer who has it.
@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hmac
-import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -56,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,7 +66,6 @@ from sltd.audit import AuditLog
 from sltd.clock import Clock, SystemClock, timestamp_of
 from sltd.database import Database
 from sltd.errors import FeedError, IndexStateError
-from sltd.keyhash import key_matrix
 from sltd.keyset import KeySet, Reviews, day_of
 from sltd.model import Hit, ListVersion
 from sltd.normalize import fold_number
@@ -139,70 +137,87 @@ def read_seal_key(path: str | os.PathLike[str]) -> SealKey:
 
 class SealKey:
     """The sub-keys of a seal key (HKDF-SHA256, one per use) and what is computed with
-    them: tags, record ids, and the keys of a record's number and details."""
+    them: the tag of a fold, the key of a record's number (from its fold), the key of its
+    details and its rid (from its number, type and country).
+
+    Each is AES-256 used as a two-block CBC-MAC over the input zero-padded to 32 bytes,
+    E(E(b0) xor b1), a pseudo-random function of fixed-length inputs (a fold is at most
+    24 characters, and "number, type, country" at most 31; none has a NUL, so the padding
+    is unambiguous). Computed in bulk with one AES-ECB call per block for a whole column
+    (~0.05 µs a row), or for one input with two (~1 µs).
+    """
+
+    _USES = ("tag", "number", "details", "rid")
 
     def __init__(self, master: bytes):
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-        def derive(use: bytes) -> bytes:
-            return HKDF(hashes.SHA256(), 32, salt=None, info=b"sltd seal " + use) \
+        def derive(use: str) -> bytes:
+            return HKDF(hashes.SHA256(), 32, salt=None, info=b"sltd seal " + use.encode()) \
                 .derive(master)
 
         #: The key's id (in each sealed manifest: a replica refuses another key's feed).
-        self.id = derive(b"id")[:8].hex()
-        self._tag, self._number = derive(b"tag"), derive(b"number")
-        self._details, self._rid = derive(b"details"), derive(b"rid")
+        self.id = derive("id")[:8].hex()
+        self._keys = {use: derive(use) for use in self._USES}
         self._local = threading.local()
 
-    def _ecb(self) -> Any:
-        """This thread's AES-256-ECB context of the tag key (a context is not shared
-        between threads; ECB keeps no state between calls, so one serves every call)."""
-        enc = getattr(self._local, "ecb", None)
+    def _ecb(self, use: str) -> Any:
+        """This thread's AES-256-ECB context of a sub-key (a context is not shared between
+        threads; ECB keeps no state between calls, so one serves every call)."""
+        contexts = getattr(self._local, "ecb", None)
+        if contexts is None:
+            contexts = self._local.ecb = {}
+        enc = contexts.get(use)
         if enc is None:
             from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-            enc = self._local.ecb = Cipher(algorithms.AES(self._tag), modes.ECB()).encryptor()
+            enc = contexts[use] = Cipher(algorithms.AES(self._keys[use]),
+                                         modes.ECB()).encryptor()
         return enc
 
-    def tags(self, matrix: np.ndarray) -> np.ndarray:
-        """The tags (int64) of folded keys given as a zero-padded uint8 matrix, one key a
-        row, at most 32 bytes wide: each row is padded to 32 bytes (a fold has no NUL, so
-        the padding is unambiguous) and enciphered as a two-block CBC-MAC,
-        E(E(b0) xor b1), of which the first 8 bytes are the tag."""
+    def _macs(self, use: str, matrix: np.ndarray) -> np.ndarray:
+        """The MAC of each row of a zero-padded uint8 matrix (at most 32 wide): (n, 16)."""
         n = len(matrix)
-        if not n:
-            return np.zeros(0, np.int64)
         padded = np.zeros((n, 32), np.uint8)
         padded[:, :matrix.shape[1]] = matrix
-        enc = self._ecb()
+        enc = self._ecb(use)
         first = np.frombuffer(enc.update(padded[:, :16].tobytes()), np.uint8).reshape(n, 16)
-        second = enc.update((first ^ padded[:, 16:]).tobytes())
-        return np.frombuffer(second, np.int64).reshape(n, 2)[:, 0].copy()
+        return np.frombuffer(enc.update((first ^ padded[:, 16:]).tobytes()),
+                             np.uint8).reshape(n, 16)
+
+    def _mac(self, use: str, data: bytes) -> bytes:
+        padded = data.ljust(32, b"\0")
+        enc = self._ecb(use)
+        first = int.from_bytes(enc.update(padded[:16]), "little") ^ int.from_bytes(
+            padded[16:], "little")
+        return bytes(enc.update(first.to_bytes(16, "little")))
+
+    def tags(self, matrix: np.ndarray) -> np.ndarray:
+        """The tags (int64: the first 8 bytes of the MAC) of folded keys given as a
+        zero-padded uint8 matrix, one key a row, at most 32 bytes wide."""
+        if not len(matrix):
+            return np.zeros(0, np.int64)
+        return self._macs("tag", matrix)[:, :8].copy().view(np.int64).ravel()
 
     def tag(self, folded: bytes) -> int:
         """:meth:`tags` of one folded key (ASCII bytes): the path of every check."""
-        padded = folded.ljust(32, b"\0")
-        enc = self._ecb()
-        first = int.from_bytes(enc.update(padded[:16]), "little") ^ int.from_bytes(
-            padded[16:], "little")
-        return int.from_bytes(enc.update(first.to_bytes(16, "little"))[:8], "little",
-                              signed=True)
+        return int.from_bytes(self._mac("tag", folded)[:8], "little", signed=True)
 
     def number_key(self, fold: bytes) -> bytes:
-        return hmac.digest(self._number, fold, "sha256")
+        """The AES-128 key of the number of the records with this fold."""
+        return self._mac("number", fold)
 
     def details_key(self, number: str, doc_type: str, country: str) -> bytes:
-        return hmac.digest(self._details, f"{number}\x1f{doc_type}\x1f{country}".encode(),
-                           "sha256")
+        """The AES-128 key of the details of the record with this key."""
+        return self._mac("details", f"{number}\x1f{doc_type}\x1f{country}".encode())
 
     def rid(self, number: str, doc_type: str, country: str) -> bytes:
-        return hmac.digest(self._rid, f"{number}\x1f{doc_type}\x1f{country}".encode(),
-                           "sha256")[:16]
+        """The id by which a delta replaces or withdraws the record with this key."""
+        return self._mac("rid", f"{number}\x1f{doc_type}\x1f{country}".encode())
 
 
-def _seal(aead: Any, key: bytes, plain: bytes) -> bytes:
-    nonce = os.urandom(_NONCE)
+def _seal(aead: Any, key: bytes, nonce: bytes, plain: bytes) -> bytes:
     return nonce + aead(key).encrypt(nonce, plain, None)
 
 
@@ -215,25 +230,50 @@ def _open_sealed(aead: Any, key: bytes, sealed: bytes) -> bytes | None:
         return None
 
 
+def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A string column (ASCII, at most 32 bytes a value) as an (n, 32) zero-padded uint8
+    matrix."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.string())
+    padded = pc.ascii_rpad(column.cast(pa.large_string()), width=32, padding="\0")
+    offsets = np.frombuffer(padded.buffers()[1], np.int64)[padded.offset:]
+    data = np.frombuffer(padded.buffers()[2], np.uint8)
+    return data[int(offsets[0]):int(offsets[0]) + 32 * len(padded)].reshape(-1, 32)
+
+
+def _exact(records: pa.Table, names: tuple[str, str, str]) -> pa.Array:
+    return pc.binary_join_element_wise(*(records.column(c) for c in names), "\x1f")
+
+
 def seal_records(records: pa.Table, key: SealKey) -> pa.Table:
     """Records (loader columns, as a feed unit holds them, plus ``fold``) as sealed rows
-    (:data:`SEALED_SCHEMA`)."""
+    (:data:`SEALED_SCHEMA`). The tags and the keys of each record are computed for the
+    whole batch at once; each record's number and details are sealed with AES-GCM (a
+    random 96-bit nonce each), ~3 µs a record."""
     aead = _aead()
     n = records.num_rows
-    folds = records.column("fold")
-    tags = key.tags(key_matrix(folds)) if n else np.zeros(0, np.int64)
-    numbers = records.column("document_number").to_pylist()
-    types = records.column("document_type").to_pylist()
-    countries = records.column("issuing_country").to_pylist()
+    if not n:
+        return SEALED_SCHEMA.empty_table()
+    folds = _matrix(records.column("fold"))
+    tags = key.tags(folds)
+    number_keys = key._macs("number", folds).tobytes()
+    exact = _matrix(_exact(records, ("document_number", "document_type", "issuing_country")))
+    details_keys = key._macs("details", exact).tobytes()
+    rids = key._macs("rid", exact).tobytes()
     details = [records.column(c).cast(pa.string()).to_pylist() for c in _DETAILS]
-    rids, sealed_numbers, sealed_details = [], [], []
-    for i, (number, doc_type, country, fold) in enumerate(zip(
-            numbers, types, countries, folds.to_pylist(), strict=True)):
-        rids.append(key.rid(number, doc_type, country))
-        sealed_numbers.append(_seal(aead, key.number_key(fold.encode()), number.encode()))
-        sealed_details.append(_seal(aead, key.details_key(number, doc_type, country),
-                                    json.dumps([d[i] for d in details]).encode()))
-    return pa.table({"rid": pa.array(rids, pa.binary(16)), "tag": pa.array(tags),
+    nonces = os.urandom(2 * _NONCE * n)
+    encode = msgspec.json.encode
+    sealed_numbers, sealed_details = [], []
+    for i, (number, *fields) in enumerate(zip(
+            records.column("document_number").to_pylist(), *details, strict=True)):
+        k, at = 16 * i, 2 * _NONCE * i
+        sealed_numbers.append(_seal(aead, number_keys[k:k + 16], nonces[at:at + _NONCE],
+                                    number.encode()))
+        sealed_details.append(_seal(aead, details_keys[k:k + 16],
+                                    nonces[at + _NONCE:at + 2 * _NONCE], encode(fields)))
+    return pa.table({"rid": pa.FixedSizeBinaryArray.from_buffers(
+                         pa.binary(16), n, [None, pa.py_buffer(rids)]),
+                     "tag": pa.array(tags),
                      "doc_type": records.column("document_type"),
                      "country": records.column("issuing_country"),
                      "review_date": records.column("review_date").cast(pa.date32()),
@@ -245,9 +285,11 @@ def seal_records(records: pa.Table, key: SealKey) -> pa.Table:
 def sealed_rids(keys: pa.Table, key: SealKey) -> pa.Table:
     """The ``rid`` of each (number, doc_type, country) of ``keys`` (a delta's
     withdrawals)."""
-    return pa.table({"rid": pa.array([key.rid(*k) for k in zip(
-        *(keys.column(c).to_pylist() for c in ("number", "doc_type", "country")),
-        strict=True)], pa.binary(16))}, schema=RIDS_SCHEMA)
+    n = keys.num_rows
+    rids = key._macs("rid", _matrix(_exact(keys, ("number", "doc_type", "country")))) \
+        .tobytes() if n else b""
+    return pa.table({"rid": pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), n, [None, pa.py_buffer(rids)])}, schema=RIDS_SCHEMA)
 
 
 #: The alphabets of a list, as sets of characters (what :func:`sltd.alphabets.carries`
@@ -403,7 +445,7 @@ def _details(key: SealKey, sealed: dict[int, bytes],
             continue
         plain = _open_sealed(aead, key.details_key(*opened[record_id]), blob)
         if plain is not None:
-            out[record_id] = dict(zip(_DETAILS, json.loads(plain), strict=True))
+            out[record_id] = dict(zip(_DETAILS, msgspec.json.decode(plain), strict=True))
     return out
 
 

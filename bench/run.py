@@ -39,6 +39,7 @@ def main() -> None:
             ["migrate.py", "--records", "100000"],
             ["load.py", "--sizes", "100000"],
             ["feed.py", "--records", "100000"],
+            ["sealed.py", "--records", "100000", "--queries", "2000"],
         ]
     else:
         runs = [
@@ -50,6 +51,7 @@ def main() -> None:
             ["migrate.py"],
             ["load.py"],
             ["feed.py"],
+            ["sealed.py"],
         ]
     print(f"sltd benchmark suite, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
           f"{'world' if args.world else 'quick' if args.quick else 'full'}")

@@ -14,6 +14,7 @@ The tree::
     │                               (missing file, unknown format, mapped column absent)
     ├── IndexStateError             the index file is missing, of another schema version,
     │   │                           or the operation does not fit its state
+    │   ├── SealedReplicaError      a sealed replica opened as a plain index
     │   └── IndexBusy               another process holds the file (and kept it longer
     │                               than the wait allowed)
     ├── RecordNotFound              no active record has that number, type and country

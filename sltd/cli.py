@@ -740,15 +740,32 @@ def _manifest_rows(path: str) -> int | None:
 @click.argument("hit_id")
 @officer_option
 @ncb_option
+@click.option("--document", nargs=3, metavar="NUMBER TYPE COUNTRY",
+              help="On a sealed replica: the hit's number, type and country (its details "
+              "open only with them).")
 @json_option
 @click.pass_context
 def reveal(ctx: click.Context, hit_id: str, officer: str, ncb: str | None,
-           as_json: bool) -> None:
+           document: tuple[str, str, str] | None, as_json: bool) -> None:
     """Open the details of a hit; alerts the owner NCB, your NCB and the CCC, and starts
     the validation deadline."""
+    from sltd.sealed import SealedReplica
+
     client = _remote(ctx)
-    d = client.reveal(hit_id) if client is not None else \
-        _open(ctx).reveal(hit_id, officer=officer, ncb=ncb)
+    index = _open_replica(ctx) if client is None else None
+    if isinstance(index, SealedReplica):
+        if document is None:
+            raise click.UsageError("a sealed replica opens a hit's details with its "
+                                   "number, type and country: give --document NUMBER "
+                                   "TYPE COUNTRY (as the hit line shows them)")
+        number, doc_type, country = document
+        d = index.reveal(hit_id, number=number, doc_type=doc_type, country=country,
+                         officer=officer, ncb=ncb)
+    elif client is not None:
+        d = client.reveal(hit_id)
+    else:
+        assert index is not None
+        d = index.reveal(hit_id, officer=officer, ncb=ncb)
     if as_json:
         _echo_json(d.as_dict())
         return
@@ -774,7 +791,7 @@ def confirm(ctx: click.Context, case_id: str, officer: str, reason: str | None,
     """The owner NCB confirmed the record: act on the hit."""
     client = _remote(ctx)
     _decided(client.confirm(case_id, reason=reason) if client is not None else
-             _open(ctx).confirm(case_id, officer=officer, reason=reason), as_json)
+             _open_replica(ctx).confirm(case_id, officer=officer, reason=reason), as_json)
 
 
 @cli.command()
@@ -789,7 +806,7 @@ def reject(ctx: click.Context, case_id: str, reason: str, officer: str,
     """The hit is not confirmed: release the holder."""
     client = _remote(ctx)
     _decided(client.reject(case_id, reason=reason) if client is not None else
-             _open(ctx).reject(case_id, officer=officer, reason=reason), as_json)
+             _open_replica(ctx).reject(case_id, officer=officer, reason=reason), as_json)
 
 
 def _decided(case: HitCase, as_json: bool) -> None:
@@ -826,7 +843,7 @@ def hits(ctx: click.Context, states: tuple[str, ...], as_json: bool) -> None:
         now = dt.datetime.now(dt.UTC)
         cases = client.cases(wanted or None)
     else:
-        index = _open(ctx)
+        index = _open_replica(ctx)
         now = index.clock.now()
         cases = index.cases(wanted or None)
     if as_json:

@@ -16,7 +16,8 @@ publisher shares with its sealed replicas (the device key; never in the feed):
   the query, or one of its variants, has.
 - ``details``: the second-level fields (status, owner NCB, place and dates), AES-GCM
   encrypted under a key derived from the record's number, type and country: opened only
-  for a hit, by the officer who has it.
+  for a hit, with the document's number, type and country (:meth:`SealedReplica.reveal`,
+  which opens its case and queues its alerts as on any replica).
 - ``doc_type``, ``country`` and ``review_date`` in plaintext (a first-level answer
   carries the first two; a record past its review date must stop hitting without
   being opened), and a ``rid`` (a keyed hash of number, type and country) by which a
@@ -61,16 +62,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sltd import store
+from sltd import alerts, codes, store, workflow
 from sltd.alphabets import MIN_COUNT, MIN_SHARE
 from sltd.audit import AuditLog
 from sltd.clock import Clock, SystemClock, timestamp_of
 from sltd.database import Database
-from sltd.errors import FeedError, IndexStateError
+from sltd.errors import FeedError, IndexStateError, ValidationError
 from sltd.index import _expiry, _ncb, _summary
 from sltd.keyset import KeySet, Reviews, day_of
-from sltd.model import TYPED, Hit, ListVersion, Reading
-from sltd.normalize import fold_number
+from sltd.model import TYPED, Alert, Hit, HitCase, HitDetails, ListVersion, Reading
+from sltd.normalize import canonical_number, fold_number
 
 if TYPE_CHECKING:
     from sltd.feed import _Unit
@@ -492,20 +493,22 @@ class _Holder:
 
 class SealedReplica:
     """A sealed replica (:mod:`sltd.sealed`): checks (exact, partial, near misses, with
-    the plain replica's answers), the details of a hit, its feed's sync. Made by
+    the plain replica's answers), reveals with their cases and alerts, the outbox, its
+    feed's sync. Made by
     :func:`sltd.feed.init_replica` with a seal key; opened by :func:`open_sealed`.
 
     Thread-safe for checks; one sync at a time.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, seal_key: str | os.PathLike[str]
-                 | None = None, clock: Clock | None = None, create: bool = False):
+                 | None = None, clock: Clock | None = None, create: bool = False,
+                 wait: float | None = None):
         from sltd.search import HitIds, Search
 
         self.path = os.fspath(path)
         self.clock = clock or SystemClock()
         self._timestamp = timestamp_of(self.clock)
-        self._db = Database.open(self.path, create=create)
+        self._db = Database.open(self.path, create=create, wait=wait)
         try:
             con = self._db.cursor()
             if create:
@@ -603,32 +606,80 @@ class SealedReplica:
                                  read.country, _summary(hits), view.version.version)
         return MRZCheck(read, hits)
 
-    def details(self, hit: Hit, *, ncb: str | None = None, officer: str = ""
-                ) -> dict[str, Any]:
-        """The second-level details of a hit this replica gave (its hit id, bound to the
-        searching NCB), opened with the key of the hit's number, type and country:
-        ``number, type, country`` and :data:`_DETAILS`. Audited as a reveal.
+    @property
+    def validation_window(self) -> dt.timedelta:
+        """How long the owner NCB has to confirm a hit (as :attr:`sltd.Index.validation_window`)."""
+        minutes = store.get_meta(self._db.cursor(), "validation_window_minutes")
+        return dt.timedelta(minutes=float(minutes or workflow.DEFAULT_WINDOW_MINUTES))
+
+    def reveal(self, hit_id: str, *, number: str, doc_type: str, country: str,
+               officer: str, ncb: str | None = None) -> HitDetails:
+        """Open the second-level details of a hit this replica gave, with the key of its
+        number, type and country (the hit's: what the officer has in hand), and its case,
+        as :meth:`sltd.Index.reveal` does: the three alerts queued in this replica's
+        outbox, the validation deadline, the audit entry.
 
         Raises:
-            HitIdError: the hit id is not one of this replica's, or has expired.
-            RecordNotFound: the record left the list since.
+            HitIdError: forged, another NCB's, stale; or the record is gone, or is not
+                this number, type and country.
+            ValidationError: unknown NCB or no officer.
         """
-        from sltd.errors import RecordNotFound
-
         who = self._searching(ncb)
-        record_id = self.hit_ids.verify(hit.hit_id, who, now=self.clock.now()).record_id
-        opened = {record_id: (hit.number, str(hit.doc_type), hit.country)}
-        found = _details(self.key, self._sealed_details([record_id]), opened)
-        if record_id not in found:
-            raise RecordNotFound(number=hit.number, doc_type=str(hit.doc_type),
-                                 country=hit.country)
-        with self._db.write(on_rollback=self._audit.invalidate) as con:
-            self._audit.write(con, self.clock.now(), "reveal", actor=officer or None,
-                              ncb=who, subject=f"{hit.number} {hit.doc_type} {hit.country}",
-                              result=f"sealed details; list version "
-                                     f"{self._list.version.version}")
-        return {"number": hit.number, "type": str(hit.doc_type), "country": hit.country,
-                **found[record_id]}
+        if not who:
+            raise ValidationError("no NCB given and the replica has no home NCB: give the "
+                                  "NCB the hit id was issued to (--ncb)", field="ncb",
+                                  value="")
+        key = (canonical_number(number), codes.doc_type_code(doc_type),
+               codes.country_code(country))
+
+        def record_of(con: duckdb.DuckDBPyConnection, record_id: int
+                      ) -> dict[str, Any] | None:
+            row = con.execute("SELECT details FROM sealed_records WHERE record_id = ?",
+                              [record_id]).fetchall()
+            found = _details(self.key, {record_id: row[0][0]} if row else {},
+                             {record_id: key})
+            if record_id not in found:
+                return None
+            d = found[record_id]
+            return {"record_id": record_id, "number": key[0], "doc_type": key[1],
+                    "country": key[2], **d, **{
+                        f: dt.date.fromisoformat(d[f]) if d[f] else None
+                        for f in ("date_of_loss", "date_of_issue", "date_of_expiry")}}
+
+        return workflow.reveal(self._db, self._audit, self.hit_ids, hit_id,
+                               officer=officer, ncb=who, now=self.clock.now(),
+                               window=self.validation_window, record_of=record_of)
+
+    def confirm(self, case_id: str, *, officer: str, reason: str | None = None) -> HitCase:
+        """As :meth:`sltd.Index.confirm`."""
+        return workflow.decide(self._db, self._audit, case_id, confirmed=True,
+                               officer=officer, reason=reason, now=self.clock.now())
+
+    def reject(self, case_id: str, *, officer: str, reason: str) -> HitCase:
+        """As :meth:`sltd.Index.reject`."""
+        return workflow.decide(self._db, self._audit, case_id, confirmed=False,
+                               officer=officer, reason=reason, now=self.clock.now())
+
+    def cases(self, states: Sequence[str] | None = None) -> list[HitCase]:
+        """As :meth:`sltd.Index.cases`."""
+        return workflow.list_cases(self._db.cursor(),
+                                   [str(s) for s in states] if states else None)
+
+    def escalate_overdue(self) -> list[HitCase]:
+        """As :meth:`sltd.Index.escalate_overdue`."""
+        return workflow.escalate(self._db, self._audit, self.clock.now())
+
+    def deliver_alerts(self, router: alerts.Router, *, limit: int = 1000
+                       ) -> alerts.DeliveryReport:
+        """As :meth:`sltd.Index.deliver_alerts`: the outbox, delivered when a sink is
+        reachable, with the alerts' original times."""
+        return alerts.deliver(self._db, self._audit, router, self.clock.now(), limit=limit)
+
+    def alerts(self, *, case_id: str | None = None, undelivered: bool = False
+               ) -> list[Alert]:
+        """As :meth:`sltd.Index.alerts`."""
+        return alerts.list_alerts(self._db.cursor(), case_id=case_id,
+                                  undelivered=undelivered)
 
     # --- the feed
 
@@ -693,7 +744,8 @@ class SealedReplica:
 
 
 def open_sealed(path: str | os.PathLike[str], *, seal_key: str | os.PathLike[str] | None
-                = None, clock: Clock | None = None) -> SealedReplica:
+                = None, clock: Clock | None = None, wait: float | None = None
+                ) -> SealedReplica:
     """Open a sealed replica (its seal key: ``seal_key``, else the file it was made
     with).
 
@@ -701,4 +753,4 @@ def open_sealed(path: str | os.PathLike[str], *, seal_key: str | os.PathLike[str
         IndexStateError: the file is not a sealed replica.
         FeedError: the seal key cannot be read.
     """
-    return SealedReplica(path, seal_key=seal_key, clock=clock)
+    return SealedReplica(path, seal_key=seal_key, clock=clock, wait=wait)

@@ -30,10 +30,11 @@ import dataclasses
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from sltd.alerts import JsonlSink, Router
 from sltd.clock import Clock
-from sltd.errors import IndexBusy
+from sltd.errors import IndexBusy, SealedReplicaError
 from sltd.index import open_index
 from sltd.model import HitCase
 from sltd.sources import refuse_overwrite
@@ -63,7 +64,7 @@ def run(path: str, router: Router, *, interval: float = 5.0, once: bool = False,
     rounds: list[Round] = []
     while True:
         try:
-            with open_index(path, clock=clock, wait=wait) as index:
+            with _open(path, clock, wait) as index:
                 escalated = index.escalate_overdue()
                 report = index.deliver_alerts(router)
             done = Round(tuple(escalated), report.delivered, report.failed, report.unrouted)
@@ -74,6 +75,16 @@ def run(path: str, router: Router, *, interval: float = 5.0, once: bool = False,
             on_round(done)
         if once or stop.wait(interval):
             return rounds
+
+
+def _open(path: str, clock: Clock | None, wait: float | None) -> Any:
+    """The index, or the sealed replica (:mod:`sltd.sealed`), whose outbox is watched."""
+    try:
+        return open_index(path, clock=clock, wait=wait)
+    except SealedReplicaError:
+        from sltd.sealed import open_sealed
+
+        return open_sealed(path, clock=clock, wait=wait)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -38,14 +39,17 @@ DEFAULT_WINDOW_MINUTES = 60
 
 
 def reveal(db: Database, audit: AuditLog, hit_ids: HitIds, hit_id: str, *, officer: str,
-           ncb: str, now: dt.datetime, window: dt.timedelta) -> HitDetails:
+           ncb: str, now: dt.datetime, window: dt.timedelta,
+           record_of: Callable[[duckdb.DuckDBPyConnection, int], dict[str, Any] | None]
+           = store.record_by_id) -> HitDetails:
     """Open the second level of a verified hit: the case, its three alerts and the audit
-    entry in one transaction (see :meth:`sltd.Index.reveal`)."""
+    entry in one transaction (see :meth:`sltd.Index.reveal`). ``record_of`` reads the
+    hit's record (a sealed replica opens its details, :mod:`sltd.sealed`)."""
     ncb = ncb_code(ncb)
     officer = person(officer, "officer")
     token = hit_ids.verify(str(hit_id), ncb, now=now)
     with db.write(on_rollback=audit.invalidate) as con:
-        record = store.record_by_id(con, token.record_id)
+        record = record_of(con, token.record_id)
         if record is None:
             raise HitIdError(f"the record of hit id {hit_id!r} was withdrawn or changed "
                              "since the check: check the document again",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sltd import FeedError, IndexStateError, ManualClock, Record, open_index
-from sltd.errors import HitIdError, SealedReplicaError
+from sltd.errors import SealedReplicaError
 from sltd.feed import init_replica, new_key, publish, sync
 from sltd.sealed import SealKey, new_seal_key, open_sealed, read_seal_key
 from sltd.synth import ERROR_KINDS, inject_error, synth_mrz, synth_records
@@ -128,19 +128,35 @@ def test_no_listed_number_appears_in_any_byte_of_the_sealed_feed(world):
     assert leaked == []
 
 
-def test_details_open_only_for_a_hit_of_the_searching_ncb(world):
+def test_a_reveal_opens_the_details_a_case_and_its_alerts_for_the_searching_ncb(world):
+    """A hit's details open with the key of its number, type and country, for the NCB its
+    hit id was issued to; the case and its three alerts are queued in the replica's own
+    outbox and delivered, with their original times, once a sink is reachable."""
+    from sltd import HitIdError
+    from sltd.alerts import MemorySink, Router
+
     d, src, plain, sealed, *_ = world
     hit = sealed.check("L898902C3", "P", "UTO", ncb="DEU")[0]
-    assert sealed.details(hit, ncb="DEU") == {
-        "number": "L898902C3", "type": "P", "country": "UTO", "status": "revoked",
-        "owner_ncb": None, "place_of_loss": None, "date_of_loss": None,
-        "date_of_issue": None, "date_of_expiry": "2031-04-15"}
-    with pytest.raises(HitIdError):
-        sealed.details(hit, ncb="FRA")  # another NCB's
-    rows = sealed._db.cursor().execute(
-        "SELECT action, subject FROM audit WHERE action IN ('check', 'reveal') "
-        "ORDER BY seq DESC LIMIT 1").fetchall()
-    assert rows == [("reveal", "L898902C3 P UTO")]
+    with pytest.raises(HitIdError):  # another NCB's
+        sealed.reveal(hit.hit_id, number=hit.number, doc_type="P", country="UTO",
+                      officer="K. Weber", ncb="FRA")
+    with pytest.raises(HitIdError):  # not the document the hit was
+        sealed.reveal(hit.hit_id, number="L898902C4", doc_type="P", country="UTO",
+                      officer="K. Weber", ncb="DEU")
+    details = sealed.reveal(hit.hit_id, number=hit.number, doc_type="P", country="UTO",
+                            officer="K. Weber", ncb="DEU")
+    assert (details.number, details.status.value, details.owner,
+            str(details.date_of_expiry)) == ("L898902C3", "revoked", "UTO", "2031-04-15")
+    assert sorted(a.recipient for a in sealed.alerts(case_id=details.case_id)) == [
+        "CCC", "owner:UTO", "searching:DEU"]
+    sink = MemorySink()
+    report = sealed.deliver_alerts(Router({"*": sink}))
+    assert report.delivered == 3
+    assert [c.case_id for c in sealed.cases(["pending"])] == [details.case_id]
+    assert sealed.confirm(details.case_id, officer="UTO duty officer").state.value == \
+        "confirmed"
+    assert sealed._db.cursor().execute(
+        "SELECT count(*) FROM audit WHERE action = 'reveal'").fetchall() == [(1,)]
 
 
 def test_a_record_stops_hitting_at_its_review_date(tmp_path):
@@ -238,6 +254,20 @@ def test_cli_publish_sealed_replica_init_check_and_sync(tmp_path):
     r = run(cli, ["--db", post, "check", "X1234567", "--type", "P", "--country", "FRA"])
     assert (r.exit_code, r.output.split()[:2]) == (1, ["HIT", "exact"])
     assert "replica: list version 1" in r.output
+    hit_id = next(w for w in r.output.split() if w.startswith("hit_id="))[len("hit_id="):]
+    r = run(cli, ["--db", post, "reveal", hit_id, "--officer", "K. Weber"])
+    assert r.exit_code == 2
+    assert "--document" in r.output
+    r = run(cli, ["--db", post, "reveal", hit_id, "--officer", "K. Weber", "--document",
+                  "X1234567", "P", "FRA"])
+    assert r.exit_code == 0, r.output
+    assert "X1234567 P FRA is STOLEN" in r.output
+    alerts = tmp_path / "alerts.jsonl"
+    r = run(cli, ["--db", post, "watch", "--once", "--sink", str(alerts)])
+    assert r.exit_code == 0, r.output
+    assert len(alerts.read_text().splitlines()) == 3
+    r = run(cli, ["--db", post, "hits"])
+    assert (r.exit_code, r.output.split()[1:3]) == (0, ["pending", "X1234567"])
     r = run(cli, ["--db", post, "check", "Q7654321", "--type", "P", "--country", "FRA"])
     assert (r.exit_code, r.output.splitlines()[0]) == (0, "no hit: not listed")
     with open_index(db) as ix:

@@ -452,6 +452,10 @@ class _Check:
             out += self._rows_of(self._key.tag(folded), folded)
         return out
 
+    def lapsed(self, at: float) -> frozenset[int]:
+        """The ids of this list's records whose review date has come at ``at``."""
+        return self._list.reviews.lapsed(day_of(at))
+
     def carries(self, country: str, doc_type: str, position: int, ch: str) -> bool:
         return ch in self._list.alphabets.get((country, doc_type, position), "")
 
@@ -488,7 +492,7 @@ class _Holder:
         return self._replica._check_view()
 
     def lapsed(self, at: float) -> frozenset[int]:
-        return self._replica._list.reviews.lapsed(day_of(at))
+        return self._replica._check_view().lapsed(at)
 
 
 class SealedReplica:
@@ -584,7 +588,8 @@ class SealedReplica:
         reading = TYPED if expiry is None else Reading(expiry=_expiry(expiry))
         hits = self._search.check(number, doc_type, country, ncb=who, now=at,
                                   exact_only=exact_only, reading=reading, leads=leads,
-                                  expiries=view.expiries, snapshot=view)  # type: ignore[arg-type]
+                                  expiries=view.expiries, snapshot=view,  # type: ignore[arg-type]
+                                  lapsed=view.lapsed)
         self._audit.record_check(at, officer, who, number, doc_type, country,
                                  _summary(hits), view.version.version)
         return hits
@@ -601,7 +606,8 @@ class SealedReplica:
         view = self._check_view()
         hits = self._search.check_mrz(read, ncb=who, now=at, exact_only=exact_only,
                                       leads=leads, expiries=view.expiries,
-                                      snapshot=view)  # type: ignore[arg-type]
+                                      snapshot=view,  # type: ignore[arg-type]
+                                      lapsed=view.lapsed)
         self._audit.record_check(at, officer, who, read.number, read.doc_type,
                                  read.country, _summary(hits), view.version.version)
         return MRZCheck(read, hits)

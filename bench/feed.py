@@ -32,10 +32,28 @@ from _common import (  # noqa: E402
     sample_queries,
 )
 
-from sltd import open_index  # noqa: E402
+from sltd import Index, open_index  # noqa: E402
 from sltd.feed import init_replica, new_key, publish, sync  # noqa: E402
 
 UPDATES, NEW, WITHDRAWN = 89_000, 10_000, 1_000  # a 100k-change delta
+
+
+def change_100k(ix: Index, path: Path) -> None:
+    """The 100k changes of a delta: updates, new records, withdrawals, on the index of
+    the records in ``path``."""
+    records_ = pq.read_table(path)
+    status = records_.column("status").to_pylist()[:UPDATES]
+    updates = records_.slice(0, UPDATES).set_column(
+        records_.schema.get_field_index("status"), "status",
+        pa.array(["lost" if s == "revoked" else "revoked" for s in status]))
+    new = records_.slice(UPDATES, NEW).set_column(
+        0, "document_number", pa.array([f"NEWFEED{i:07d}" for i in range(NEW)]))
+    gone = records_.slice(UPDATES + NEW, WITHDRAWN)
+    ix.load(pa.concat_tables([updates, new]))
+    for number, doc_type, country in zip(
+            *(gone.column(c).to_pylist() for c in ("document_number", "document_type",
+                                                   "issuing_country")), strict=True):
+        ix.withdraw(number, doc_type, country)
 
 
 def run(n: int) -> list[tuple]:
@@ -62,24 +80,8 @@ def run(n: int) -> list[tuple]:
         replica = init_replica(work / "post.duckdb", work / "feed", pub)
         init = time.perf_counter() - t
         replica.close()
-        # the 100k changes: updates, new records, withdrawals
-        records_ = pq.read_table(path)
-        status = records_.column("status").to_pylist()[:UPDATES]
-        updates = records_.slice(0, UPDATES).set_column(
-            records_.schema.get_field_index("status"), "status",
-            pa.array(["lost" if s == "revoked" else "revoked" for s in status]))
-        new = records_.slice(UPDATES, NEW).set_column(
-            0, "document_number",
-            pa.array([f"NEWFEED{i:07d}" for i in range(NEW)]))
-        gone = records_.slice(UPDATES + NEW, WITHDRAWN)
         with open_index(db) as ix:
-            ix.load(pa.concat_tables([updates, new]))
-            for number, doc_type, country in zip(
-                    *(gone.column(c).to_pylist() for c in ("document_number",
-                                                           "document_type",
-                                                           "issuing_country")),
-                    strict=True):
-                ix.withdraw(number, doc_type, country)
+            change_100k(ix, path)
             delta = publish(ix, work / "feed", key)
             version = ix.list_version.version
         with open_index(work / "post.duckdb") as replica:

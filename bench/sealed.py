@@ -1,7 +1,8 @@
 """Sealed replicas (sltd.sealed), 10M records: the sealed snapshot publish and replica
 init, and checks on the sealed replica against a plain replica of the same list in the
-same run (the issue's target: sealed check p50 within 2x of the plain one's); plus what
-a thief holding the seal key pays per candidate number (bulk tags per second).
+same run (the issue's target: sealed check p50 within 2x of the plain one's), a
+100k-change delta published and applied both ways; plus what a thief holding the seal
+key pays per candidate number (bulk tags per second).
 
 Query mix: listed documents (exact), the same with one injected error of each kind
 (near misses), and clean numbers of each issuer's shape (prefix + digits, two letters +
@@ -35,9 +36,10 @@ from _common import (  # noqa: E402
     records_parquet,
     sample_queries,
 )
+from feed import change_100k  # noqa: E402
 
 from sltd import open_index  # noqa: E402
-from sltd.feed import init_replica, new_key, publish  # noqa: E402
+from sltd.feed import init_replica, new_key, publish, sync  # noqa: E402
 from sltd.sealed import new_seal_key, read_seal_key  # noqa: E402
 from sltd.synth import ERROR_KINDS, inject_error  # noqa: E402
 
@@ -92,6 +94,18 @@ def run(n: int, k: int) -> list[tuple]:
         same = sum(1 for q in mix[:2000] if
                    [(h.number, h.match) for h in sealed.check(*q, leads=True)] ==
                    [(h.number, h.match) for h in plain.check(*q, leads=True)])
+        # a 100k-change delta (bench/feed.py's), published and applied both ways
+        with open_index(db) as ix:
+            change_100k(ix, path)
+            plain_delta = publish(ix, work / "plain", key)
+            sealed_delta = publish(ix, work / "sealed", key, sealed=seal)
+        t = time.perf_counter()
+        sync(plain)
+        plain_apply = time.perf_counter() - t
+        t = time.perf_counter()
+        sync(sealed)
+        sealed_apply = time.perf_counter() - t
+        assert sealed.list_version == plain.list_version
         plain.close()
         sealed.close()
         # a thief with the seal key: tags of candidate nine-digit numbers, in bulk
@@ -110,6 +124,10 @@ def run(n: int, k: int) -> list[tuple]:
              f"{size['sealed'] / size['plain']:.1f}x"),
             (f"[{label}] replica init from the snapshot", f"{sealed_init:.1f} s",
              f"{plain_init:.1f} s (plain)", f"{sealed_init / plain_init:.1f}x"),
+            (f"[{label}] 100k-change delta: publish / apply to the {label} replica",
+             f"{sealed_delta.seconds:.2f} s / {sealed_apply:.2f} s",
+             f"{plain_delta.seconds:.2f} s / {plain_apply:.2f} s (plain)",
+             f"{sealed_apply / plain_apply:.1f}x (apply)"),
             *rows,
             (f"[{label}] same hits, sealed and plain (first 2,000 queries of the mix)",
              f"{same:,} / 2,000", "-", "-"),

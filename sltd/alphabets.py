@@ -123,6 +123,28 @@ def carries(tables: tuple[Alphabets, ...], country: int, doc_type: int, position
     return count >= MIN_COUNT and count >= total * MIN_SHARE
 
 
+def character_sets(tables: tuple[Alphabets, ...], less: Alphabets | None = None
+                   ) -> list[tuple[int, int, str]]:
+    """Every (issuer slot, position, characters) where :func:`carries` says some
+    characters are in the alphabet, the characters as one sorted string: the alphabets
+    as sets, computed for all issuers at once (what a sealed feed carries,
+    :mod:`sltd.sealed`)."""
+    parts = [t for t in (*tables, less) if t is not None and len(t.slots)]
+    if not parts:
+        return []
+    slots = np.unique(np.concatenate([t.slots for t in parts]))
+    counts = np.zeros((len(slots), MAX_LENGTH, _WIDTH), np.int64)
+    for table in tables:
+        counts[np.searchsorted(slots, table.slots)] += table.counts
+    if less is not None and len(less.slots):
+        counts[np.searchsorted(slots, less.slots)] -= less.counts
+    total = counts.sum(axis=2, keepdims=True)
+    carried = (counts >= MIN_COUNT) & (counts >= total * MIN_SHARE)
+    letters = np.frombuffer(ALPHABET, "S1")
+    return [(int(slots[i]), int(p), b"".join(sorted(letters[carried[i, p]])).decode())
+            for i, p in zip(*np.nonzero(carried.any(axis=2)), strict=True)]
+
+
 class AlphabetCounter:
     """Counts characters batch by batch (a key file is built in batches): dense counters
     over every possible issuer of ``names`` countries, compacted by :meth:`result`."""

@@ -415,6 +415,8 @@ def _publish(index: Index, directory: Path, signer: Any, start: float, seal: Sea
                         "of its own")
     units: list[tuple[str, int, int]] = known["units"] if known else []
     last = units[-1][2] if units else None
+    # the key snapshot (read before the transaction below, which may be its cursor's)
+    snap = index._s.keys.snapshot() if seal is not None else None
     con = index._db.cursor()
     con.begin()  # one read snapshot: the version and its rows agree
     try:
@@ -454,8 +456,16 @@ def _publish(index: Index, directory: Path, signer: Any, start: float, seal: Sea
                                           sealed.SEALED_SCHEMA)
                 files[file] = {"rows": rows}
             if seal is not None:
-                files["alphabets.parquet"] = {"rows": _write_parquet(
-                    con, sealed.ALPHABETS_SQL, {}, tmp / "alphabets.parquet")}
+                # from the published key snapshot's counts when it is this version (a
+                # 10M-record list: ~0.1 s, against ~20 s for DuckDB to count anew)
+                if snap is not None and snap.version == current:
+                    sets = snap.alphabet_sets().sort_by(
+                        [(c, "ascending") for c in ("country", "doc_type", "position")])
+                    pq.write_table(sets, tmp / "alphabets.parquet", compression="zstd")
+                    files["alphabets.parquet"] = {"rows": sets.num_rows}
+                else:
+                    files["alphabets.parquet"] = {"rows": _write_parquet(
+                        con, sealed.ALPHABETS_SQL, {}, tmp / "alphabets.parquet")}
             for file, about in files.items():
                 about.update(sha256=_sha256(tmp / file), bytes=(tmp / file).stat().st_size)
             manifest = {

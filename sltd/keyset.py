@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sltd import store
-from sltd.alphabets import ALPHABET, AlphabetCounter, Alphabets, carries
+from sltd.alphabets import ALPHABET, AlphabetCounter, Alphabets, carries, character_sets
 from sltd.codes import DOC_TYPES
 from sltd.errors import IndexStateError
 from sltd.keyhash import (
@@ -858,6 +858,19 @@ class KeySnapshot:
         if version is None or version <= self.version:
             return self
         return KeySnapshot(self.base, self.delta, self.withdrawn, version, self.gone)
+
+    def alphabet_sets(self) -> pa.Table:
+        """The issuers' alphabets as :func:`carries` reads them, as sets: ``country,
+        doc_type, position, chars`` (what a sealed feed carries, :mod:`sltd.sealed`)."""
+        names = self.delta.names
+        rows = character_sets((self.base.alphabets, self.delta.alphabets), self.gone)
+        return pa.table({
+            "country": pa.array([names[slot // len(_TYPE_CODES)] for slot, _, _ in rows],
+                                pa.string()),
+            "doc_type": pa.array([_TYPE_CODES[slot % len(_TYPE_CODES)]
+                                  for slot, _, _ in rows], pa.string()),
+            "position": pa.array([p for _, p, _ in rows], pa.int32()),
+            "chars": pa.array([c for _, _, c in rows], pa.string())})
 
     @property
     def max_id(self) -> int:

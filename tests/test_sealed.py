@@ -280,3 +280,20 @@ def test_cli_publish_sealed_replica_init_check_and_sync(tmp_path):
     r = run(cli, ["--db", post, "load", db])
     assert r.exit_code == 3
     assert "sealed replica" in r.output
+
+
+def test_the_alphabets_from_the_key_snapshot_are_those_duckdb_counts(tmp_path):
+    """A sealed unit's alphabets come from the published key snapshot's counts (base,
+    delta, less the withdrawn): the same sets DuckDB counts from the records."""
+    from sltd.sealed import ALPHABETS_SQL
+
+    with open_index(str(tmp_path / "s.duckdb"), create=True) as ix:
+        ix.load(synth_records(20000, seed=3))
+        for key in _listed(ix)[:200]:
+            ix.withdraw(*key)
+        ix.load(synth_records(3000, seed=4))
+        fast = ix._s.keys.snapshot().alphabet_sets().sort_by(
+            [(c, "ascending") for c in ("country", "doc_type", "position")])
+        counted = ix._db.cursor().sql(ALPHABETS_SQL).to_arrow_table()
+        assert fast.num_rows > 1000
+        assert fast.to_pylist() == counted.to_pylist()

@@ -330,14 +330,13 @@ def is_sealed_replica(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class _SealedList:
-    """One version of a sealed replica's list, in memory: rows sorted by tag."""
+class _Part:
+    """Rows of a sealed list in memory, sorted by tag (memoryviews: indexing one gives a
+    Python int or slice, ~10x cheaper than a NumPy scalar): the tag, the record id, the
+    type and country, where each sealed number starts in ``data``; and the review days
+    of the rows that have one."""
 
-    version: ListVersion
     keys: KeySet
-    #: Per row, sorted by tag (memoryviews: indexing one gives a Python int or slice,
-    #: ~10x cheaper than a NumPy scalar): the tag, the record id, where its sealed number
-    #: starts in ``data``.
     tags: memoryview
     ids: memoryview
     doc_types: _Codes
@@ -345,10 +344,36 @@ class _SealedList:
     offsets: memoryview
     data: memoryview
     reviews: Reviews
-    alphabets: dict[tuple[str, str, int], str]
+    max_id: int
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SealedList:
+    """One version of a sealed replica's list, in memory: a base part, the rows added
+    since it was read (a sync reads only those), and the ids withdrawn since (replaced
+    rows included). Immutable: a sync makes a new one, swapped in with one assignment."""
+
+    version: ListVersion
+    parts: tuple[_Part, ...]
+    withdrawn: frozenset[int]
+    count: int
+    alphabets: dict[tuple[str, str, int], str]
+    _lapsed: dict[int, frozenset[int]] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def lapsed(self, day: int) -> frozenset[int]:
+        """The ids whose review day is ``day`` or earlier (cached for the day)."""
+        found = self._lapsed.get(day)
+        if found is None:
+            found = frozenset().union(*(p.reviews.lapsed(day) for p in self.parts))
+            self._lapsed.clear()
+            self._lapsed[day] = found
+        return found
 
 
 class _Codes:
@@ -376,9 +401,11 @@ def _binary_buffers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
-def _read_list(con: duckdb.DuckDBPyConnection) -> _SealedList:
-    table = con.sql("SELECT record_id, tag, doc_type, country, review_date, number "
-                    "FROM sealed_records ORDER BY tag").to_arrow_table()
+def _read_part(con: duckdb.DuckDBPyConnection, after_id: int = 0) -> _Part:
+    """The rows with a record id above ``after_id``."""
+    table = con.sql("""SELECT record_id, tag, doc_type, country, review_date, number
+        FROM sealed_records WHERE record_id > $after ORDER BY tag""",
+                    params={"after": after_id}).to_arrow_table()
     tags = table.column("tag").to_numpy().astype(np.int64)
     keys = KeySet(tags)
     keys.prepare()
@@ -388,11 +415,50 @@ def _read_list(con: duckdb.DuckDBPyConnection) -> _SealedList:
     reviews = Reviews(ids[dated.to_numpy(zero_copy_only=False)],
                       table.column("review_date").filter(dated).cast(pa.int32())
                       .to_numpy().astype(np.int64), until=2**40)
-    alphabets = {(c, t, p): s for c, t, p, s in con.execute(
+    return _Part(keys, tags.data, ids.data, _Codes(table.column("doc_type")),
+                 _Codes(table.column("country")), offsets.data, data.data, reviews,
+                 int(ids.max()) if len(ids) else after_id)
+
+
+def _alphabets(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int], str]:
+    return {(c, t, p): s for c, t, p, s in con.execute(
         "SELECT country, doc_type, position, chars FROM sealed_alphabets").fetchall()}
-    return _SealedList(store.current_version(con), keys, tags.data, ids.data,
-                       _Codes(table.column("doc_type")), _Codes(table.column("country")),
-                       offsets.data, data.data, reviews, alphabets)
+
+
+def _count(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT count(*) FROM sealed_records").fetchall()[0][0])
+
+
+def _read_list(con: duckdb.DuckDBPyConnection) -> _SealedList:
+    """The whole list, read anew: one part."""
+    con.begin()
+    try:
+        part = _read_part(con)
+        return _SealedList(store.current_version(con), (part,), frozenset(), len(part),
+                           _alphabets(con))
+    finally:
+        con.commit()
+
+
+def _after_sync(con: duckdb.DuckDBPyConnection, old: _SealedList, gone: Sequence[int]
+                ) -> _SealedList:
+    """The list after a sync that removed the rows ``gone`` and added rows above the
+    base's ids: the base kept, the rows since read again (few), the withdrawn grown; or,
+    once those outgrow a sixteenth of the base, the whole list read anew."""
+    base = old.parts[0]
+    withdrawn = old.withdrawn | frozenset(gone)
+    con.begin()
+    try:
+        count = _count(con)
+        if count - len(base) + 2 * len(withdrawn) > len(base) // 16:
+            part = _read_part(con)
+            return _SealedList(store.current_version(con), (part,), frozenset(), count,
+                               _alphabets(con))
+        since = _read_part(con, base.max_id)
+        return _SealedList(store.current_version(con), (base, since), withdrawn, count,
+                           _alphabets(con))
+    finally:
+        con.commit()
 
 
 class _Check:
@@ -407,41 +473,48 @@ class _Check:
         #: The rows this check opened: record id -> (number, doc_type, country).
         self.opened: dict[int, tuple[str, str, str]] = {}
 
-    def _rows_of(self, tag: int, folded: bytes, country: str | None = None
-                 ) -> list[tuple[int, str, str, str]]:
-        lst = self._list
+    def _rows_of(self, tag: int, folded: bytes) -> list[tuple[int, str, str, str]]:
         out: list[tuple[int, str, str, str]] = []
-        i = lst.keys.locate(tag)
-        if i < 0:
-            return out
-        opener = _aead()(self._key.number_key(folded))
-        fold = folded.decode("ascii")
-        tags, offsets, data = lst.tags, lst.offsets, lst.data
-        while i < len(tags) and tags[i] == tag:
-            if country is None or lst.countries[i] == country:
-                plain = _open_sealed(opener, data[offsets[i]:offsets[i + 1]])
-                if plain is not None and fold_number(number := plain.decode()) == fold:
-                    row = (lst.ids[i], number, lst.doc_types[i], lst.countries[i])
-                    self.opened[row[0]] = row[1:]
-                    out.append(row)
-            i += 1
+        opener = None
+        withdrawn = self._list.withdrawn
+        for part in self._list.parts:
+            i = part.keys.locate(tag)
+            if i < 0:
+                continue
+            if opener is None:
+                opener = _aead()(self._key.number_key(folded))
+                fold = folded.decode("ascii")
+            tags, offsets, data = part.tags, part.offsets, part.data
+            while i < len(tags) and tags[i] == tag:
+                record_id = part.ids[i]
+                if record_id not in withdrawn:
+                    plain = _open_sealed(opener, data[offsets[i]:offsets[i + 1]])
+                    if plain is not None and fold_number(number := plain.decode()) == fold:
+                        row = (record_id, number, part.doc_types[i], part.countries[i])
+                        self.opened[record_id] = row[1:]
+                        out.append(row)
+                i += 1
         return out
 
     def lookup(self, folded: bytes) -> list[tuple[int, str, str, str]]:
         return self._rows_of(self._key.tag(folded), folded)
 
     def present(self, tags: np.ndarray, country: str | None = None) -> np.ndarray:
-        found = self._list.keys.contains_any(tags)
-        if country is not None and found.any():
-            lst = self._list
-            for j in np.flatnonzero(found).tolist():
-                tag = int(tags[j])
-                i = lst.keys.locate(tag)
-                ok = False
-                while i < len(lst.tags) and lst.tags[i] == tag:
-                    ok = ok or lst.countries[i] == country
-                    i += 1
-                found[j] = ok
+        """Mask of the tags listed (anywhere, or in ``country``): a superset (withdrawn
+        rows count), which costs a lookup, never a hit."""
+        found = np.zeros(len(tags), bool)
+        for part in self._list.parts:
+            here = part.keys.contains_any(tags)
+            if country is not None and here.any():
+                for j in np.flatnonzero(here).tolist():
+                    tag = int(tags[j])
+                    i = part.keys.locate(tag)
+                    ok = False
+                    while not ok and i < len(part.tags) and part.tags[i] == tag:
+                        ok = part.countries[i] == country
+                        i += 1
+                    here[j] = ok
+            found |= here
         return found
 
     def rows(self, folds: Sequence[str], hashes: Sequence[int] | None = None
@@ -454,7 +527,7 @@ class _Check:
 
     def lapsed(self, at: float) -> frozenset[int]:
         """The ids of this list's records whose review date has come at ``at``."""
-        return self._list.reviews.lapsed(day_of(at))
+        return self._list.lapsed(day_of(at))
 
     def carries(self, country: str, doc_type: str, position: int, ch: str) -> bool:
         return ch in self._list.alphabets.get((country, doc_type, position), "")
@@ -692,7 +765,8 @@ class SealedReplica:
     def apply(self, unit: _Unit, at_version: int) -> None:
         """Apply a verified sealed unit in one transaction, onto ``at_version``: its
         withdrawals and its records (replacing those with the same rid), its alphabets,
-        its list version; then the in-memory list is read again."""
+        its list version; then the in-memory list takes the rows it added and drops
+        those it removed (:func:`_after_sync`)."""
         files = unit.manifest["files"]
         name = "sealed.parquet" if "sealed.parquet" in files else "sealed-upserts.parquet"
         records = pq.read_table(unit.path / name)
@@ -706,14 +780,17 @@ class SealedReplica:
                 raise FeedError(f"the list is at version {current}, not {at_version} as "
                                 "the change expects (changed meanwhile); nothing applied")
             con.register("_sealed_in", records)
+            removed: list[int] = []
             try:
                 if gone is not None and gone.num_rows:
                     con.register("_sealed_gone", gone)
-                    con.execute("DELETE FROM sealed_records WHERE rid IN "
-                                "(SELECT rid FROM _sealed_gone)")
+                    removed += [r[0] for r in con.execute(
+                        "DELETE FROM sealed_records WHERE rid IN "
+                        "(SELECT rid FROM _sealed_gone) RETURNING record_id").fetchall()]
                     con.unregister("_sealed_gone")
-                con.execute("DELETE FROM sealed_records WHERE rid IN "
-                            "(SELECT rid FROM _sealed_in)")
+                removed += [r[0] for r in con.execute(
+                    "DELETE FROM sealed_records WHERE rid IN (SELECT rid FROM _sealed_in) "
+                    "RETURNING record_id").fetchall()]
                 base = int(store.get_meta(con, "next_record_id") or 1)
                 con.execute("""INSERT INTO sealed_records SELECT
                     $base + row_number() OVER () - 1, rid, tag, doc_type, country,
@@ -734,7 +811,7 @@ class SealedReplica:
                               result=f"{records.num_rows} sealed records, "
                                      f"{gone.num_rows if gone is not None else 0} "
                                      f"withdrawn; list version {version.version}")
-        self._list = _read_list(self._db.cursor())
+        self._list = _after_sync(self._db.cursor(), self._list, removed)
 
     def close(self) -> None:
         if not self._closed:

@@ -114,6 +114,27 @@ def test_a_sealed_replica_gives_the_hits_of_a_plain_one_at_each_version(world):
     queries = _queries(_listed(src), seed=8) + queries
     assert (sealed.list_version, len(sealed)) == (plain.list_version, len(plain))
     assert _answers(sealed, queries) == _answers(plain, queries)
+    # small deltas: the sealed list keeps its base and reads only the rows since
+    for round_ in range(2):
+        clock.advance(hours=1)
+        listed = _listed(src)
+        for number, doc_type, country in listed[round_ * 7:round_ * 7 + 3]:
+            src.withdraw(number, doc_type, country)
+        number, doc_type, country = listed[-1]
+        src.upsert([Record(number, doc_type, country, "revoked"),  # an update
+                    Record(f"X99{round_}4567", "P", "FRA", "stolen"),
+                    Record(f"X99{round_}4568", "P", "FRA", "lost")])
+        publish(src, d / "plain", key)
+        publish(src, d / "sealed", key, sealed=seal)
+        sync(plain)
+        sync(sealed)
+        assert len(sealed._list.parts) == 2  # base + the rows since
+        assert (sealed.list_version, len(sealed)) == (plain.list_version, len(plain))
+        queries = [(f"X99{round_}4567", "P", "FRA", None),
+                   (f"X99{round_}4566", "P", "FRA", None),
+                   *((n, t, c, None) for n, t, c in listed[:20]),
+                   *queries]
+        assert _answers(sealed, queries) == _answers(plain, queries)
 
 
 def test_no_listed_number_appears_in_any_byte_of_the_sealed_feed(world):

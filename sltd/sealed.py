@@ -246,6 +246,8 @@ def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     matrix."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], pa.string())
+    if len(column) and (pc.max(pc.binary_length(column)).as_py() or 0) > 32:
+        raise ValueError("a sealed key is at most 32 bytes")  # the loader allows 31
     padded = pc.ascii_rpad(column.cast(pa.large_string()), width=32, padding="\0")
     offsets = np.frombuffer(padded.buffers()[1], np.int64)[padded.offset:]
     data = np.frombuffer(padded.buffers()[2], np.uint8)

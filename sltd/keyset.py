@@ -1027,12 +1027,14 @@ class Reviews:
         ([7], [7, 9])
     """
 
-    __slots__ = ("ids", "days", "until", "_day", "_lapsed")
+    __slots__ = ("ids", "days", "until", "_cached")
 
     def __init__(self, ids: np.ndarray, days: np.ndarray, until: int):
         order = np.argsort(days, kind="stable")
         self.ids, self.days, self.until = ids[order], days[order], until
-        self._day, self._lapsed = -1, frozenset[int]()
+        # (day, its lapsed ids) in one attribute: threads checking either side of
+        # midnight replace it whole, so none reads one day's set under another's label
+        self._cached: tuple[int, frozenset[int]] = (-1, frozenset())
 
     @classmethod
     def of(cls, table: pa.Table, until: int) -> Reviews:
@@ -1043,10 +1045,12 @@ class Reviews:
 
     def lapsed(self, day: int) -> frozenset[int]:
         """The ids whose review day is ``day`` or earlier (cached for the day)."""
-        if day != self._day:
+        cached_day, found = self._cached
+        if day != cached_day:
             n = int(np.searchsorted(self.days, day, side="right"))
-            self._lapsed, self._day = frozenset(self.ids[:n].tolist()), day
-        return self._lapsed
+            found = frozenset(self.ids[:n].tolist())
+            self._cached = (day, found)
+        return found
 
 
 def day_of(at: float) -> int:

@@ -286,3 +286,17 @@ def test_any_history_of_loads_withdrawals_and_reopens_answers_like_a_dict(tmp_pa
         for n in numbers:
             assert bool(ix.check(n, "P", "FRA", exact_only=True)) == (n in listed), (op, n)
     ix.close()
+
+
+def test_review_lapses_alternating_days_are_each_days_own():
+    """Threads checking either side of midnight ask for two days in turn: each gets its
+    own day's lapsed records (the cache holds a day and its set as one value)."""
+    import numpy as np
+
+    from sltd.keyset import Reviews
+
+    r = Reviews(np.array([7, 9]), np.array([20000, 20001]), until=20030)
+    for _ in range(3):
+        assert r.lapsed(20000) == {7}
+        assert r.lapsed(20001) == {7, 9}
+        assert r.lapsed(19999) == frozenset()
